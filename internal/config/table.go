@@ -1,0 +1,175 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// setting binds a configuration name to its default (written as in a
+// config file, which is also what $name expands to when unset) and to the
+// code that stores a value in Settings.
+type setting struct {
+	name string
+	def  string
+	set  func(*Settings, string) error
+}
+
+// field makes a setter from a pointer to a Settings field and a value parser.
+func field[T any](get func(*Settings) *T, parse func(string) (T, error)) func(*Settings, string) error {
+	return func(s *Settings, v string) error {
+		x, err := parse(v)
+		if err != nil {
+			return err
+		}
+		*get(s) = x
+		return nil
+	}
+}
+
+// settingTable lists every top-level setting usher interprets. It is built
+// on each call so that no package state can be changed.
+func settingTable() []setting {
+	return append(dovecotSettings(), usherSettings()...)
+}
+
+// dovecotSettings are Dovecot 2.3 settings that usher honours, with
+// Dovecot's defaults except base_dir and state_dir, which name usher's own
+// directories.
+func dovecotSettings() []setting {
+	return []setting{
+		{"protocols", "imap pop3 lmtp", field(func(s *Settings) *[]string { return &s.Protocols }, asProtocols)},
+		{"listen", "*, ::", field(func(s *Settings) *[]string { return &s.Listen }, asList)},
+		{"base_dir", "/run/usher", field(func(s *Settings) *string { return &s.BaseDir }, asString)},
+		{"state_dir", "/var/lib/usher", field(func(s *Settings) *string { return &s.StateDir }, asString)},
+		{"ssl", "yes", field(func(s *Settings) *string { return &s.SSL }, oneOf("no", "yes", "required"))},
+		{"ssl_cert", "", field(func(s *Settings) *string { return &s.SSLCert }, asString)},
+		{"ssl_key", "", field(func(s *Settings) *string { return &s.SSLKey }, asString)},
+		{"ssl_min_protocol", "TLSv1.2", field(func(s *Settings) *string { return &s.SSLMinProtocol },
+			oneOf("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "ANY", "LATEST"))},
+		{"disable_plaintext_auth", "yes", field(func(s *Settings) *bool { return &s.DisablePlaintextAuth }, parseBool)},
+		{"login_trusted_networks", "", field(func(s *Settings) *[]netip.Prefix { return &s.LoginTrustedNetworks }, asNetworks)},
+		{"login_greeting", "Dovecot ready.", field(func(s *Settings) *string { return &s.LoginGreeting }, asString)},
+		{"login_proxy_timeout", "30 secs", field(func(s *Settings) *time.Duration { return &s.LoginProxyTimeout }, ParseDuration)},
+		{"mail_max_userip_connections", "10", field(func(s *Settings) *int { return &s.MailMaxUserIPConnections }, asUint)},
+		{"auth_username_format", "%Lu", field(func(s *Settings) *string { return &s.AuthUsernameFormat }, asString)},
+		{"doveadm_password", "", field(func(s *Settings) *string { return &s.DoveadmPassword }, asString)},
+		{"doveadm_api_key", "", field(func(s *Settings) *string { return &s.DoveadmAPIKey }, asString)},
+		{"doveadm_allowed_commands", "", field(func(s *Settings) *[]string { return &s.DoveadmAllowedCommands }, asList)},
+		{"director_servers", "", field(func(s *Settings) *[]string { return &s.DirectorServers }, asList)},
+		{"director_mail_servers", "", field(func(s *Settings) *string { return &s.DirectorMailServers }, asString)},
+		{"director_user_expire", "15 mins", field(func(s *Settings) *time.Duration { return &s.DirectorUserExpire }, parseSeconds)},
+		{"director_username_hash", "%Lu", field(func(s *Settings) *string { return &s.DirectorUsernameHash }, asString)},
+		{"director_user_kick_delay", "2 secs", field(func(s *Settings) *time.Duration { return &s.DirectorUserKickDelay }, parseSeconds)},
+		{"director_max_parallel_moves", "100", field(func(s *Settings) *int { return &s.DirectorMaxParallelMoves }, asUint)},
+		{"director_max_parallel_kicks", "100", field(func(s *Settings) *int { return &s.DirectorMaxParallelKicks }, asUint)},
+		{"haproxy_trusted_networks", "", field(func(s *Settings) *[]netip.Prefix { return &s.HAProxyTrustedNetworks }, asNetworks)},
+		{"haproxy_timeout", "3 secs", field(func(s *Settings) *time.Duration { return &s.HAProxyTimeout }, parseSeconds)},
+		{"imap_max_line_length", "64 k", field(func(s *Settings) *int { return &s.ImapMaxLineLength }, asSize)},
+	}
+}
+
+// usherSettings are usher's own additions, all in one place. Dovecot has no
+// such settings; the backend_* ones replace what a Dovecot director learned
+// from its passdb (the proxy port) and the usher_* ones bound what an
+// unauthenticated client may do.
+func usherSettings() []setting {
+	return []setting{
+		{"backend_imap_port", "143", field(func(s *Settings) *int { return &s.BackendIMAPPort }, parsePort)},
+		{"backend_pop3_port", "110", field(func(s *Settings) *int { return &s.BackendPOP3Port }, parsePort)},
+		{"backend_lmtp_port", "24", field(func(s *Settings) *int { return &s.BackendLMTPPort }, parsePort)},
+		{"backend_sieve_port", "4190", field(func(s *Settings) *int { return &s.BackendSievePort }, parsePort)},
+		{"backend_doveadm_port", "0", field(func(s *Settings) *int { return &s.BackendDoveadmPort }, parsePort)},
+		{"backend_ssl", "no", field(func(s *Settings) *string { return &s.BackendSSL }, oneOf("no", "yes", "starttls"))},
+		{"usher_login_timeout", "60 secs", field(func(s *Settings) *time.Duration { return &s.UsherLoginTimeout }, ParseDuration)},
+		{"usher_max_prelogin_commands", "30", field(func(s *Settings) *int { return &s.UsherMaxPreloginCommands }, asUint)},
+	}
+}
+
+func lookupSetting(name string) (setting, bool) {
+	for _, s := range settingTable() {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// variableDefault is what $name expands to when the file has not set name:
+// the default of a setting usher knows, or "" for another Dovecot setting
+// (whose default usher does not track).
+func variableDefault(name string) (string, bool) {
+	if s, ok := lookupSetting(name); ok {
+		return s.def, true
+	}
+	return "", isDovecotSetting(name)
+}
+
+func asString(v string) (string, error) { return v, nil }
+
+// asList splits on commas and white space, as Dovecot does for listen and
+// similar list settings.
+func asList(v string) ([]string, error) {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }), nil
+}
+
+func asProtocols(v string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Fields(v) {
+		switch p {
+		case "none":
+		case "imap", "pop3", "lmtp", "sieve":
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		default:
+			return nil, fmt.Errorf("Unknown protocol: %s", p)
+		}
+	}
+	return out, nil
+}
+
+// asNetworks reads a list of IP networks; a bare address is a network of
+// one (/32 or /128).
+func asNetworks(v string) ([]netip.Prefix, error) {
+	fields, _ := asList(v)
+	out := make([]netip.Prefix, 0, len(fields))
+	for _, f := range fields {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("Invalid network: %s", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func asUint(v string) (int, error) { return parseUint(v, math.MaxUint32) }
+
+func asSize(v string) (int, error) {
+	n, err := ParseSize(v)
+	if err != nil {
+		return 0, err
+	}
+	if n > math.MaxInt {
+		return 0, fmt.Errorf("Invalid size: %s: too large", v)
+	}
+	return int(n), nil
+}
+
+func oneOf(choices ...string) func(string) (string, error) {
+	return func(v string) (string, error) {
+		if slices.Contains(choices, v) {
+			return v, nil
+		}
+		return "", fmt.Errorf("Invalid value %q (use %s)", v, strings.Join(choices, ", "))
+	}
+}
