@@ -1,0 +1,218 @@
+package doveadm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// adminTimeout bounds one director-admin exchange: ring-sync commands may wait up to 30 s
+// for the ring before answering (reference 4.7), so leave room beyond that.
+const adminTimeout = 45 * time.Second
+
+// adminConn is a doveadm-side director-admin connection.
+type adminConn struct {
+	c       net.Conn
+	br      *bufio.Reader
+	pending []byte
+	writers sync.WaitGroup
+}
+
+// errCode carries the exit code a failed director exchange maps to.
+type errCode int
+
+func (e errCode) Error() string { return "exit " + strconv.Itoa(int(e)) }
+
+func exitOf(err error) int {
+	var ec errCode
+	if errors.As(err, &ec) {
+		return int(ec)
+	}
+	return exTempFail
+}
+
+// dialDirector connects and does the VERSION handshake. An unreachable socket or a failed
+// handshake kills 2.3's doveadm-server; spec 0 answers 75 instead, and 76 for a peer that
+// is not a director-admin server.
+func (c *cmdCtx) dialDirector() (*adminConn, error) {
+	path, _ := c.str("socket-path")
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	nc, err := c.svc.DialAdmin(ctx, path)
+	if err != nil {
+		c.log.Error("director-admin connect failed", "socket", path, "err", err)
+		return nil, errCode(exTempFail)
+	}
+	a := &adminConn{c: nc, br: bufio.NewReader(nc)}
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	a.sendRaw("VERSION\tdirector-doveadm\t1\t0")
+	line, err := a.readLine()
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	if !strings.HasPrefix(line, "VERSION\tdirector-doveadm\t1\t") {
+		c.log.Error("director-admin: incompatible handshake", "line", line)
+		a.close()
+		return nil, errCode(exProtocol)
+	}
+	nc.SetDeadline(time.Now().Add(adminTimeout))
+	if dl, ok := c.ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	return a, nil
+}
+
+func (a *adminConn) close() {
+	a.c.Close()
+	a.writers.Wait()
+}
+
+// send queues a command line, tab-escaping the arguments.
+func (a *adminConn) send(fields ...string) error {
+	for i := range fields {
+		if i > 0 {
+			fields[i] = tabEscape(fields[i])
+		}
+	}
+	return a.sendRaw(strings.Join(fields, "\t"))
+}
+
+// sendRaw queues a line whose fields are already escaped (or deliberately not). Lines go
+// out when the next reply is read: writing runs concurrently with reading, because an
+// unbuffered in-process pipe would otherwise deadlock when both sides write at once (the
+// greeting and our VERSION, or several commands sent before their replies are read).
+func (a *adminConn) sendRaw(line string) error {
+	a.pending = append(a.pending, line+"\n"...)
+	return nil
+}
+
+func (a *adminConn) flush() {
+	if len(a.pending) == 0 {
+		return
+	}
+	buf := a.pending
+	a.pending = nil
+	a.writers.Add(1)
+	go func() {
+		defer a.writers.Done()
+		a.c.Write(buf) // a failure surfaces as a read error
+	}()
+}
+
+// readLine returns one reply line; a disconnect is 2.3's "unexpectedly disconnected", 75.
+func (a *adminConn) readLine() (string, error) {
+	a.flush()
+	line, err := a.br.ReadString('\n')
+	if err != nil {
+		return "", errCode(exTempFail)
+	}
+	return strings.TrimSuffix(line, "\n"), nil
+}
+
+// readList reads lines up to the terminating empty line.
+func (a *adminConn) readList() ([]string, error) {
+	var out []string
+	for {
+		l, err := a.readLine()
+		if err != nil {
+			return nil, err
+		}
+		if l == "" {
+			return out, nil
+		}
+		out = append(out, l)
+	}
+}
+
+func tabEscape(s string) string {
+	if !strings.ContainsAny(s, "\x01\t\r\n") {
+		return s
+	}
+	r := strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\r", "\x01r", "\n", "\x01n")
+	return r.Replace(s)
+}
+
+func tabUnescape(s string) string {
+	if !strings.Contains(s, "\x01") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\x01' && i+1 < len(s) {
+			i++
+			switch s[i] {
+			case '1':
+				b.WriteByte('\x01')
+			case 't':
+				b.WriteByte('\t')
+			case 'r':
+				b.WriteByte('\r')
+			case 'n':
+				b.WriteByte('\n')
+			case '0':
+				b.WriteByte(0)
+			default:
+				b.WriteByte(s[i])
+			}
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// resolveHost turns a director host argument into IPs. Names under .invalid (RFC 6761)
+// fail at once without a query (spec 0).
+func resolveHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "invalid" || strings.HasSuffix(h, ".invalid") || host == "" {
+		return nil, errors.New("unresolvable host")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return nil, errors.New("unresolvable host")
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+func (c *cmdCtx) resolve(host string) ([]netip.Addr, int) {
+	ips, err := resolveHost(c.ctx, host)
+	if err != nil {
+		c.log.Error("Couldn't resolve host", "host", host)
+		return nil, exTempFail
+	}
+	return ips, exOK
+}
+
+// parseUnixTS parses a director timestamp field.
+func parseUnixTS(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+func isAllDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

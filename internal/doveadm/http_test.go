@@ -1,0 +1,90 @@
+package doveadm
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+)
+
+const authHdr = "Authorization: X-Dovecot-API a2V5\r\n"
+
+func post(body string) string {
+	return fmt.Sprintf("POST /doveadm/v1 HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s", authHdr, len(body), body)
+}
+
+func TestKeepAlive(t *testing.T) {
+	_, addr := startServer(t, goldenConfig(), newFakeServices())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for _, tag := range []string{"one", "two"} {
+		c.Write([]byte(post(`[["who",{},"` + tag + `"]]`)))
+		r, err := readHTTPResponse(br, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.body != `[["doveadmResponse",[],"`+tag+`"]]` {
+			t.Fatalf("got %q", r.body)
+		}
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	cfg := goldenConfig()
+	cfg.APIKey = ""
+	_, addr := startServer(t, cfg, newFakeServices())
+	noAuth := Config{}
+	_, addrNone := startServer(t, noAuth, newFakeServices())
+	big := strings.Repeat("a", 1<<20+1)
+	for _, c := range []struct {
+		addr, raw string
+		status    int
+		check     func(*httpResp) bool
+	}{
+		{addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 401, func(r *httpResp) bool {
+			return len(r.headers) == 4 && r.headers[3] == [2]string{"WWW-Authenticate", `Basic Realm="doveadm"`}
+		}},
+		{addrNone, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 500, func(r *httpResp) bool { return r.body == "Internal Server Error\r\n" }},
+		{addr, "GET / HTTP/1.1\r\n\r\n", 400, func(r *httpResp) bool { return r.body == "Bad Request\r\n" }},
+		{addr, "GET /" + strings.Repeat("x", 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414, nil},
+		{addr, "POST /doveadm/v1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, nil},
+		{addr, "POST /doveadm/v1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(big), big), 413, func(r *httpResp) bool { return r.body == "Payload Too Large\r\n" }},
+		{addr, "HEAD /doveadm/v1 HTTP/1.1\r\nHost: x\r\n\r\n", 404, func(r *httpResp) bool { return len(r.headers) == 2 }},
+		{addr, "OPTIONS * HTTP/1.0\r\n\r\n", 200, func(r *httpResp) bool { return len(r.headers) == 7 }},
+	} {
+		r, err := exchange(t, c.addr, []byte(c.raw), strings.HasPrefix(c.raw, "HEAD"))
+		if err != nil {
+			t.Fatalf("%.40q: %v", c.raw, err)
+		}
+		if r.status != c.status || (c.check != nil && !c.check(r)) {
+			t.Errorf("%.40q: got %d %s %v %q", c.raw, r.status, r.reason, r.headers, r.body)
+		}
+	}
+}
+
+func TestShutdownStopsServe(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(goldenConfig(), newFakeServices())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := s.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != ErrServerClosed {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
