@@ -1,0 +1,46 @@
+# usher. `make test` is what CI runs (via .ci/run); `make fuzz` alone runs only the fuzzers.
+# PKGS narrows every target to some packages, e.g. make test PKGS=./internal/testenv/...
+GO       ?= go
+FUZZTIME ?= 10s
+PKGS     ?= ./...
+
+.PHONY: test deps vet unit fuzz build run-dev
+
+# Tests that need Dovecot fail instead of skipping: `make test` installs it first.
+export USHER_REQUIRE_DOVECOT ?= 1
+
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+deps:
+	./scripts/test-deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+# Every Fuzz* target of every package, one at a time (go test -fuzz takes one target and one
+# package), FUZZTIME each. New failing inputs land in the package's testdata/fuzz.
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  list=$$($(GO) test -list '^Fuzz' $$pkg); \
+	  for target in $$(echo "$$list" | grep '^Fuzz' || true); do \
+	    echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+build:
+	$(GO) build -o bin/usher ./cmd/usher
+
+run-dev:
+	$(GO) run ./cmd/usher serve -dev
+
+# benchmarks (docs/benchmarks.md): quick = seconds, small N; bench = the documented full run
+.PHONY: bench-quick bench
+bench-quick: ; $(GO) run ./bench -mode quick
+bench: ; $(GO) run ./bench -mode full -profile bench-profiles -out bench-results.md
