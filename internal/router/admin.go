@@ -1,0 +1,275 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/director"
+)
+
+// Replies of the director-admin protocol that are not plain NOTFOUND.
+var (
+	ErrVhostTooLarge = errors.New("vhost count too large")
+	ErrTagChange     = errors.New("host tag can't be changed")
+)
+
+// HostStatus is one row of HOST-LIST.
+type HostStatus struct {
+	cluster.Host
+	Users int
+}
+
+// UserEntry is one row of USER-LIST.
+type UserEntry struct {
+	Tag    string
+	Hash   uint32
+	Expire int64 // unix seconds
+	Host   netip.Addr
+}
+
+// Lookup is the answer to USER-LOOKUP. Current is invalid when the user has
+// no live mapping; Hashed and Initial are invalid when the ring is empty.
+type Lookup struct {
+	Current netip.Addr
+	Expire  int64
+	Hashed  netip.Addr
+	Initial netip.Addr
+}
+
+func (r *Router) apply(ctx context.Context, c cluster.Command) (cluster.Result, error) {
+	res, err := r.node.Apply(ctx, c)
+	if err != nil {
+		return res, fmt.Errorf("%w: %v", ErrTempFail, err)
+	}
+	switch res.Code {
+	case cluster.OK:
+		return res, nil
+	case cluster.NotFound:
+		return res, ErrNotFound
+	case cluster.TagChange:
+		return res, ErrTagChange
+	case cluster.VhostTooLarge:
+		return res, ErrVhostTooLarge
+	}
+	return res, fmt.Errorf("unexpected result %v", res.Code)
+}
+
+// Hosts lists backends sorted as Dovecot sorts them, with live user counts.
+func (r *Router) Hosts() []HostStatus {
+	now := r.now().Unix()
+	var out []HostStatus
+	r.node.Read(func(s *cluster.State) {
+		for _, h := range s.Hosts() {
+			out = append(out, HostStatus{Host: h, Users: s.UserCount(h.IP, now, r.expireSecs())})
+		}
+	})
+	return out
+}
+
+// RemovedHosts lists configured backends that an admin removed.
+func (r *Router) RemovedHosts() []netip.Addr {
+	var out []netip.Addr
+	r.node.Read(func(s *cluster.State) { out = s.RemovedHosts() })
+	return out
+}
+
+// SetHost adds a backend or changes its vhost count (vhosts < 0: keep or
+// default). update=true refuses unknown hosts (HOST-UPDATE).
+func (r *Router) SetHost(ctx context.Context, ip netip.Addr, tag string, vhosts int, update bool) error {
+	op := cluster.OpHostSet
+	if update {
+		op = cluster.OpHostUpdate
+	}
+	_, err := r.apply(ctx, cluster.Command{Op: op, IP: ip, Tag: tag, VhostCount: vhosts, Now: r.now().Unix()})
+	return err
+}
+
+// SetDown marks a backend down (no new users) or up again.
+func (r *Router) SetDown(ctx context.Context, ip netip.Addr, down bool) error {
+	op := cluster.OpHostUp
+	if down {
+		op = cluster.OpHostDown
+	}
+	_, err := r.apply(ctx, cluster.Command{Op: op, IP: ip, Now: r.now().Unix()})
+	return err
+}
+
+// RemoveHost drops a backend and its users' mappings (no kick).
+func (r *Router) RemoveHost(ctx context.Context, ip netip.Addr) error {
+	_, err := r.apply(ctx, cluster.Command{Op: cluster.OpHostRemove, IP: ip, Now: r.now().Unix()})
+	return err
+}
+
+// FlushHost drops the mappings of one backend, or of all when ip is nil,
+// without kicking anybody (HOST-FLUSH).
+func (r *Router) FlushHost(ctx context.Context, ip *netip.Addr) error {
+	c := cluster.Command{Op: cluster.OpHostFlush, All: ip == nil, Now: r.now().Unix()}
+	if ip != nil {
+		c.IP = *ip
+	}
+	_, err := r.apply(ctx, c)
+	return err
+}
+
+// LookupUser answers USER-LOOKUP for a user name or a numeric hash.
+func (r *Router) LookupUser(userOrHash, tag string) (Lookup, error) {
+	h, err := r.hashArg(userOrHash)
+	if err != nil {
+		return Lookup{}, err
+	}
+	var l Lookup
+	now := r.now().Unix()
+	exp := r.expireSecs()
+	r.node.Read(func(s *cluster.State) {
+		if u, ok := s.User(tag, h); ok && u.Timestamp+exp > now {
+			l.Current, l.Expire = u.Host, u.Timestamp+exp
+		}
+	})
+	l.Hashed, _ = r.currentRings().Lookup(tag, h)
+	r.mu.Lock()
+	initial := r.initial
+	r.mu.Unlock()
+	l.Initial, _ = initial.Lookup(tag, h)
+	return l, nil
+}
+
+// Users lists live mappings, optionally of one backend, in USER-LIST order.
+func (r *Router) Users(ip *netip.Addr) []UserEntry {
+	now := r.now().Unix()
+	exp := r.expireSecs()
+	var out []UserEntry
+	r.node.Read(func(s *cluster.State) {
+		for _, u := range s.Users(ip) {
+			if u.Timestamp+exp > now {
+				out = append(out, UserEntry{Tag: u.Tag, Hash: u.Hash, Expire: u.Timestamp + exp, Host: u.Host})
+			}
+		}
+	})
+	return out
+}
+
+// Move sends a user (name or hash) to ip and kicks its sessions elsewhere.
+// It answers at once; new logins of the user wait until the kick delay has
+// passed, so the old and the new backend never serve the user together.
+func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) error {
+	h, err := r.hashArg(userOrHash)
+	if err != nil {
+		return err
+	}
+	if _, numeric := director.ParseHashArg(userOrHash); !numeric {
+		r.remember(userOrHash)
+	}
+	k := key{"", h}
+	r.mu.Lock()
+	if _, busy := r.moving[k]; busy {
+		r.mu.Unlock()
+		return ErrTryAgain
+	}
+	r.mu.Unlock()
+	var old cluster.User
+	var existed bool
+	now := r.now().Unix()
+	exp := r.expireSecs()
+	r.node.Read(func(s *cluster.State) {
+		old, existed = s.User(k.tag, h)
+		existed = existed && old.Timestamp+exp > now
+	})
+	if _, err := r.apply(ctx, cluster.Command{Op: cluster.OpUserMove, Tag: k.tag, Hash: h, IP: ip, Now: now}); err != nil {
+		return err
+	}
+	if existed && old.Host != ip {
+		r.kill(k, "Kicked via director (user moved)")
+	}
+	return nil
+}
+
+// kill marks the user as being moved, closes its sessions and releases it
+// after the kick delay.
+func (r *Router) kill(k key, reason string) {
+	r.mu.Lock()
+	r.moving[k] = r.now()
+	delay := r.cfg.KickDelay
+	r.mu.Unlock()
+	if r.kicker != nil {
+		r.kicker.KickHash(k.hash, reason)
+	}
+	time.AfterFunc(delay, func() {
+		r.mu.Lock()
+		delete(r.moving, k)
+		r.mu.Unlock()
+	})
+}
+
+// Kick closes every proxied session of a login name.
+func (r *Router) Kick(user string) int {
+	if r.kicker == nil {
+		return 0
+	}
+	return r.kicker.KickUser(user, "Kicked by admin")
+}
+
+// ResetUsers moves the users of one backend (nil: all) whose ring choice
+// changed to the ring's host, at most maxParallel at a time, and returns
+// when all are done (HOST-RESET-USERS).
+func (r *Router) ResetUsers(ctx context.Context, ip *netip.Addr, maxParallel int) error {
+	if ip != nil {
+		found := false
+		r.node.Read(func(s *cluster.State) { _, found = s.Host(*ip) })
+		if !found {
+			return ErrNotFound
+		}
+	}
+	if maxParallel <= 0 {
+		maxParallel = r.config().MaxParallelMoves
+	}
+	rings := r.currentRings()
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errMu sync.Mutex
+	for _, u := range r.Users(ip) {
+		want, ok := rings.Lookup(u.Tag, u.Hash)
+		if ok && want == u.Host {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(u UserEntry) {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.reset(ctx, u, want, ok); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		}(u)
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (r *Router) reset(ctx context.Context, u UserEntry, want netip.Addr, ok bool) error {
+	k := key{u.Tag, u.Hash}
+	var c cluster.Command
+	if ok {
+		c = cluster.Command{Op: cluster.OpUserMove, Tag: u.Tag, Hash: u.Hash, IP: want, Now: r.now().Unix()}
+	} else {
+		c = cluster.Command{Op: cluster.OpUserDrop, Tag: u.Tag, Hash: u.Hash, Now: r.now().Unix()}
+	}
+	if _, err := r.apply(ctx, c); err != nil {
+		return err
+	}
+	r.kill(k, "Kicked via director (host flushed)")
+	// Like Dovecot, a flush answers only once every move has finished.
+	select {
+	case <-time.After(r.config().KickDelay):
+	case <-ctx.Done():
+	}
+	return nil
+}

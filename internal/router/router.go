@@ -1,0 +1,326 @@
+// Package router is the director service: it decides which backend a user
+// goes to at login, keeps that choice sticky, and carries out the admin
+// operations (move, kick, flush) with the kicks they imply. Every front-end
+// and the admin API use it; none of them touches the replicated state
+// directly.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/director"
+)
+
+// Errors callers map to protocol answers.
+var (
+	// ErrTempFail: the director cannot decide now (no host, state
+	// unavailable, timed out in the queue). IMAP answers
+	// "NO [UNAVAILABLE] Temporary authentication failure."
+	ErrTempFail = errors.New("temporary director failure")
+	ErrNotFound = errors.New("host doesn't exist")
+	ErrTryAgain = errors.New("user is already being moved")
+)
+
+// Kicker closes proxied sessions. The sessions registry implements it.
+type Kicker interface {
+	KickHash(hash uint32, reason string) int
+	KickUser(user, reason string) int
+	Hashes() []uint32
+}
+
+// Config is the part of the settings the router needs. It can be swapped on
+// reload with SetConfig.
+type Config struct {
+	HashTemplate     string
+	Expire           time.Duration
+	KickDelay        time.Duration
+	MaxParallelMoves int
+	QueueTimeout     time.Duration // how long a new user waits for a host (Dovecot: 30 s)
+	InitialHosts     []director.Host
+}
+
+// Router is safe for concurrent use.
+type Router struct {
+	node   *cluster.Node
+	kicker Kicker
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu      sync.Mutex
+	cfg     Config
+	rings   *director.Rings
+	ringKey string
+	initial *director.Rings
+	moving  map[key]time.Time   // users being killed: new logins wait
+	pending map[key]struct{}    // timestamp refreshes not yet in the log
+	names   map[string]struct{} // login names seen, for `director map`
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+type key struct {
+	tag  string
+	hash uint32
+}
+
+// New starts the router's background work (batched timestamp refreshes,
+// expiry of old mappings). Close stops it.
+func New(node *cluster.Node, kicker Kicker, cfg Config, log *slog.Logger) *Router {
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Router{
+		node: node, kicker: kicker, log: log, now: time.Now,
+		moving:  map[key]time.Time{},
+		pending: map[key]struct{}{},
+		names:   map[string]struct{}{},
+		stop:    make(chan struct{}),
+	}
+	r.SetConfig(cfg)
+	r.done.Add(1)
+	go r.background()
+	return r
+}
+
+// SetConfig applies new settings (reload). Existing mappings are kept.
+func (r *Router) SetConfig(cfg Config) {
+	if cfg.HashTemplate == "" {
+		cfg.HashTemplate = "%Lu"
+	}
+	if cfg.Expire <= 0 {
+		cfg.Expire = 15 * time.Minute
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = 30 * time.Second
+	}
+	if cfg.MaxParallelMoves <= 0 {
+		cfg.MaxParallelMoves = 100
+	}
+	r.mu.Lock()
+	r.cfg = cfg
+	r.initial = director.NewRings(cfg.InitialHosts)
+	r.mu.Unlock()
+}
+
+// Close stops background work and flushes pending refreshes.
+func (r *Router) Close() {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	r.done.Wait()
+}
+
+func (r *Router) config() Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg
+}
+
+// Hash is the user's 32-bit director hash under director_username_hash.
+func (r *Router) Hash(user string) (uint32, error) {
+	return director.UserHash(r.config().HashTemplate, user)
+}
+
+// hashArg reads an admin argument that is either a user name or, when purely
+// numeric, the hash itself (as Dovecot's admin socket does).
+func (r *Router) hashArg(s string) (uint32, error) {
+	if h, ok := director.ParseHashArg(s); ok {
+		return h, nil
+	}
+	return r.Hash(s)
+}
+
+func (r *Router) expireSecs() int64 { return int64(r.config().Expire / time.Second) }
+
+// currentRings returns the vhost rings for the present host list, rebuilt
+// only when the hosts changed.
+func (r *Router) currentRings() *director.Rings {
+	var hosts []director.Host
+	r.node.Read(func(s *cluster.State) {
+		for _, h := range s.Hosts() {
+			hosts = append(hosts, director.Host{IP: h.IP, VhostCount: h.VhostCount, Down: h.Down, Tag: h.Tag})
+		}
+	})
+	k := fmt.Sprint(hosts)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rings == nil || k != r.ringKey {
+		r.rings = director.NewRings(hosts)
+		r.ringKey = k
+	}
+	return r.rings
+}
+
+// Route returns the backend of user (tag ""), assigning one through the
+// replicated log when the user has no live mapping. It waits, like Dovecot's
+// request queue, while the user is being moved or no host is available, up to
+// QueueTimeout or ctx.
+func (r *Router) Route(ctx context.Context, user string) (netip.Addr, error) {
+	return r.RouteTag(ctx, user, "")
+}
+
+// RouteTag is Route for a director_tag.
+func (r *Router) RouteTag(ctx context.Context, user, tag string) (netip.Addr, error) {
+	h, err := r.Hash(user)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: %v", ErrTempFail, err)
+	}
+	r.remember(user)
+	cfg := r.config()
+	ctx, cancel := context.WithTimeout(ctx, cfg.QueueTimeout)
+	defer cancel()
+	k := key{tag, h}
+	for {
+		ip, wait, err := r.tryRoute(ctx, k)
+		if err != nil || !wait {
+			return ip, err
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, fmt.Errorf("%w: request timed out in the director queue", ErrTempFail)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// tryRoute makes one attempt; wait=true means "queue and retry".
+func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool, err error) {
+	now := r.now()
+	r.mu.Lock()
+	_, moving := r.moving[k]
+	r.mu.Unlock()
+	if moving {
+		return netip.Addr{}, true, nil
+	}
+	var u cluster.User
+	var found bool
+	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
+	if found && u.Timestamp+r.expireSecs() > now.Unix() {
+		r.mu.Lock()
+		r.pending[k] = struct{}{}
+		r.mu.Unlock()
+		return u.Host, false, nil
+	}
+	host, ok := r.currentRings().Lookup(k.tag, k.hash)
+	if !ok {
+		return netip.Addr{}, true, nil
+	}
+	res, err := r.node.Apply(ctx, cluster.Command{
+		Op: cluster.OpUserAssign, Tag: k.tag, Hash: k.hash, IP: host,
+		Now: now.Unix(), Expire: r.expireSecs(),
+	})
+	if err != nil {
+		return netip.Addr{}, false, fmt.Errorf("%w: %v", ErrTempFail, err)
+	}
+	if res.Code != cluster.OK {
+		// The host vanished between the ring lookup and the commit.
+		return netip.Addr{}, true, nil
+	}
+	return res.User.Host, false, nil
+}
+
+// background batches timestamp refreshes into the log, refreshes the users
+// of live sessions (Dovecot's proxy-notify) and expires old mappings.
+func (r *Router) background() {
+	defer r.done.Done()
+	flush := time.NewTicker(time.Second)
+	defer flush.Stop()
+	gc := time.NewTicker(time.Minute)
+	defer gc.Stop()
+	lastLive := time.Now()
+	for {
+		select {
+		case <-r.stop:
+			r.flushRefreshes()
+			return
+		case <-flush.C:
+			if exp := r.config().Expire; time.Since(lastLive) >= exp/4 {
+				lastLive = time.Now()
+				r.refreshLive()
+			}
+			r.flushRefreshes()
+		case <-gc.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpExpire, Now: r.now().Unix(), Expire: r.expireSecs()})
+			cancel()
+			if err != nil {
+				r.log.Warn("expiring user mappings", "err", err)
+			}
+		}
+	}
+}
+
+// refreshLive keeps users with open sessions from expiring while they work.
+func (r *Router) refreshLive() {
+	if r.kicker == nil {
+		return
+	}
+	hs := r.kicker.Hashes()
+	r.mu.Lock()
+	for _, h := range hs {
+		r.pending[key{"", h}] = struct{}{}
+	}
+	r.mu.Unlock()
+}
+
+func (r *Router) flushRefreshes() {
+	r.mu.Lock()
+	if len(r.pending) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	keys := make([]cluster.UserKey, 0, len(r.pending))
+	for k := range r.pending {
+		keys = append(keys, cluster.UserKey{Tag: k.tag, Hash: k.hash})
+	}
+	r.pending = map[key]struct{}{}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpUserRefresh, Users: keys, Now: r.now().Unix()}); err != nil {
+		r.log.Warn("refreshing user timestamps", "users", len(keys), "err", err)
+	}
+}
+
+// maxNames bounds the login names kept for `director map`; Dovecot iterates
+// its userdb instead, which usher does not have.
+const maxNames = 200000
+
+func (r *Router) remember(user string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.names[user]; ok {
+		return
+	}
+	if len(r.names) >= maxNames {
+		for n := range r.names { // drop an arbitrary one
+			delete(r.names, n)
+			break
+		}
+	}
+	r.names[user] = struct{}{}
+}
+
+// KnownUsers lists login names seen since start, sorted.
+func (r *Router) KnownUsers() []string {
+	r.mu.Lock()
+	out := make([]string, 0, len(r.names))
+	for n := range r.names {
+		out = append(out, n)
+	}
+	r.mu.Unlock()
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,238 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/director"
+)
+
+type fakeKicker struct {
+	mu     sync.Mutex
+	hashes []uint32
+	users  []string
+}
+
+func (k *fakeKicker) KickHash(h uint32, reason string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hashes = append(k.hashes, h)
+	return 1
+}
+
+func (k *fakeKicker) KickUser(u, reason string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.users = append(k.users, u)
+	return 1
+}
+
+func (k *fakeKicker) Hashes() []uint32 { return nil }
+
+func (k *fakeKicker) kicked() []uint32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]uint32(nil), k.hashes...)
+}
+
+var (
+	b1 = netip.MustParseAddr("10.0.0.1")
+	b2 = netip.MustParseAddr("10.0.0.2")
+	b3 = netip.MustParseAddr("10.0.0.3")
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newRouter(t *testing.T, hosts ...netip.Addr) (*Router, *fakeKicker, *clock) {
+	t.Helper()
+	node, err := cluster.Open(cluster.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	var init []cluster.Host
+	var dh []director.Host
+	for _, h := range hosts {
+		init = append(init, cluster.Host{IP: h, VhostCount: 100})
+		dh = append(dh, director.Host{IP: h, VhostCount: 100})
+	}
+	if _, err := node.Apply(context.Background(), cluster.Command{Op: cluster.OpInitHosts, Hosts: init}); err != nil {
+		t.Fatal(err)
+	}
+	k := &fakeKicker{}
+	r := New(node, k, Config{Expire: 15 * time.Minute, KickDelay: 50 * time.Millisecond, QueueTimeout: 300 * time.Millisecond, InitialHosts: dh}, nil)
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	r.now = c.now
+	t.Cleanup(r.Close)
+	return r, k, c
+}
+
+func TestRouteFollowsRingAndSticks(t *testing.T) {
+	r, _, _ := newRouter(t, b1, b2)
+	ctx := context.Background()
+	rings := director.NewRings([]director.Host{{IP: b1, VhostCount: 100}, {IP: b2, VhostCount: 100}})
+	first := map[string]netip.Addr{}
+	for i := 0; i < 50; i++ {
+		u := fmt.Sprintf("user%d", i)
+		got, err := r.Route(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := director.UserHash("%Lu", u)
+		if want, _ := rings.Lookup("", h); got != want {
+			t.Fatalf("%s -> %s, ring says %s", u, got, want)
+		}
+		first[u] = got
+	}
+	// A new host with many vhosts changes the ring but not existing users.
+	if err := r.SetHost(ctx, b3, "", 1000, false); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for u, ip := range first {
+		got, err := r.Route(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != ip {
+			t.Fatalf("%s moved from %s to %s after add", u, ip, got)
+		}
+		if l, _ := r.LookupUser(u, ""); l.Hashed != ip {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the new host took no point of the ring; test proves nothing")
+	}
+}
+
+func TestExpiredUserRehashes(t *testing.T) {
+	r, _, c := newRouter(t, b1, b2)
+	ctx := context.Background()
+	h, _ := r.Hash("alice")
+	other := b1
+	if ring, _ := r.currentRings().Lookup("", h); ring == b1 {
+		other = b2
+	}
+	if err := r.Move(ctx, "alice", other); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := r.LookupUser("alice", "")
+	if l.Current != other {
+		t.Fatalf("alice on %s, want %s", l.Current, other)
+	}
+	c.add(15*time.Minute + time.Second)
+	if l, _ := r.LookupUser("alice", ""); l.Current.IsValid() {
+		t.Fatalf("expired user still mapped to %s", l.Current)
+	}
+	got, err := r.Route(ctx, "alice")
+	if err != nil || got != l.Hashed {
+		t.Fatalf("after expiry alice -> %s %v, want the ring's %s", got, err, l.Hashed)
+	}
+}
+
+func TestDownKeepsUsersAndNewUsersAvoidIt(t *testing.T) {
+	r, _, _ := newRouter(t, b1, b2)
+	ctx := context.Background()
+	var onB1 []string
+	for i := 0; len(onB1) < 5 && i < 200; i++ {
+		u := fmt.Sprintf("u%d", i)
+		if ip, _ := r.Route(ctx, u); ip == b1 {
+			onB1 = append(onB1, u)
+		}
+	}
+	if err := r.SetDown(ctx, b1, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range onB1 {
+		if ip, _ := r.Route(ctx, u); ip != b1 {
+			t.Fatalf("%s left the down host for %s", u, ip)
+		}
+	}
+	for i := 1000; i < 1100; i++ {
+		if ip, _ := r.Route(ctx, fmt.Sprintf("u%d", i)); ip != b2 {
+			t.Fatalf("new user went to %s while b1 is down", ip)
+		}
+	}
+	if err := r.SetDown(ctx, netip.MustParseAddr("10.9.9.9"), true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("down of unknown host: %v", err)
+	}
+}
+
+func TestMoveKicksAndHoldsLogins(t *testing.T) {
+	r, k, _ := newRouter(t, b1, b2)
+	ctx := context.Background()
+	ip, _ := r.Route(ctx, "bob")
+	dst := b1
+	if ip == b1 {
+		dst = b2
+	}
+	if err := r.Move(ctx, "bob", dst); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := r.Hash("bob")
+	if got := k.kicked(); len(got) != 1 || got[0] != h {
+		t.Fatalf("kicked %v, want bob's hash %d", got, h)
+	}
+	// A second move during the kick delay is refused, as Dovecot's TRYAGAIN.
+	if err := r.Move(ctx, "bob", ip); !errors.Is(err, ErrTryAgain) {
+		t.Fatalf("second move: %v", err)
+	}
+	// A login waits out the delay, then lands on the new host.
+	if got, err := r.Route(ctx, "bob"); err != nil || got != dst {
+		t.Fatalf("after move bob -> %s %v, want %s", got, err, dst)
+	}
+	if err := r.Move(ctx, "bob", netip.MustParseAddr("10.9.9.9")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("move to unknown host: %v", err)
+	}
+}
+
+func TestNoHostsIsTempFail(t *testing.T) {
+	r, _, _ := newRouter(t)
+	if _, err := r.Route(context.Background(), "carol"); !errors.Is(err, ErrTempFail) {
+		t.Fatalf("route with no hosts: %v", err)
+	}
+}
+
+func TestResetUsersMovesOnlyChangedUsers(t *testing.T) {
+	r, k, _ := newRouter(t, b1, b2)
+	ctx := context.Background()
+	for i := 0; i < 40; i++ {
+		r.Route(ctx, fmt.Sprintf("r%d", i))
+	}
+	if err := r.SetHost(ctx, b3, "", 1000, false); err != nil {
+		t.Fatal(err)
+	}
+	changed := 0
+	for _, u := range r.Users(nil) {
+		if want, _ := r.currentRings().Lookup(u.Tag, u.Hash); want != u.Host {
+			changed++
+		}
+	}
+	if err := r.ResetUsers(ctx, nil, 5); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.kicked()) != changed || changed == 0 {
+		t.Fatalf("kicked %d users, %d had a new ring host", len(k.kicked()), changed)
+	}
+	for _, u := range r.Users(nil) {
+		if want, _ := r.currentRings().Lookup(u.Tag, u.Hash); want != u.Host {
+			t.Fatalf("user %d still on %s after flush, ring says %s", u.Hash, u.Host, want)
+		}
+	}
+	if err := r.ResetUsers(ctx, &netip.Addr{}, 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("flush of unknown host: %v", err)
+	}
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/usher-mail/usher/internal/config"
+)
+
+// listenAddrs turns a listener's addresses (or the global `listen`) into
+// host:port strings. "*" is every IPv4 address and "::" every IPv6 one;
+// when both are given one dual-stack socket covers them, since Linux refuses
+// a second bind of the same port.
+func listenAddrs(global []string, l *config.InetListener) []string {
+	addrs := l.Address
+	if len(addrs) == 0 {
+		addrs = global
+	}
+	port := strconv.Itoa(l.Port)
+	any4, any6 := false, false
+	var out []string
+	for _, a := range addrs {
+		switch a {
+		case "*":
+			any4 = true
+		case "::", "[::]":
+			any6 = true
+		default:
+			out = append(out, net.JoinHostPort(strings.Trim(a, "[]"), port))
+		}
+	}
+	switch {
+	case any4 && any6:
+		out = append(out, ":"+port)
+	case any4:
+		out = append(out, "0.0.0.0:"+port)
+	case any6:
+		out = append(out, "[::]:"+port)
+	}
+	return out
+}
+
+// listenTCP binds every address of a listener; on failure it closes what it
+// opened and names the listener's config location.
+func listenTCP(global []string, l *config.InetListener) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, a := range listenAddrs(global, l) {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, x := range lns {
+				x.Close()
+			}
+			return nil, fmt.Errorf("%s:%d: inet_listener %s: %w", l.File, l.Line, l.Name, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// listenUnix binds a UNIX socket under base_dir with the given mode,
+// replacing a stale socket file left by a crash.
+func listenUnix(baseDir, path string, mode os.FileMode) (net.Listener, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(baseDir, path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is listening", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}

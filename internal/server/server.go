@@ -1,0 +1,299 @@
+// Package server wires usher together: it reads the settings, opens the
+// replicated state, starts the front-ends and the admin interfaces, and runs
+// the process lifecycle (SIGHUP reload, SIGTERM drain).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/usher-mail/usher/internal/admin"
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/director"
+	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/penalty"
+	"github.com/usher-mail/usher/internal/router"
+	"github.com/usher-mail/usher/internal/sessions"
+	"github.com/usher-mail/usher/internal/stats"
+)
+
+// ShutdownGrace bounds how long SIGTERM waits for proxied sessions to end
+// before closing them.
+const ShutdownGrace = 10 * time.Second
+
+// Server is one running usher.
+type Server struct {
+	log      *slog.Logger
+	confPath string
+
+	mu       sync.Mutex
+	settings *config.Settings
+	services map[string][]net.Listener // service name -> its listeners, for serviceStop
+	closers  []func(ctx context.Context)
+
+	node      *cluster.Node
+	router    *router.Router
+	sessions  *sessions.Registry
+	penalties *penalty.Table
+	stats     *stats.Stats
+	admin     *admin.Server
+	apis      []*doveadm.Server
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New opens the state and binds every listener of s; Run serves them.
+func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := &Server{
+		log: log, confPath: confPath, settings: s,
+		services:  map[string][]net.Listener{},
+		sessions:  sessions.New(),
+		penalties: penalty.New(time.Now),
+		stats:     stats.New(time.Now),
+		stopped:   make(chan struct{}),
+	}
+	if err := srv.open(); err != nil {
+		srv.Stop()
+		srv.Wait()
+		return nil, err
+	}
+	return srv, nil
+}
+
+func (srv *Server) open() error {
+	s := srv.settings
+	hosts, err := parseHosts(s)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
+		return err
+	}
+	self := selfAddr(s)
+	node, err := cluster.Open(cluster.Config{
+		Dir:    filepath.Join(s.StateDir, "raft"),
+		NodeID: self.String(),
+		Logger: srv.log,
+	})
+	if err != nil {
+		return fmt.Errorf("opening state in %s: %w", s.StateDir, err)
+	}
+	srv.node = node
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		return fmt.Errorf("state not ready: %w", err)
+	}
+	if _, err := node.Apply(ctx, cluster.Command{Op: cluster.OpInitHosts, Hosts: toClusterHosts(hosts), Now: time.Now().Unix()}); err != nil {
+		return fmt.Errorf("initialising hosts: %w", err)
+	}
+	srv.router = router.New(node, kicker{srv.sessions}, routerConfig(s, hosts), srv.log)
+	srv.admin = admin.NewServer(srv.router, admin.NewLocalRing(self), srv.log)
+	return srv.startListeners()
+}
+
+func parseHosts(s *config.Settings) ([]director.Host, error) {
+	hosts, err := director.ParseMailServers(s.DirectorMailServers, resolveHost)
+	if err != nil {
+		return nil, fmt.Errorf("director_mail_servers: %w", err)
+	}
+	return hosts, nil
+}
+
+func toClusterHosts(hs []director.Host) []cluster.Host {
+	out := make([]cluster.Host, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, cluster.Host{IP: h.IP, Tag: h.Tag, VhostCount: h.VhostCount})
+	}
+	return out
+}
+
+func routerConfig(s *config.Settings, initial []director.Host) router.Config {
+	return router.Config{
+		HashTemplate:     s.DirectorUsernameHash,
+		Expire:           s.DirectorUserExpire,
+		KickDelay:        s.DirectorUserKickDelay,
+		MaxParallelMoves: s.DirectorMaxParallelMoves,
+		InitialHosts:     initial,
+	}
+}
+
+// resolveHost resolves backend names; names under .invalid fail at once
+// (RFC 6761) so tests never wait on DNS.
+func resolveHost(name string) ([]netip.Addr, error) {
+	if isInvalidName(name) {
+		return nil, fmt.Errorf("%s: host not found", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ips {
+		ips[i] = ips[i].Unmap()
+	}
+	return ips, nil
+}
+
+// isInvalidName reports names under the reserved .invalid TLD (RFC 6761).
+func isInvalidName(name string) bool {
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	return n == "invalid" || strings.HasSuffix(n, ".invalid")
+}
+
+// selfAddr is this director's ring address: the director_servers entry on
+// one of our listen addresses, or the only entry of a ring of one.
+func selfAddr(s *config.Settings) netip.AddrPort {
+	port := uint16(9090)
+	if svc, ok := s.Service("director"); ok {
+		for _, l := range svc.InetListeners {
+			if l.Name == "" && l.Port > 0 {
+				port = uint16(l.Port)
+			}
+		}
+	}
+	var cands []netip.AddrPort
+	for _, d := range s.DirectorServers {
+		if ap, err := netip.ParseAddrPort(d); err == nil {
+			cands = append(cands, ap)
+		} else if ip, err := netip.ParseAddr(d); err == nil {
+			cands = append(cands, netip.AddrPortFrom(ip, port))
+		}
+	}
+	for _, c := range cands {
+		for _, l := range s.Listen {
+			if l == c.Addr().String() {
+				return c
+			}
+		}
+	}
+	if len(cands) > 0 {
+		return cands[0]
+	}
+	for _, l := range s.Listen {
+		if ip, err := netip.ParseAddr(l); err == nil {
+			return netip.AddrPortFrom(ip, port)
+		}
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+}
+
+// Stop begins a graceful shutdown; Wait returns when it is complete.
+func (srv *Server) Stop() {
+	srv.stopOnce.Do(func() {
+		srv.wg.Add(1)
+		go func() {
+			defer srv.wg.Done()
+			srv.shutdown()
+		}()
+	})
+}
+
+func (srv *Server) shutdown() {
+	defer close(srv.stopped)
+	srv.mu.Lock()
+	for name, lns := range srv.services {
+		for _, l := range lns {
+			l.Close()
+		}
+		delete(srv.services, name)
+	}
+	closers := srv.closers
+	srv.closers = nil
+	srv.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range closers {
+		wg.Add(1)
+		go func(c func(context.Context)) { defer wg.Done(); c(ctx) }(c)
+	}
+	wg.Wait()
+	if srv.admin != nil {
+		srv.admin.Close()
+	}
+	if srv.router != nil {
+		srv.router.Close()
+	}
+	if srv.node != nil {
+		if err := srv.node.Close(); err != nil {
+			srv.log.Error("closing state", "err", err)
+		}
+	}
+}
+
+// Done is closed once the server has shut down.
+func (srv *Server) Done() <-chan struct{} { return srv.stopped }
+
+// Wait blocks until Stop has finished.
+func (srv *Server) Wait() {
+	<-srv.stopped
+	srv.wg.Wait()
+}
+
+// Reload re-reads the config file. A file with errors is rejected and the
+// running settings stay in force; sessions are never dropped.
+func (srv *Server) Reload() error {
+	if srv.confPath == "" {
+		return errors.New("no config file to reload (dev mode)")
+	}
+	s, warns, err := config.Load(srv.confPath)
+	if err != nil {
+		srv.log.Error("reload rejected, keeping the running settings", "err", err)
+		return err
+	}
+	for _, w := range warns {
+		srv.log.Warn("config", "warning", w.String())
+	}
+	srv.apply(s)
+	srv.log.Info("configuration reloaded", "file", srv.confPath)
+	return nil
+}
+
+// StopServices closes the listeners of the named services (doveadm service
+// stop) and returns the names it does not know.
+func (srv *Server) StopServices(names []string) (unknown []string) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, n := range names {
+		lns, ok := srv.services[n]
+		if !ok {
+			if !knownService(n) {
+				unknown = append(unknown, n)
+			}
+			continue
+		}
+		for _, l := range lns {
+			l.Close()
+		}
+		delete(srv.services, n)
+	}
+	return unknown
+}
+
+// knownService says whether a name is a service usher has, even when none
+// of its listeners is configured or it was already stopped.
+func knownService(n string) bool {
+	switch n {
+	case "imap-login", "pop3-login", "lmtp", "managesieve-login", "doveadm", "director",
+		"anvil", "auth", "config", "log", "stats", "imap", "pop3", "managesieve":
+		return true
+	}
+	return false
+}

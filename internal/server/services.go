@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/sessions"
+)
+
+// apiServices adapts the running server to what the doveadm commands need.
+type apiServices struct{ srv *Server }
+
+var _ doveadm.Services = apiServices{}
+
+// DialAdmin implements doveadm.AdminDialer: "" is usher's own director
+// in-process; otherwise a unix path or host[:port], as doveadm's -a.
+func (a apiServices) DialAdmin(ctx context.Context, socketPath string) (net.Conn, error) {
+	if socketPath == "" {
+		return a.srv.admin.Pipe(), nil
+	}
+	var d net.Dialer
+	if strings.Contains(socketPath, "/") {
+		return d.DialContext(ctx, "unix", socketPath)
+	}
+	if _, _, err := net.SplitHostPort(socketPath); err != nil {
+		socketPath = net.JoinHostPort(socketPath, "9091")
+	}
+	return d.DialContext(ctx, "tcp", socketPath)
+}
+
+func (a apiServices) UserHash(user string) (uint32, error) { return a.srv.router.Hash(user) }
+
+func (a apiServices) UserList(ctx context.Context) ([]string, error) {
+	return a.srv.router.KnownUsers(), nil
+}
+
+func (a apiServices) Sessions() []doveadm.Conn {
+	pid := os.Getpid()
+	var out []doveadm.Conn
+	for _, s := range a.srv.sessions.List() {
+		out = append(out, doveadm.Conn{User: s.User, Service: s.Service, IP: addrString(s.Client.Addr()), Pid: pid})
+	}
+	return out
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func (a apiServices) KickSessions(match func(doveadm.Conn) bool) []string {
+	pid := os.Getpid()
+	kicked := a.srv.sessions.Kick(func(s sessions.Session) bool {
+		return match(doveadm.Conn{User: s.User, Service: s.Service, IP: addrString(s.Client.Addr()), Pid: pid})
+	}, "Kicked by admin")
+	return sortedUsers(kicked)
+}
+
+func sortedUsers(ss []sessions.Session) []string {
+	seen := map[string]bool{}
+	var users []string
+	for _, s := range ss {
+		if !seen[s.User] {
+			seen[s.User] = true
+			users = append(users, s.User)
+		}
+	}
+	sort.Strings(users)
+	return users
+}
+
+func (a apiServices) Penalties() []doveadm.PenaltyRecord {
+	var out []doveadm.PenaltyRecord
+	for _, r := range a.srv.penalties.Dump() {
+		out = append(out, doveadm.PenaltyRecord{IP: r.IP, Penalty: r.Penalty, LastPenalty: r.LastPenalty, LastUpdate: r.LastUpdate})
+	}
+	return out
+}
+
+func (a apiServices) Metrics(reset bool) []doveadm.Metric {
+	var out []doveadm.Metric
+	for _, m := range a.srv.stats.Metrics(reset) {
+		m := m
+		out = append(out, doveadm.Metric{
+			Name: m.Name, Field: "duration",
+			Count: m.Count, Sum: m.Sum, Min: m.Min, Max: m.Max,
+			Avg: m.Avg, Variance: m.Variance,
+			Quantile: m.Percentile,
+		})
+	}
+	return out
+}
+
+func (a apiServices) OldStatsDump(level, filter string) (doveadm.OldStats, error) {
+	keys, rows, err := a.srv.stats.OldStats(level)
+	return doveadm.OldStats{Keys: keys, Rows: rows}, err
+}
+
+func (a apiServices) OldStatsReset() { a.srv.stats.ResetOld() }
+
+func (a apiServices) ProxySessions() []doveadm.ProxySession {
+	var out []doveadm.ProxySession
+	for _, s := range a.srv.sessions.List() {
+		out = append(out, doveadm.ProxySession{
+			User: s.User, Service: s.Service, SrcIP: addrString(s.Client.Addr()),
+			DestIP: addrString(s.Backend.Addr()), DestPort: int(s.Backend.Port()),
+		})
+	}
+	return out
+}
+
+func (a apiServices) ProxyKick(users []string, passdbField, host string) int {
+	if passdbField != "" {
+		return 0 // usher's sessions carry no alternative user names
+	}
+	want := map[string]bool{}
+	for _, u := range users {
+		want[u] = true
+	}
+	hostIP, _ := netip.ParseAddr(host)
+	return len(a.srv.sessions.Kick(func(s sessions.Session) bool {
+		if host != "" {
+			return s.Backend.Addr() == hostIP
+		}
+		return want[s.User]
+	}, "Kicked by admin"))
+}
+
+func (a apiServices) StopService(names []string) []string { return a.srv.StopServices(names) }
+func (a apiServices) Reload() error                       { return a.srv.Reload() }
+func (a apiServices) Stop()                               { a.srv.Stop() }
+
+// sessionsAdapter gives the login pipeline the registry, tagging each session
+// with the user's director hash so moves can kick it.
+type sessionsAdapter struct{ srv *Server }
+
+func (s sessionsAdapter) Register(info login.SessionInfo, kick func(string)) func(int64, int64) {
+	h, _ := s.srv.router.Hash(info.User)
+	s.srv.stats.SessionStart(info.Service)
+	return s.srv.sessions.Add(sessions.Session{
+		ID: info.ID, Service: info.Service, User: info.User,
+		Client: info.Client, Local: info.Local, Backend: info.Backend,
+		Start: info.Start, Hash: h,
+	}, kick)
+}
+
+func (s sessionsAdapter) CountUserIP(user string, ip netip.Addr) int {
+	return s.srv.sessions.CountUserIP(user, ip)
+}
+
+// kicker lets the router close sessions through the registry.
+type kicker struct{ r *sessions.Registry }
+
+func (k kicker) KickHash(h uint32, reason string) int { return k.r.KickHash(h, reason) }
+func (k kicker) KickUser(u, reason string) int        { return k.r.KickUser(u, reason) }
+func (k kicker) Hashes() []uint32                     { return k.r.Hashes() }

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/imap"
+	"github.com/usher-mail/usher/internal/login"
+)
+
+// serve runs fn(l) for every listener in the background and records the
+// listeners under the service name.
+func (srv *Server) serve(service string, lns []net.Listener, fn func(net.Listener) error) {
+	srv.mu.Lock()
+	srv.services[service] = append(srv.services[service], lns...)
+	srv.mu.Unlock()
+	for _, l := range lns {
+		srv.wg.Add(1)
+		go func(l net.Listener) {
+			defer srv.wg.Done()
+			if err := fn(l); err != nil && !errors.Is(err, net.ErrClosed) {
+				srv.log.Error("listener stopped", "service", service, "addr", l.Addr().String(), "err", err)
+			}
+		}(l)
+	}
+}
+
+func (srv *Server) onStop(f func(ctx context.Context)) {
+	srv.mu.Lock()
+	srv.closers = append(srv.closers, f)
+	srv.mu.Unlock()
+}
+
+// tlsConfig builds the server TLS settings from ssl_cert/ssl_key, or nil when
+// ssl = no or no certificate is configured.
+func tlsConfig(s *config.Settings) (*tls.Config, error) {
+	if s.SSL == "no" || s.SSLCert == "" || s.SSLKey == "" {
+		return nil, nil
+	}
+	cert, err := tls.X509KeyPair([]byte(s.SSLCert), []byte(s.SSLKey))
+	if err != nil {
+		return nil, fmt.Errorf("ssl_cert/ssl_key: %w", err)
+	}
+	min := uint16(tls.VersionTLS12)
+	switch s.SSLMinProtocol {
+	case "TLSv1", "TLSv1.0":
+		min = tls.VersionTLS10
+	case "TLSv1.1":
+		min = tls.VersionTLS11
+	case "TLSv1.3":
+		min = tls.VersionTLS13
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: min}, nil
+}
+
+func (srv *Server) loginEnv(s *config.Settings) *login.Env {
+	host, _ := os.Hostname()
+	return &login.Env{
+		Router:               srv.router,
+		Penalties:            srv.penalties,
+		Sessions:             sessionsAdapter{srv},
+		Stats:                srv.stats,
+		Logger:               srv.log,
+		TrustedNetworks:      s.LoginTrustedNetworks,
+		DisablePlaintextAuth: s.DisablePlaintextAuth,
+		MaxUserIPConnections: s.MailMaxUserIPConnections,
+		Hostname:             host,
+		ProxyTimeout:         s.LoginProxyTimeout,
+	}
+}
+
+func apiConfig(s *config.Settings) doveadm.Config {
+	return doveadm.Config{
+		Password:        s.DoveadmPassword,
+		APIKey:          s.DoveadmAPIKey,
+		AllowedCommands: s.DoveadmAllowedCommands,
+		BaseDir:         s.BaseDir,
+	}
+}
+
+func (srv *Server) startListeners() error {
+	s := srv.settings
+	tc, err := tlsConfig(s)
+	if err != nil {
+		return err
+	}
+	env := srv.loginEnv(s)
+	for i := range s.Services {
+		svc := &s.Services[i]
+		switch svc.Name {
+		case "imap-login":
+			if !slices.Contains(s.Protocols, "imap") {
+				continue
+			}
+			for j := range svc.InetListeners {
+				l := &svc.InetListeners[j]
+				if l.Port == 0 {
+					continue
+				}
+				if l.SSL && tc == nil {
+					srv.log.Warn("skipping TLS listener: ssl is off or ssl_cert/ssl_key are not set", "listener", l.Name, "at", l.File+":"+strconv.Itoa(l.Line))
+					continue
+				}
+				is := imap.NewServer(imap.Config{
+					Greeting:      s.LoginGreeting,
+					TLS:           tc,
+					ImplicitTLS:   l.SSL,
+					MaxLineLength: s.ImapMaxLineLength,
+					LoginTimeout:  s.UsherLoginTimeout,
+					BackendPort:   s.BackendIMAPPort,
+					BackendSSL:    s.BackendSSL,
+				}, env)
+				lns, err := listenTCP(s.Listen, l)
+				if err != nil {
+					return err
+				}
+				srv.serve(svc.Name, lns, is.Serve)
+				srv.onStop(func(ctx context.Context) { is.Shutdown(ctx) })
+				for _, ln := range lns {
+					srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL)
+				}
+			}
+		case "pop3-login", "managesieve-login", "lmtp":
+			proto := map[string]string{"pop3-login": "pop3", "managesieve-login": "sieve", "lmtp": "lmtp"}[svc.Name]
+			if slices.Contains(s.Protocols, proto) && len(svc.InetListeners) > 0 {
+				srv.log.Warn("protocol not served yet by this usher version; listener not opened", "service", svc.Name)
+			}
+		case "doveadm":
+			for j := range svc.InetListeners {
+				l := &svc.InetListeners[j]
+				if l.Name != "http" || l.Port == 0 {
+					if l.Port != 0 {
+						srv.log.Warn("only the doveadm HTTP API (inet_listener http) is served", "listener", l.Name)
+					}
+					continue
+				}
+				if err := srv.startAPI(s, l, tc); err != nil {
+					return err
+				}
+			}
+		case "director":
+			for _, u := range svc.UnixListeners {
+				if u.Name != "director-admin" && u.Path != "director-admin" {
+					continue
+				}
+				path := u.Path
+				if path == "" {
+					path = "director-admin"
+				}
+				ln, err := listenUnix(s.BaseDir, path, 0o600)
+				if err != nil {
+					return fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
+				}
+				srv.serve(svc.Name, []net.Listener{ln}, srv.admin.Serve)
+			}
+			for j := range svc.InetListeners {
+				l := &svc.InetListeners[j]
+				if l.Name != "director-admin" || l.Port == 0 {
+					continue // the unnamed listener is ring traffic
+				}
+				lns, err := listenTCP(s.Listen, l)
+				if err != nil {
+					return err
+				}
+				srv.serve(svc.Name, lns, srv.admin.Serve)
+			}
+		}
+	}
+	return nil
+}
+
+func (srv *Server) startAPI(s *config.Settings, l *config.InetListener, tc *tls.Config) error {
+	cfg := apiConfig(s)
+	cfg.Logger = srv.log
+	api := doveadm.NewServer(cfg, apiServices{srv})
+	srv.mu.Lock()
+	srv.apis = append(srv.apis, api)
+	srv.mu.Unlock()
+	lns, err := listenTCP(s.Listen, l)
+	if err != nil {
+		return err
+	}
+	serve := api.Serve
+	if l.SSL {
+		if tc == nil {
+			return fmt.Errorf("%s:%d: inet_listener http has ssl = yes but ssl_cert/ssl_key are not set", l.File, l.Line)
+		}
+		serve = func(ln net.Listener) error { return api.ServeTLS(ln, tc) }
+	}
+	srv.serve("doveadm", lns, serve)
+	srv.onStop(func(ctx context.Context) { api.Shutdown(ctx) })
+	for _, ln := range lns {
+		srv.log.Info("listening", "service", "doveadm", "listener", "http", "addr", ln.Addr().String(), "tls", l.SSL)
+	}
+	return nil
+}
+
+// apply swaps in reloaded settings. Listener changes take effect at the
+// next start; everything else applies at once.
+func (srv *Server) apply(s *config.Settings) {
+	hosts, err := parseHosts(s)
+	if err != nil {
+		srv.log.Error("reload: director_mail_servers", "err", err)
+		return
+	}
+	srv.router.SetConfig(routerConfig(s, hosts))
+	cfg := apiConfig(s)
+	cfg.Logger = srv.log
+	srv.mu.Lock()
+	srv.settings = s
+	apis := srv.apis
+	srv.mu.Unlock()
+	for _, a := range apis {
+		a.SetConfig(cfg)
+	}
+}

@@ -1,0 +1,267 @@
+// Package e2e runs the usher binary in front of real Dovecot 2.3 backends
+// and drives it with real clients (curl, mbsync, Python's imaplib) and its
+// doveadm HTTP API. Everything listens on loopback only.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/usher-mail/usher/internal/testenv"
+)
+
+var usherBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "usher-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	usherBin = filepath.Join(dir, "usher")
+	build := exec.Command("go", "build", "-race", "-o", usherBin, "../../cmd/usher")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building usher:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// usher is one running usher process.
+type usher struct {
+	t        testing.TB
+	IP       netip.Addr
+	IMAPPort int
+	IMAPS    int
+	APIPort  int
+	Admin    int
+	Dir      string
+	conf     string
+	log      *lockedBuffer
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+type usherOpts struct {
+	extra string // more config lines
+}
+
+// startUsher writes a config for a director in front of cl's backends and
+// starts usher on a fresh loopback address next to them.
+func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
+	t.Helper()
+	bs := cl.Backends()
+	ip := bs[0].IP.As4()
+	ip[3] = 10
+	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &lockedBuffer{}}
+	u.IMAPPort = testenv.FreePort(t, u.IP)
+	u.IMAPS = testenv.FreePort(t, u.IP)
+	u.APIPort = testenv.FreePort(t, u.IP)
+	u.Admin = testenv.FreePort(t, u.IP)
+	var servers []string
+	for _, b := range bs {
+		servers = append(servers, b.IP.String())
+	}
+	cert, key := certFor(t, u.IP)
+	os.WriteFile(filepath.Join(u.Dir, "cert.pem"), cert, 0o600)
+	os.WriteFile(filepath.Join(u.Dir, "key.pem"), key, 0o600)
+	conf := fmt.Sprintf(`listen = %[1]s
+base_dir = %[2]s/run
+state_dir = %[2]s/state
+protocols = imap
+ssl = yes
+ssl_cert = <%[2]s/cert.pem
+ssl_key = <%[2]s/key.pem
+director_servers = %[1]s:9090
+director_mail_servers = %[3]s
+backend_imap_port = %[4]d
+doveadm_password = hellodoveadm
+doveadm_api_key = key
+%[9]s
+service imap-login {
+  inet_listener imap {
+    port = %[5]d
+  }
+  inet_listener imaps {
+    port = %[6]d
+    ssl = yes
+  }
+}
+service doveadm {
+  inet_listener http {
+    port = %[7]d
+  }
+}
+service director {
+  unix_listener director-admin {
+  }
+  inet_listener director-admin {
+    port = %[8]d
+  }
+}
+`, u.IP, u.Dir, strings.Join(servers, " "), bs[0].IMAPPort, u.IMAPPort, u.IMAPS, u.APIPort, u.Admin, o.extra)
+	u.conf = filepath.Join(u.Dir, "usher.conf")
+	if err := os.WriteFile(u.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.start()
+	t.Cleanup(func() {
+		u.stop()
+		if t.Failed() {
+			t.Logf("usher log:\n%s", u.log.String())
+		}
+	})
+	return u
+}
+
+func (u *usher) start() {
+	u.t.Helper()
+	cmd := exec.Command(usherBin, "serve", "-c", u.conf)
+	cmd.Stdout, cmd.Stderr = u.log, u.log
+	if err := cmd.Start(); err != nil {
+		u.t.Fatal(err)
+	}
+	u.mu.Lock()
+	u.cmd = cmd
+	u.mu.Unlock()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", u.addr(u.APIPort)); err == nil {
+			c.Close()
+			if c2, err := net.Dial("tcp", u.addr(u.IMAPPort)); err == nil {
+				c2.Close()
+				return
+			}
+		}
+		if cmd.ProcessState != nil || time.Now().After(deadline) {
+			u.t.Fatalf("usher did not start:\n%s", u.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (u *usher) stop() int {
+	u.mu.Lock()
+	cmd := u.cmd
+	u.cmd = nil
+	u.mu.Unlock()
+	if cmd == nil {
+		return -1
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	return cmd.ProcessState.ExitCode()
+}
+
+// kill9 kills usher without any chance to clean up.
+func (u *usher) kill9() {
+	u.mu.Lock()
+	cmd := u.cmd
+	u.cmd = nil
+	u.mu.Unlock()
+	cmd.Process.Kill()
+	cmd.Wait()
+}
+
+func (u *usher) addr(port int) string { return net.JoinHostPort(u.IP.String(), strconv.Itoa(port)) }
+
+// api runs one doveadm command and returns its rows, or the exit code of an
+// error element.
+func (u *usher) api(cmd string, params map[string]any) ([]map[string]any, int) {
+	u.t.Helper()
+	rows, code, err := u.post("hellodoveadm", cmd, params)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	return rows, code
+}
+
+// apiAs runs a parameterless command with other credentials; code -1 means
+// the request was not accepted (401 or a transport error).
+func (u *usher) apiAs(user, pass, cmd string) ([]map[string]any, int) {
+	rows, code, err := u.post(pass, cmd, nil)
+	if err != nil {
+		return nil, -1
+	}
+	return rows, code
+}
+
+func (u *usher) post(pass, cmd string, params map[string]any) ([]map[string]any, int, error) {
+	if params == nil {
+		params = map[string]any{}
+	}
+	body, _ := json.Marshal([]any{[]any{cmd, params, "t1"}})
+	req, _ := http.NewRequest("POST", "http://"+u.addr(u.APIPort)+"/doveadm/v1", bytes.NewReader(body))
+	req.SetBasicAuth("doveadm", pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %v", cmd, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, 0, fmt.Errorf("%s: HTTP %d %s", cmd, resp.StatusCode, data)
+	}
+	var out [][]json.RawMessage
+	if err := json.Unmarshal(data, &out); err != nil || len(out) != 1 || len(out[0]) != 3 {
+		return nil, 0, fmt.Errorf("%s: bad response %s", cmd, data)
+	}
+	var kind string
+	json.Unmarshal(out[0][0], &kind)
+	if kind == "error" {
+		var e struct{ ExitCode int }
+		json.Unmarshal(out[0][1], &e)
+		return nil, e.ExitCode, nil
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(out[0][1], &rows); err != nil {
+		return nil, 0, fmt.Errorf("%s: bad rows %s", cmd, data)
+	}
+	return rows, 0, nil
+}
+
+// mustAPI is api that fails the test on a non-zero exit code.
+func (u *usher) mustAPI(cmd string, params map[string]any) []map[string]any {
+	u.t.Helper()
+	rows, code := u.api(cmd, params)
+	if code != 0 {
+		u.t.Fatalf("%s %v: exit code %d", cmd, params, code)
+	}
+	return rows
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
