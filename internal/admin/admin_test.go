@@ -26,8 +26,10 @@ func (f *fakeDirector) Hosts() []router.HostStatus {
 		{Host: cluster.Host{IP: netip.MustParseAddr("10.0.0.2"), VhostCount: 50, Tag: "t\tx", Down: true, LastUpDown: 1700000000}},
 	}
 }
-func (f *fakeDirector) RemovedHosts() []netip.Addr { return []netip.Addr{netip.MustParseAddr("10.0.0.9")} }
-func (f *fakeDirector) rec(s string) error         { f.calls = append(f.calls, s); return f.err }
+func (f *fakeDirector) RemovedHosts() []netip.Addr {
+	return []netip.Addr{netip.MustParseAddr("10.0.0.9")}
+}
+func (f *fakeDirector) rec(s string) error { f.calls = append(f.calls, s); return f.err }
 func (f *fakeDirector) SetHost(ctx context.Context, ip netip.Addr, tag string, v int, update bool) error {
 	return f.rec("set " + ip.String() + "@" + tag + " " + itoa(v))
 }
