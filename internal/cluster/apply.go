@@ -75,6 +75,10 @@ func (s *State) Apply(c Command) Result {
 		return Result{Dropped: n}
 	case OpInitHosts:
 		return Result{Code: s.applyInitHosts(c.Hosts)}
+	case OpKick:
+		// Kicks travel through the log only so that every director sees
+		// them; the observer outside the FSM acts on them.
+		return Result{}
 	}
 	return Result{Code: Invalid}
 }

@@ -20,6 +20,8 @@ const (
 	fHosts
 	fNow
 	fExpire
+	fUser
+	fText
 	fKnown = 1<<iota - 1
 )
 
@@ -40,6 +42,8 @@ func (c Command) MarshalBinary() ([]byte, error) {
 	set(fHosts, len(c.Hosts) > 0)
 	set(fNow, c.Now != 0)
 	set(fExpire, c.Expire != 0)
+	set(fUser, c.User != "")
+	set(fText, c.Text != "")
 
 	b := make([]byte, 0, 32)
 	b = append(b, commandVersion, byte(c.Op))
@@ -74,6 +78,12 @@ func (c Command) MarshalBinary() ([]byte, error) {
 	}
 	if mask&fExpire != 0 {
 		b = binary.AppendVarint(b, c.Expire)
+	}
+	if mask&fUser != 0 {
+		b = appendString(b, c.User)
+	}
+	if mask&fText != 0 {
+		b = appendString(b, c.Text)
 	}
 	return b, nil
 }
@@ -119,6 +129,12 @@ func (c *Command) UnmarshalBinary(data []byte) error {
 	}
 	if mask&fExpire != 0 {
 		c.Expire = d.varint()
+	}
+	if mask&fUser != 0 {
+		c.User = d.str()
+	}
+	if mask&fText != 0 {
+		c.Text = d.str()
 	}
 	return d.finish("command")
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -17,19 +18,75 @@ type fsm struct {
 	mu    sync.RWMutex
 	state *State
 	log   *slog.Logger
+
+	// applied is the index of the last entry applied; appliedCh is closed
+	// and replaced each time it moves, waking waitApplied.
+	applied   uint64
+	appliedCh chan struct{}
+
+	// onKick observes OpKick entries newer than kickAfter (the last index
+	// stored when the node started: older ones are replays).
+	onKick    func(Kick)
+	kickAfter uint64
 }
+
+// kickMaxAge: a kick decided longer ago than this is history, not an order,
+// e.g. on a director catching up after a long outage.
+const kickMaxAge = time.Minute
 
 func (f *fsm) Apply(l *raft.Log) any {
 	var c Command
+	var res Result
 	if err := c.UnmarshalBinary(l.Data); err != nil {
 		// Every node decodes the same bytes the same way, so skipping keeps
 		// replicas identical; it can only mean a newer writer or corruption.
 		f.log.Error("cluster: undecodable log entry skipped", "index", l.Index, "err", err)
-		return Result{Code: Invalid}
+		res = Result{Code: Invalid}
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.state.Apply(c)
+	if res.Code == OK {
+		res = f.state.Apply(c)
+	}
+	f.setApplied(l.Index)
+	f.mu.Unlock()
+	if c.Op == OpKick && f.onKick != nil && l.Index > f.kickAfter &&
+		(l.AppendedAt.IsZero() || time.Since(l.AppendedAt) < kickMaxAge) {
+		f.onKick(Kick{Tag: c.Tag, Hash: c.Hash, User: c.User, Reason: c.Text})
+	}
+	return res
+}
+
+// setApplied runs with mu held.
+func (f *fsm) setApplied(idx uint64) {
+	if idx <= f.applied {
+		return
+	}
+	f.applied = idx
+	if f.appliedCh != nil {
+		close(f.appliedCh)
+		f.appliedCh = nil
+	}
+}
+
+// waitApplied returns once the entry at idx is applied here.
+func (f *fsm) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		f.mu.Lock()
+		if f.applied >= idx {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.appliedCh == nil {
+			f.appliedCh = make(chan struct{})
+		}
+		ch := f.appliedCh
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Snapshot encodes under the read lock: at a million users that is tens of
@@ -57,6 +114,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()
+	// raft sets the applied index to the snapshot's after Restore; entries
+	// applied next are above it, so waitApplied needs no index here.
 	return nil
 }
 

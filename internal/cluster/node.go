@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,12 +26,29 @@ var ErrUnavailable = errors.New("cluster: state unavailable")
 
 // Config configures a Node.
 type Config struct {
-	Dir          string       // state_dir: raft.db and snapshots/
-	NodeID       string       // raft server ID; default BindAddr, or "usher"
-	BindAddr     string       // ring address (ip:port); "" = in-memory transport, single node
-	Peers        []string     // other voters as "addr" or "id=addr"; needs BindAddr
-	Logger       *slog.Logger // default slog.Default()
-	ApplyTimeout time.Duration
+	Dir          string        // state_dir: raft.db and snapshots/
+	NodeID       string        // raft server ID; default BindAddr, or "usher"
+	BindAddr     string        // ring address (ip:port); "" = in-memory transport, single node
+	Peers        []string      // other voters as "addr" or "id=addr"; needs BindAddr
+	Logger       *slog.Logger  // default slog.Default()
+	ApplyTimeout time.Duration // bound of one write, waiting for a leader included
+
+	// Stream, if set, carries raft traffic instead of a plain TCP listener
+	// on BindAddr (the ring package multiplexes its RPC and authenticates).
+	Stream raft.StreamLayer
+	// Forward carries writes from a follower to the leader; nil means a
+	// follower refuses writes with ErrUnavailable.
+	Forward Forwarder
+	// OnKick observes committed OpKick entries on every node. It runs on
+	// raft's apply goroutine: it must not block or call Apply.
+	OnKick func(Kick)
+	// NoBootstrap leaves a fresh node without a configuration, to join a
+	// running ring (or call Bootstrap later).
+	NoBootstrap bool
+	// Snapshot tuning; 0 = the defaults below. Tests lower them.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
 }
 
 // Tuning for a mail site: a log entry per login of a new or expired user is
@@ -53,6 +72,7 @@ type Node struct {
 	store *raftboltdb.BoltStore
 	trans raft.Transport
 
+	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -89,7 +109,7 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	if len(cfg.Peers) == 0 {
+	if len(cfg.Peers) == 0 && !cfg.NoBootstrap {
 		ctx, cancel := context.WithTimeout(context.Background(), openReadyTimeout)
 		defer cancel()
 		if err := n.WaitReady(ctx); err != nil {
@@ -101,7 +121,7 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func parsePeers(cfg Config) ([]raft.Server, error) {
-	if cfg.BindAddr == "" && len(cfg.Peers) > 0 {
+	if cfg.BindAddr == "" && (len(cfg.Peers) > 0 || cfg.Stream != nil) {
 		return nil, errors.New("cluster: peers need a BindAddr")
 	}
 	self := raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.BindAddr)}
@@ -141,10 +161,13 @@ func (n *Node) start(servers []raft.Server) error {
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	if n.cfg.BindAddr == "" {
+	switch {
+	case n.cfg.Stream != nil:
+		n.trans = raft.NewNetworkTransportWithLogger(n.cfg.Stream, 3, 10*time.Second, hlog)
+	case n.cfg.BindAddr == "":
 		_, n.trans = raft.NewInmemTransport(raft.ServerAddress(n.cfg.NodeID))
 		servers[0].Address = raft.ServerAddress(n.cfg.NodeID)
-	} else {
+	default:
 		t, err := raft.NewTCPTransportWithLogger(n.cfg.BindAddr, nil, 3, 10*time.Second, hlog)
 		if err != nil {
 			return fmt.Errorf("cluster: listen %s: %w", n.cfg.BindAddr, err)
@@ -155,9 +178,9 @@ func (n *Node) start(servers []raft.Server) error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.Logger = hlog
-	rc.SnapshotThreshold = snapshotThreshold
-	rc.SnapshotInterval = snapshotInterval
-	rc.TrailingLogs = trailingLogs
+	rc.SnapshotThreshold = cmp.Or(n.cfg.SnapshotThreshold, snapshotThreshold)
+	rc.SnapshotInterval = cmp.Or(n.cfg.SnapshotInterval, snapshotInterval)
+	rc.TrailingLogs = cmp.Or(n.cfg.TrailingLogs, trailingLogs)
 	if len(servers) == 1 {
 		// A ring of one has nobody to disagree with: elect at once.
 		rc.HeartbeatTimeout = 50 * time.Millisecond
@@ -169,12 +192,17 @@ func (n *Node) start(servers []raft.Server) error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
+	// Kick entries up to here are replays of a previous run.
+	if n.fsm.kickAfter, err = logs.LastIndex(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.fsm.onKick = n.cfg.OnKick
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
-	if !existing {
+	if !existing && !n.cfg.NoBootstrap {
 		err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("cluster: bootstrap: %w", err)
@@ -209,46 +237,69 @@ func (n *Node) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Apply replicates c and returns its result once it is applied locally.
-// Any failure wraps ErrUnavailable; after a context cancellation the
-// command may still be applied later.
+// Apply replicates c and returns its result once it is committed and
+// applied on this node. On a follower it is forwarded to the leader. While
+// no leader is reachable it waits, up to ctx and ApplyTimeout. Any failure
+// wraps ErrUnavailable; after a failure other than "no leader" the command
+// may still be applied later.
 func (n *Node) Apply(ctx context.Context, c Command) (Result, error) {
 	data, err := c.MarshalBinary()
 	if err != nil {
 		return Result{}, err
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
+	req := append([]byte{reqApply}, data...)
+	out, err := n.do(ctx, req, func(ctx context.Context) ([]byte, error) { return n.applyLocal(ctx, data) })
+	if err != nil {
+		return Result{}, err
 	}
-	if err := ctx.Err(); err != nil {
+	res, idx, err := decodeResult(out)
+	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if timeout <= 0 {
-		return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, context.DeadlineExceeded)
-	}
-	f := n.raft.Apply(data, timeout)
-	if ctx.Done() != nil {
-		done := make(chan struct{})
-		go func() {
-			_ = f.Error()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-		}
-	}
-	if err := f.Error(); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	res, ok := f.Response().(Result)
-	if !ok {
-		return Result{}, fmt.Errorf("%w: unexpected FSM response %T", ErrUnavailable, f.Response())
+	// Read your writes: the caller reads this node's copy next. The entry
+	// is committed, so a lagging copy is not a failure of the write.
+	wctx, cancel := n.deadline(ctx)
+	defer cancel()
+	if err := n.waitApplied(wctx, idx); err != nil {
+		n.log.Warn("cluster: committed write not yet applied here", "index", idx, "err", err)
 	}
 	return res, nil
 }
+
+// waitApplied waits until the entry at idx is applied here. raft's own
+// applied index covers entries that arrived inside a snapshot.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	for n.raft.AppliedIndex() < idx {
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := n.fsm.waitApplied(wctx, idx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// AppliedIndex is the index of the last entry applied here.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// LastContact is when this node last heard from the leader (zero if never;
+// the current time on the leader).
+func (n *Node) LastContact() time.Time {
+	if n.IsLeader() {
+		return time.Now()
+	}
+	return n.raft.LastContact()
+}
+
+// Role is raft's state of this node: Leader, Follower, Candidate, Shutdown.
+func (n *Node) Role() string { return n.raft.State().String() }
+
+// ID is this node's raft server ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
 
 // Read runs fn with the state read-locked. fn must not keep references to
 // the state or call Apply.
@@ -282,6 +333,7 @@ func (n *Node) Stats() map[string]string {
 // and closes the stores. Later calls return the first call's result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.closed.Store(true)
 		if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 			n.log.Warn("cluster: snapshot on close failed", "err", err)
 		}

@@ -36,7 +36,7 @@ func TestRing(t *testing.T) {
 	}
 	nodes := make([]*Node, 3)
 	for i := range nodes {
-		n, err := Open(Config{Dir: t.TempDir(), NodeID: fmt.Sprintf("n%d", i), BindAddr: addrs[i], Peers: peers, Logger: quietLogger()})
+		n, err := Open(Config{Dir: t.TempDir(), NodeID: fmt.Sprintf("n%d", i), BindAddr: addrs[i], Peers: peers, Logger: quietLogger(), ApplyTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatalf("open n%d: %v", i, err)
 		}
@@ -50,7 +50,7 @@ func TestRing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A follower refuses writes. (Leadership can move under load, so a
+	// A follower without a Forwarder refuses writes. (Leadership can move under load, so a
 	// success is allowed too: it means the node had just become leader.)
 	for _, n := range nodes {
 		if n.IsLeader() {

@@ -63,12 +63,13 @@ const (
 	OpUserDrop       // forget one user
 	OpExpire         // garbage-collect users expired at Now
 	OpInitHosts      // apply director_mail_servers (see applyInitHosts)
+	OpKick           // close sessions on every director; changes no state (see Config.OnKick)
 	opCount
 )
 
 var opNames = [...]string{"invalid", "host-set", "host-update", "host-up", "host-down",
 	"host-remove", "host-flush", "user-assign", "user-move", "user-refresh", "user-drop",
-	"expire", "init-hosts"}
+	"expire", "init-hosts", "kick"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) {
@@ -89,6 +90,8 @@ type Command struct {
 	Hosts      []Host    // OpInitHosts
 	Now        int64     // unix seconds the command was decided at
 	Expire     int64     // director_user_expire in seconds (OpUserAssign, OpExpire)
+	User       string    // OpKick: login name to kick ("" = by Tag/Hash)
+	Text       string    // OpKick: the reason sessions are told
 }
 
 // Code is the outcome of a Command.

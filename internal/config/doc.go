@@ -24,7 +24,8 @@
 //     last value of setting name in the current or an enclosing section, or
 //     its default; "$ENV:NAME" reads the environment.
 //
-// Settings usher knows are checked and stored; other Dovecot settings and
-// sections (passdb, protocol, plugin, ...) produce a Warning; anything else
+// Settings usher knows are checked and stored; passdb sections are kept as
+// Settings.Passdbs; other Dovecot settings and sections (userdb, protocol,
+// plugin, ...) produce a Warning; anything else
 // is an *Error naming file and line, as are all other problems.
 package config

@@ -53,6 +53,9 @@ type Settings struct {
 	// managesieve-login, lmtp, doveadm, director) merged with the file's
 	// service blocks, in that order.
 	Services []Service
+
+	// Passdbs are the passdb sections in file order; empty means usher checks no passwords.
+	Passdbs []Passdb
 }
 
 // Load reads the configuration file at path, following !include (with glob
@@ -139,6 +142,8 @@ func (a *applier) apply(root *Node) error {
 			if err := a.service(n); err != nil {
 				return err
 			}
+		case n.Section && n.Key == "passdb":
+			a.passdbSection(n)
 		case n.Section && isDovecotSection(n.Key):
 			a.warn(n, "section %s is not used by usher; its contents are ignored", sectionName(n))
 		case n.Section:

@@ -122,7 +122,6 @@ plugin {
 	want := []Warning{
 		{"usher.conf", 1, "mail_location is a Dovecot setting that usher does not use; ignored"},
 		{"usher.conf", 2, "auth_mechanisms is a Dovecot setting that usher does not use; ignored"},
-		{"usher.conf", 3, "section passdb is not used by usher; its contents are ignored"},
 		{"usher.conf", 7, "section protocol imap is not used by usher; its contents are ignored"},
 		{"usher.conf", 10, "section plugin is not used by usher; its contents are ignored"},
 	}
@@ -131,6 +130,9 @@ plugin {
 	}
 	if s.MailMaxUserIPConnections != 10 {
 		t.Errorf("protocol block leaked: %d", s.MailMaxUserIPConnections)
+	}
+	if want := []Passdb{{Driver: "static", Args: "proxy=y nopassword=y", File: "usher.conf", Line: 3}}; !slices.Equal(s.Passdbs, want) {
+		t.Errorf("Passdbs = %+v, want %+v", s.Passdbs, want)
 	}
 	if got := warns[0].String(); got != "usher.conf:1: mail_location is a Dovecot setting that usher does not use; ignored" {
 		t.Errorf("Warning.String() = %q", got)

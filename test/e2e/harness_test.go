@@ -50,6 +50,9 @@ type usher struct {
 	IP       netip.Addr
 	IMAPPort int
 	IMAPS    int
+	POP3Port int
+	LMTPPort int
+	Sieve    int
 	APIPort  int
 	Admin    int
 	Dir      string
@@ -74,6 +77,9 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &lockedBuffer{}}
 	u.IMAPPort = testenv.FreePort(t, u.IP)
 	u.IMAPS = testenv.FreePort(t, u.IP)
+	u.POP3Port = testenv.FreePort(t, u.IP)
+	u.LMTPPort = testenv.FreePort(t, u.IP)
+	u.Sieve = testenv.FreePort(t, u.IP)
 	u.APIPort = testenv.FreePort(t, u.IP)
 	u.Admin = testenv.FreePort(t, u.IP)
 	var servers []string
@@ -86,13 +92,16 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	conf := fmt.Sprintf(`listen = %[1]s
 base_dir = %[2]s/run
 state_dir = %[2]s/state
-protocols = imap
+protocols = imap pop3 lmtp sieve
 ssl = yes
 ssl_cert = <%[2]s/cert.pem
 ssl_key = <%[2]s/key.pem
 director_servers = %[1]s:9090
 director_mail_servers = %[3]s
 backend_imap_port = %[4]d
+backend_pop3_port = %[10]d
+backend_lmtp_port = %[11]d
+backend_sieve_port = %[12]d
 doveadm_password = hellodoveadm
 doveadm_api_key = key
 %[9]s
@@ -103,6 +112,24 @@ service imap-login {
   inet_listener imaps {
     port = %[6]d
     ssl = yes
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = %[13]d
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    port = %[14]d
+  }
+}
+service managesieve-login {
+  inet_listener sieve {
+    port = %[15]d
   }
 }
 service doveadm {
@@ -117,7 +144,8 @@ service director {
     port = %[8]d
   }
 }
-`, u.IP, u.Dir, strings.Join(servers, " "), bs[0].IMAPPort, u.IMAPPort, u.IMAPS, u.APIPort, u.Admin, o.extra)
+`, u.IP, u.Dir, strings.Join(servers, " "), bs[0].IMAPPort, u.IMAPPort, u.IMAPS, u.APIPort, u.Admin, o.extra,
+		bs[0].POP3Port, bs[0].LMTPPort, bs[0].SievePort, u.POP3Port, u.LMTPPort, u.Sieve)
 	u.conf = filepath.Join(u.Dir, "usher.conf")
 	if err := os.WriteFile(u.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
