@@ -22,6 +22,9 @@ type adminConn struct {
 	br      *bufio.Reader
 	pending []byte
 	writers sync.WaitGroup
+	// lastWrite is closed when the previous flush has been written; writes
+	// must reach the server in order (VERSION before the first command).
+	lastWrite chan struct{}
 }
 
 // errCode carries the exit code a failed director exchange maps to.
@@ -99,9 +102,15 @@ func (a *adminConn) flush() {
 	}
 	buf := a.pending
 	a.pending = nil
+	prev, done := a.lastWrite, make(chan struct{})
+	a.lastWrite = done
 	a.writers.Add(1)
 	go func() {
 		defer a.writers.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
 		a.c.Write(buf) // a failure surfaces as a read error
 	}()
 }
