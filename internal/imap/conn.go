@@ -129,10 +129,16 @@ func (c *conn) serve() {
 	if c.reply("* OK [CAPABILITY "+c.capabilities()+"] "+c.s.cfg.Greeting) != nil {
 		return
 	}
-	for {
+	for n := 1; ; n++ {
 		pieces, err := c.rd.readCommand()
 		if err != nil {
 			c.readFailed(err)
+			return
+		}
+		// A client that talks without ever logging in only costs us: the
+		// login timeout bounds its time, this bounds its work.
+		if n > c.s.cfg.MaxCommands {
+			c.bye("Too many commands before login.")
 			return
 		}
 		cmd, err := parseCommand(pieces)

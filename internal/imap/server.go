@@ -34,6 +34,9 @@ type Config struct {
 	// what Dovecot 2.3's imap-login does: the third one gets "* BYE Too many invalid IMAP
 	// commands.").
 	MaxBadCommands int
+	// MaxCommands bounds the commands a client may send before logging in
+	// (default 30, usher_max_prelogin_commands).
+	MaxCommands int
 	// LoginTimeout is the time a client has to log in (default 60 s, Dovecot's
 	// CLIENT_LOGIN_TIMEOUT_MSECS).
 	LoginTimeout time.Duration
@@ -57,6 +60,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBadCommands <= 0 {
 		c.MaxBadCommands = 3
+	}
+	if c.MaxCommands <= 0 {
+		c.MaxCommands = 30
 	}
 	if c.LoginTimeout <= 0 {
 		c.LoginTimeout = 60 * time.Second

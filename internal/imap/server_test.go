@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -409,5 +410,36 @@ func TestShutdown(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", h.addr); err == nil {
 		t.Error("still accepting")
+	}
+}
+
+func TestTooManyCommandsBeforeLogin(t *testing.T) {
+	env, _, _, _, _ := logintest.Env(netip.MustParseAddr("127.0.0.1"))
+	s := NewServer(Config{MaxCommands: 3}, env)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	r.ReadString('\n')
+	fmt.Fprint(c, "a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n")
+	var lines []string
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	if len(lines) != 4 || lines[3] != "* BYE Too many commands before login." {
+		t.Fatalf("got %q", lines)
 	}
 }

@@ -67,7 +67,7 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 		Router:               srv.router,
 		Penalties:            srv.penalties,
 		Sessions:             sessionsAdapter{srv},
-		Stats:                srv.stats,
+		Stats:                loginStats{srv.stats},
 		Logger:               srv.log,
 		TrustedNetworks:      s.LoginTrustedNetworks,
 		DisablePlaintextAuth: s.DisablePlaintextAuth,
@@ -115,6 +115,7 @@ func (srv *Server) startListeners() error {
 					ImplicitTLS:   l.SSL,
 					MaxLineLength: s.ImapMaxLineLength,
 					LoginTimeout:  s.UsherLoginTimeout,
+					MaxCommands:   s.UsherMaxPreloginCommands,
 					BackendPort:   s.BackendIMAPPort,
 					BackendSSL:    s.BackendSSL,
 				}, env)
