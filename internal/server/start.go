@@ -129,8 +129,15 @@ func (srv *Server) startListeners() error {
 					srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL)
 				}
 			}
-		case "pop3-login", "managesieve-login", "lmtp":
-			proto := map[string]string{"pop3-login": "pop3", "managesieve-login": "sieve", "lmtp": "lmtp"}[svc.Name]
+		case "lmtp":
+			if !slices.Contains(s.Protocols, "lmtp") {
+				continue
+			}
+			if err := srv.startLMTP(s, svc, env); err != nil {
+				return err
+			}
+		case "pop3-login", "managesieve-login":
+			proto := map[string]string{"pop3-login": "pop3", "managesieve-login": "sieve"}[svc.Name]
 			if slices.Contains(s.Protocols, proto) && len(svc.InetListeners) > 0 {
 				srv.log.Warn("protocol not served yet by this usher version; listener not opened", "service", svc.Name)
 			}

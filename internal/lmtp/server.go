@@ -1,0 +1,221 @@
+// Package lmtp is the LMTP front-end of the director. Each RCPT TO is routed on its own: the
+// recipient becomes a user name as Dovecot's auth_username_format would make it, the router
+// picks that user's backend, and the recipient is checked on that backend. A transaction opens
+// at most one connection per backend; the message is streamed to every backend involved while
+// it is read from the client, and the client gets one reply per recipient, in RCPT order, only
+// once every backend has answered. A recipient is acknowledged with 250 only when its own
+// backend said 250 for it; a backend that fails gets its recipients "451 4.4.0 Proxy failed".
+package lmtp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/usher-mail/usher/internal/login"
+)
+
+// Service is the service name given to sessions and stats.
+const Service = "lmtp"
+
+// Config holds the LMTP front-end settings. Zero values take the defaults noted per field.
+type Config struct {
+	// Hostname is the name in the greeting and the LHLO reply (default: env.Hostname).
+	Hostname string
+	// Greeting is login_greeting (default "Dovecot ready."); Dovecot's LMTP greets with
+	// "220 <hostname> <login_greeting>".
+	Greeting string
+	// BackendPort is the backends' LMTP port (default 24).
+	BackendPort int
+	// UsernameFormat is auth_username_format (default "%Lu"): how a recipient address becomes
+	// the user name that is routed.
+	UsernameFormat string
+	// RecipientDelimiter is recipient_delimiter (default "+"): the detail after it is dropped
+	// from the local part before the user name is made. "-" disables it (Dovecot has no way
+	// to say "none" but an empty value, which here means the default).
+	RecipientDelimiter string
+	// MaxMessageSize bounds one message in bytes, advertised as SIZE (default 50 MiB; negative:
+	// no limit). A larger message gets 552 for every recipient and reaches no backend's mailbox.
+	MaxMessageSize int64
+	// ProxyTimeout bounds each wait for a backend: connect, every reply, every write (default
+	// 125 s, Dovecot's LMTP proxy_timeout default).
+	ProxyTimeout time.Duration
+	// IdleTimeout is how long a client may stay silent (default 5 min).
+	IdleTimeout time.Duration
+	// MaxLineLength bounds one command line (default 4 KiB).
+	MaxLineLength int
+	// MaxBadCommands disconnects a client after this many invalid commands (default 10).
+	MaxBadCommands int
+}
+
+// DefaultMaxMessageSize is MaxMessageSize's default.
+const DefaultMaxMessageSize = 50 << 20
+
+func (c Config) withDefaults(env *login.Env) Config {
+	if c.Hostname == "" {
+		c.Hostname = env.Hostname
+	}
+	if c.Greeting == "" {
+		c.Greeting = "Dovecot ready."
+	}
+	if c.BackendPort <= 0 {
+		c.BackendPort = 24
+	}
+	if c.UsernameFormat == "" {
+		c.UsernameFormat = "%Lu"
+	}
+	switch c.RecipientDelimiter {
+	case "":
+		c.RecipientDelimiter = "+"
+	case "-":
+		c.RecipientDelimiter = ""
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.ProxyTimeout <= 0 {
+		c.ProxyTimeout = 125 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = 4 << 10
+	}
+	if c.MaxBadCommands <= 0 {
+		c.MaxBadCommands = 10
+	}
+	return c
+}
+
+// Server accepts LMTP clients on any number of listeners.
+type Server struct {
+	cfg Config
+	env *login.Env
+	log *slog.Logger
+	// dial opens backend connections; tests replace it to reach fake backends on one IP.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a server; env.Router must be set. LMTP has no passwords, so env's
+// Penalties and plaintext policy are not used.
+func NewServer(cfg Config, env *login.Env) *Server {
+	env = env.WithDefaults()
+	var d net.Dialer
+	return &Server{
+		cfg:       cfg.withDefaults(env),
+		env:       env,
+		log:       env.Logger.With("service", Service),
+		dial:      func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+	}
+}
+
+// Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
+// returns nil; other accept errors are returned.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer s.forget(c)
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) beginClose() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	list := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	return list
+}
+
+// Close stops accepting and cuts every connection at once, transactions in progress included
+// (their clients got no 250 for them, so they will retry), and waits for the goroutines.
+func (s *Server) Close() {
+	for _, c := range s.beginClose() {
+		c.abort()
+	}
+	s.wg.Wait()
+}
+
+// Shutdown stops accepting and lets every transaction in progress finish: a client is sent
+// "421 4.3.2 Shutting down" and disconnected as soon as it has no open transaction. When ctx
+// ends first, the remaining connections are cut as Close does and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, c := range s.beginClose() {
+		c.drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range s.beginClose() {
+		c.abort()
+	}
+	<-done
+	return ctx.Err()
+}

@@ -1,0 +1,192 @@
+package lmtp
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usher-mail/usher/internal/login"
+)
+
+// txn is one mail transaction, from MAIL FROM to the replies after the data (or RSET).
+type txn struct {
+	from     string // reverse path without brackets
+	body     string // BODY= value, "" when not given
+	rcpts    []*recipient
+	backends map[netip.Addr]*backend
+	order    []*backend // in first-use order, so backends are handled deterministically
+
+	dataStarted bool  // DATA sent to the backends (DATA or first BDAT)
+	size        int64 // message bytes received so far
+	tooBig      bool
+}
+
+// recipient is an accepted RCPT: its backend said 2xx to it.
+type recipient struct {
+	path  string
+	user  string
+	be    *backend
+	reply []string // the backend's reply after the data; nil: none came
+	done  func(in, out int64)
+	start time.Time
+}
+
+func (c *conn) proxyFailed(reason string) string {
+	return "451 4.4.0 Proxy failed (" + reason + ", session=" + c.sessionID + ")"
+}
+
+func (c *conn) cmdMail(cmd *command) {
+	if c.tx != nil {
+		c.reply("503 5.5.0 MAIL already given")
+		return
+	}
+	tx := &txn{from: cmd.path, backends: map[netip.Addr]*backend{}}
+	for k, v := range cmd.params {
+		switch k {
+		case "BODY":
+			v = strings.ToUpper(v)
+			if v != "7BIT" && v != "8BITMIME" {
+				c.reply("501 5.5.4 Unsupported BODY parameter")
+				return
+			}
+			tx.body = v
+		case "SIZE":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 || c.s.cfg.MaxMessageSize < 0 {
+				c.reply("501 5.5.4 Invalid SIZE parameter")
+				return
+			}
+			if n > c.s.cfg.MaxMessageSize {
+				c.reply(msgTooBig)
+				return
+			}
+		default:
+			c.reply("555 5.5.4 Unsupported parameters")
+			return
+		}
+	}
+	c.mu.Lock()
+	c.open = true
+	c.mu.Unlock()
+	c.tx = tx
+	c.reply("250 2.1.0 OK")
+}
+
+const msgTooBig = "552 5.2.3 Message size exceeds administrative limit"
+
+func (c *conn) cmdRcpt(cmd *command) {
+	tx := c.tx
+	switch {
+	case tx == nil:
+		c.reply("503 5.5.0 MAIL needed first")
+		return
+	case tx.dataStarted:
+		c.reply("503 5.5.0 Bad sequence of commands")
+		return
+	case len(cmd.params) > 0:
+		c.reply("555 5.5.4 Unsupported parameters")
+		return
+	}
+	cfg := &c.s.cfg
+	user, err := userFor(cfg.UsernameFormat, cfg.RecipientDelimiter, cmd.path)
+	if err != nil || user == "" {
+		c.log.Error("cannot make a user name from a recipient", "err", err)
+		c.reply("451 4.3.0 Temporary user lookup failure")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ProxyTimeout)
+	defer cancel()
+	ip, err := c.s.env.Router.Route(ctx, user)
+	if err != nil {
+		c.log.Warn("routing failed", "user", user, "err", err)
+		c.reply("451 4.3.0 Temporary user lookup failure")
+		return
+	}
+	dest := netip.AddrPortFrom(ip.Unmap(), uint16(cfg.BackendPort))
+	if dest == c.local {
+		c.reply("554 5.4.6 Proxying loops to itself")
+		return
+	}
+	b := tx.backends[dest.Addr()]
+	if b == nil {
+		b = c.openBackend(ctx, dest, tx)
+		tx.backends[dest.Addr()] = b
+		tx.order = append(tx.order, b)
+	}
+	if !b.ok() {
+		c.reply(b.failedReply(c)...)
+		return
+	}
+	rep, err := b.command("RCPT TO:<" + cmd.path + ">")
+	if err != nil {
+		b.fail(err)
+		c.reply(b.failedReply(c)...)
+		return
+	}
+	if rep.code/100 != 2 {
+		c.reply(rep.lines...)
+		return
+	}
+	r := &recipient{path: cmd.path, user: user, be: b, start: time.Now()}
+	// One session per delivery and user, without a client IP: what Dovecot's anvil shows as
+	// lmtp/<user>. It makes the delivery visible to who and to the director's kicks, so a
+	// user being moved gets no mail written on the old backend after the move.
+	r.done = c.s.env.Sessions.Register(login.SessionInfo{
+		ID: c.sessionID, Service: Service, User: user,
+		Local: c.local, Backend: dest, Start: r.start,
+	}, func(string) { b.kick() })
+	b.rcpts = append(b.rcpts, r)
+	tx.rcpts = append(tx.rcpts, r)
+	c.reply(rep.lines...)
+}
+
+// endTx closes the transaction's backends (politely when they are between commands) and ends
+// its sessions. Recipients that got no 250 were not acknowledged, so nothing is lost.
+func (c *conn) endTx() {
+	tx := c.tx
+	if tx == nil {
+		return
+	}
+	c.tx = nil
+	c.mu.Lock()
+	keep := !c.draining && !c.aborted
+	c.mu.Unlock()
+	for _, b := range tx.order {
+		if keep && b.dataDone && b.ok() && !b.kicked.Load() {
+			c.keepSpare(b)
+			continue
+		}
+		b.close(!tx.dataStarted || b.dataDone)
+	}
+	for _, r := range tx.rcpts {
+		var in int64
+		if len(r.reply) > 0 && strings.HasPrefix(r.reply[0], "2") {
+			in = tx.size
+		}
+		r.done(in, 0)
+		c.s.env.Stats.SessionFinished(Service, time.Since(r.start), in, 0)
+	}
+	c.mu.Lock()
+	c.open = false
+	c.mu.Unlock()
+}
+
+// keepSpare keeps a backend connection that finished its transaction cleanly for the client's
+// next transaction. Between transactions it carries no session: nothing is being delivered.
+func (c *conn) keepSpare(b *backend) {
+	b.rcpts, b.dataDone, b.dw = nil, false, dotWriter{w: b.bw}
+	if old := c.spare[b.addr.Addr()]; old != nil {
+		old.close(true)
+	}
+	c.spare[b.addr.Addr()] = b
+}
+
+// closeSpares says goodbye to the kept backend connections.
+func (c *conn) closeSpares() {
+	for ip, b := range c.spare {
+		b.close(true)
+		delete(c.spare, ip)
+	}
+}
