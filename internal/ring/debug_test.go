@@ -1,0 +1,9 @@
+package ring
+
+import "os"
+
+func init() {
+	if os.Getenv("RING_DEBUG") != "" {
+		testOut = os.Stderr
+	}
+}
