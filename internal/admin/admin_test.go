@@ -65,9 +65,13 @@ func session(t *testing.T, d Director) (*bufio.Reader, net.Conn) {
 	t.Cleanup(func() { c.Close(); s.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
-	go c.Write([]byte("VERSION\tdirector-doveadm\t1\t0\n"))
+	// Read the greeting first, then answer synchronously: a handshake written from a goroutine
+	// could be overtaken by the test's first command on the unbuffered pipe.
 	if l, _ := r.ReadString('\n'); l != greeting+"\n" {
 		t.Fatalf("greeting %q", l)
+	}
+	if _, err := c.Write([]byte("VERSION\tdirector-doveadm\t1\t0\n")); err != nil {
+		t.Fatal(err)
 	}
 	return r, c
 }

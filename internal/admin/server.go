@@ -111,7 +111,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		}
 		if !handshaken {
 			if !compatibleVersion(line) {
-				s.log.Warn("director-admin: incompatible handshake", "remote", c.RemoteAddr().String())
+				s.log.Warn("director-admin: incompatible handshake", "remote", c.RemoteAddr().String(), "line", line)
 				return
 			}
 			handshaken = true

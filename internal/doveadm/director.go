@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -54,12 +55,18 @@ func (c *cmdCtx) dialDirector() (*adminConn, error) {
 	}
 	a := &adminConn{c: nc, br: bufio.NewReader(nc)}
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	a.sendRaw("VERSION\tdirector-doveadm\t1\t0")
-	line, err := a.readLine()
+	// The director greets first, so read its VERSION, then send ours synchronously: once
+	// the write has returned, no later command can overtake it (the in-process pipe has no
+	// buffer, and an overtaking command made the server refuse the handshake).
+	line, err := a.br.ReadString('\n')
+	if err == nil {
+		_, err = io.WriteString(nc, "VERSION\tdirector-doveadm\t1\t0\n")
+	}
 	if err != nil {
 		a.close()
-		return nil, err
+		return nil, errCode(exTempFail)
 	}
+	line = strings.TrimSuffix(line, "\n")
 	if !strings.HasPrefix(line, "VERSION\tdirector-doveadm\t1\t") {
 		c.log.Error("director-admin: incompatible handshake", "line", line)
 		a.close()

@@ -162,6 +162,9 @@ func (r *registry) catalogueBody() []byte {
 func newRegistry() *registry {
 	impl := map[string]handler{
 		"service stop":         cmdServiceStop,
+		"service status":       cmdServiceStatus,
+		"process status":       cmdProcessStatus,
+		"instance list":        cmdInstanceList,
 		"stop":                 cmdStop,
 		"reload":               cmdReload,
 		"stats dump":           cmdStatsDump,

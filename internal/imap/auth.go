@@ -154,6 +154,14 @@ func (c *conn) login(tag string, cr creds) (*backendSession, bool) {
 		return nil, c.reply(tag+" "+reply) == nil
 	}
 
+	if ok, err := env.Passdb.Verify(Service, cr.user, cr.pass); err != nil {
+		log.Error("passdb lookup failed", "err", err)
+		return fail("NO [UNAVAILABLE] "+login.TempFailText(env.Hostname, time.Now()), false)
+	} else if !ok {
+		log.Info("authentication failed (passdb)")
+		return fail(noAuthFailed, true)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
 	defer cancel()
 	host, err := env.Router.Route(ctx, user)

@@ -55,6 +55,13 @@ type Sessions interface {
 	CountUserIP(user string, ip netip.Addr) int
 }
 
+// Passdb is usher's own password check, when a site configures one; without it every
+// password passes here and the backend decides (Dovecot's proxy=y nopassword=y).
+type Passdb interface {
+	// Verify reports whether pass is user's password; an error is a temporary failure.
+	Verify(service, user, pass string) (ok bool, err error)
+}
+
 // Stats receives the events behind statsDump and /metrics.
 type Stats interface {
 	Login(service string)
@@ -71,6 +78,7 @@ type Env struct {
 	Penalties
 	Sessions
 	Stats
+	Passdb
 	Logger *slog.Logger
 	// TrustedNetworks is login_trusted_networks: these clients may override their address and
 	// session id (IMAP ID, XCLIENT) and count as secured.
@@ -98,6 +106,9 @@ func (e *Env) WithDefaults() *Env {
 	}
 	if c.Stats == nil {
 		c.Stats = nopStats{}
+	}
+	if c.Passdb == nil {
+		c.Passdb = nopPassdb{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,6 +157,10 @@ func (nopSessions) Register(SessionInfo, func(string)) func(int64, int64) {
 	return func(int64, int64) {}
 }
 func (nopSessions) CountUserIP(string, netip.Addr) int { return 0 }
+
+type nopPassdb struct{}
+
+func (nopPassdb) Verify(string, string, string) (bool, error) { return true, nil }
 
 type nopStats struct{}
 

@@ -165,6 +165,13 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 		r.remember(userOrHash)
 	}
 	k := key{"", h}
+	// Dovecot looks the host up before anything else: an unknown host is NOTFOUND even
+	// while the user is still being moved.
+	var hostKnown bool
+	r.node.Read(func(s *cluster.State) { _, hostKnown = s.Host(ip) })
+	if !hostKnown {
+		return ErrNotFound
+	}
 	r.mu.Lock()
 	if _, busy := r.moving[k]; busy {
 		r.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -60,7 +61,7 @@ type Router struct {
 	ringKey string
 	initial *director.Rings
 	moving  map[key]time.Time   // users being killed: new logins wait
-	pending map[key]struct{}    // timestamp refreshes not yet in the log
+	pending map[key]int64       // timestamp refreshes not yet in the log: key -> when (unix s)
 	names   map[string]struct{} // login names seen, for `director map`
 
 	stop chan struct{}
@@ -81,7 +82,7 @@ func New(node *cluster.Node, kicker Kicker, cfg Config, log *slog.Logger) *Route
 	r := &Router{
 		node: node, kicker: kicker, log: log, now: time.Now,
 		moving:  map[key]time.Time{},
-		pending: map[key]struct{}{},
+		pending: map[key]int64{},
 		names:   map[string]struct{}{},
 		stop:    make(chan struct{}),
 	}
@@ -209,7 +210,7 @@ func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool,
 	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
 	if found && u.Timestamp+r.expireSecs() > now.Unix() {
 		r.mu.Lock()
-		r.pending[k] = struct{}{}
+		r.pending[k] = max(r.pending[k], now.Unix())
 		r.mu.Unlock()
 		return u.Host, false, nil
 	}
@@ -217,6 +218,10 @@ func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool,
 	if !ok {
 		return netip.Addr{}, true, nil
 	}
+	// Refreshes of logins that came before this one go into the log first,
+	// so USER-LIST order (oldest first, ties in arrival order) is what it
+	// would be had every refresh been applied at its login, as in Dovecot.
+	r.flushRefreshes()
 	res, err := r.node.Apply(ctx, cluster.Command{
 		Op: cluster.OpUserAssign, Tag: k.tag, Hash: k.hash, IP: host,
 		Now: now.Unix(), Expire: r.expireSecs(),
@@ -268,9 +273,10 @@ func (r *Router) refreshLive() {
 		return
 	}
 	hs := r.kicker.Hashes()
+	now := r.now().Unix()
 	r.mu.Lock()
 	for _, h := range hs {
-		r.pending[key{"", h}] = struct{}{}
+		r.pending[key{"", h}] = max(r.pending[key{"", h}], now)
 	}
 	r.mu.Unlock()
 }
@@ -281,16 +287,27 @@ func (r *Router) flushRefreshes() {
 		r.mu.Unlock()
 		return
 	}
-	keys := make([]cluster.UserKey, 0, len(r.pending))
-	for k := range r.pending {
-		keys = append(keys, cluster.UserKey{Tag: k.tag, Hash: k.hash})
+	// A refresh carries the time of the login that caused it, not of this flush: a user
+	// refreshed within the second it was mapped keeps its place in USER-LIST order, as in
+	// Dovecot, where the refresh happens at login time.
+	byTime := map[int64][]cluster.UserKey{}
+	for k, ts := range r.pending {
+		byTime[ts] = append(byTime[ts], cluster.UserKey{Tag: k.tag, Hash: k.hash})
 	}
-	r.pending = map[key]struct{}{}
+	r.pending = map[key]int64{}
 	r.mu.Unlock()
+	times := make([]int64, 0, len(byTime))
+	for ts := range byTime {
+		times = append(times, ts)
+	}
+	slices.Sort(times)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpUserRefresh, Users: keys, Now: r.now().Unix()}); err != nil {
-		r.log.Warn("refreshing user timestamps", "users", len(keys), "err", err)
+	for _, ts := range times {
+		keys := byTime[ts]
+		if _, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpUserRefresh, Users: keys, Now: ts}); err != nil {
+			r.log.Warn("refreshing user timestamps", "users", len(keys), "err", err)
+		}
 	}
 }
 

@@ -190,6 +190,10 @@ func TestMoveKicksAndHoldsLogins(t *testing.T) {
 	if err := r.Move(ctx, "bob", ip); !errors.Is(err, ErrTryAgain) {
 		t.Fatalf("second move: %v", err)
 	}
+	// An unknown host is NOTFOUND even during the kick delay (Dovecot checks the host first).
+	if err := r.Move(ctx, "bob", netip.MustParseAddr("10.9.9.8")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("move to unknown host while moving: %v", err)
+	}
 	// A login waits out the delay, then lands on the new host.
 	if got, err := r.Route(ctx, "bob"); err != nil || got != dst {
 		t.Fatalf("after move bob -> %s %v, want %s", got, err, dst)

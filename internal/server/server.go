@@ -21,6 +21,7 @@ import (
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/director"
 	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/penalty"
 	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sessions"
@@ -48,6 +49,7 @@ type Server struct {
 	stats     *stats.Stats
 	admin     *admin.Server
 	apis      []*doveadm.Server
+	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -79,6 +81,9 @@ func (srv *Server) open() error {
 	s := srv.settings
 	hosts, err := parseHosts(s)
 	if err != nil {
+		return err
+	}
+	if srv.passdb, err = buildPassdb(s); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
@@ -261,6 +266,14 @@ func (srv *Server) Reload() error {
 	for _, w := range warns {
 		srv.log.Warn("config", "warning", w.String())
 	}
+	db, err := buildPassdb(s)
+	if err != nil {
+		srv.log.Error("reload rejected, keeping the running settings", "err", err)
+		return err
+	}
+	srv.mu.Lock()
+	srv.passdb = db
+	srv.mu.Unlock()
 	srv.apply(s)
 	srv.log.Info("configuration reloaded", "file", srv.confPath)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/usher-mail/usher/internal/doveadm"
 	"github.com/usher-mail/usher/internal/imap"
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/router"
 )
 
 // serve runs fn(l) for every listener in the background and records the
@@ -64,7 +66,8 @@ func tlsConfig(s *config.Settings) (*tls.Config, error) {
 func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 	host, _ := os.Hostname()
 	return &login.Env{
-		Router:               srv.router,
+		Router:               loginRouter{srv.router},
+		Passdb:               passdbCheck{srv},
 		Penalties:            srv.penalties,
 		Sessions:             sessionsAdapter{srv},
 		Stats:                loginStats{srv.stats},
@@ -75,6 +78,17 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 		Hostname:             host,
 		ProxyTimeout:         s.LoginProxyTimeout,
 	}
+}
+
+// loginRouter tells the front-ends which routing failures are temporary.
+type loginRouter struct{ r *router.Router }
+
+func (l loginRouter) Route(ctx context.Context, user string) (netip.Addr, error) {
+	ip, err := l.r.Route(ctx, user)
+	if errors.Is(err, router.ErrTempFail) {
+		err = fmt.Errorf("%w: %v", login.ErrTempFail, err)
+	}
+	return ip, err
 }
 
 func apiConfig(s *config.Settings) doveadm.Config {

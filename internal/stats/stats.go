@@ -114,6 +114,16 @@ func (s *Stats) Command(service, name string, d time.Duration) {
 	s.touch()
 }
 
+// PreloginCommand records a command a front-end answered itself before login (CAPABILITY,
+// ID, LOGIN, ...). It counts in old-stats num_cmds only: Dovecot's imap_command metric is fed
+// by the imap process's imap_command_finished events, which a director never runs (it relays
+// the logged-in session unparsed), so on a director that metric stays at zero.
+func (s *Stats) PreloginCommand(service, name string, d time.Duration) {
+	s.service(service).cmds.Add(1)
+	s.old.cmds.Add(1)
+	s.touch()
+}
+
 // SessionStart counts a proxied session as connected. Every SessionStart
 // is to be matched by one SessionFinished.
 func (s *Stats) SessionStart(service string) {

@@ -311,3 +311,17 @@ var _ interface {
 	Command(service, name string, d time.Duration)
 	SessionFinished(service string, d time.Duration, in, out int64)
 } = (*Stats)(nil)
+
+// Pre-login commands count as commands but stay out of the imap_command metric, which on a
+// Dovecot director is always zero (reference deployment, conformance case 257).
+func TestPreloginCommand(t *testing.T) {
+	s := New(time.Now)
+	s.PreloginCommand("imap", "CAPABILITY", us(3))
+	ms := s.Metrics(false)
+	if len(ms) != 4 || ms[2].Name != "imap_command" || ms[2].Count != 0 {
+		t.Errorf("metrics after a pre-login command = %+v", ms)
+	}
+	if g := s.Global(); g.NumCmds != 1 {
+		t.Errorf("num_cmds = %d, want 1", g.NumCmds)
+	}
+}

@@ -1,0 +1,170 @@
+// Package passdb lets usher check passwords itself before routing a login (usher-product.md
+// section 3), so that wrong passwords never reach a backend and count toward usher's own
+// penalties, as with a Dovecot director whose passdb verifies passwords.
+//
+// Supported: passdb { driver = passwd-file  args = [scheme=S] [username_format=F] PATH } with
+// %-variables in PATH (%s service, %u, %n, %d), and driver = static with password=P or
+// nopassword=y. Schemes: PLAIN, CLEARTEXT, CRYPT/SHA256-CRYPT/SHA512-CRYPT ($5$, $6$),
+// SHA/SHA1, SHA256, SHA512, SSHA, SSHA256, SSHA512, PLAIN-MD5, SMD5 (with .HEX/.B64).
+package passdb
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/usher-mail/usher/internal/config"
+)
+
+// DefaultFileScheme is Dovecot's default scheme for passwd-file passwords without {SCHEME}.
+const DefaultFileScheme = "CRYPT"
+
+// DB checks passwords against the configured passdbs in order, as Dovecot does with its
+// default result_failure=continue: the first passdb that accepts the password wins.
+type DB struct {
+	usernameFormat string
+	dbs            []source
+
+	mu    sync.Mutex
+	files map[string]*userFile // expanded path -> file, shared by all passdbs
+}
+
+type source struct {
+	driver string
+	// passwd-file
+	scheme, usernameFormat, path string
+	// static
+	password   string
+	nopassword bool
+}
+
+// New builds the checker for settings' passdb sections. It returns nil (check nothing, the
+// backends decide) when there is no passdb or every passdb accepts any password, which is
+// Dovecot's "proxy=y nopassword=y" director setup. Unsupported drivers are errors naming the
+// section's file and line. usernameFormat is auth_username_format.
+func New(passdbs []config.Passdb, usernameFormat string) (*DB, error) {
+	db := &DB{usernameFormat: usernameFormat, files: map[string]*userFile{}}
+	checks := false
+	for _, p := range passdbs {
+		src, err := parseSource(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: passdb: %w", p.File, p.Line, err)
+		}
+		if !(src.driver == "static" && src.nopassword) {
+			checks = true
+		}
+		db.dbs = append(db.dbs, src)
+	}
+	if !checks {
+		return nil, nil
+	}
+	return db, nil
+}
+
+func parseSource(p config.Passdb) (source, error) {
+	src := source{driver: p.Driver, scheme: DefaultFileScheme, usernameFormat: "%u"}
+	args := strings.Fields(p.Args)
+	switch p.Driver {
+	case "passwd-file":
+		for len(args) > 1 {
+			k, v, ok := strings.Cut(args[0], "=")
+			if !ok {
+				break
+			}
+			switch k {
+			case "scheme":
+				src.scheme = strings.ToUpper(v)
+			case "username_format":
+				src.usernameFormat = v
+			default:
+				return src, fmt.Errorf("passwd-file: unknown argument %q", args[0])
+			}
+			args = args[1:]
+		}
+		if len(args) != 1 {
+			return src, errors.New("passwd-file: args must end with the file's path")
+		}
+		src.path = args[0]
+		if !Supported(src.scheme) {
+			return src, fmt.Errorf("passwd-file: unsupported scheme %s", src.scheme)
+		}
+	case "static":
+		for _, a := range args {
+			k, v, _ := strings.Cut(a, "=")
+			switch k {
+			case "password":
+				src.password = v
+			case "nopassword":
+				src.nopassword = v != "n" && v != "no"
+			}
+		}
+	default:
+		return src, fmt.Errorf("driver %q is not supported by usher (passwd-file, static)", p.Driver)
+	}
+	return src, nil
+}
+
+// Username applies auth_username_format (e.g. %Ln: lower-case, domain stripped).
+func (db *DB) Username(user string) string {
+	if db.usernameFormat == "" {
+		return user
+	}
+	return expand(db.usernameFormat, vars{user: user})
+}
+
+// Verify reports whether pass is the password of user for the service ("imap", "pop3",
+// "sieve", ...). err is set only when no passdb could decide (e.g. a file is unreadable or a
+// stored password has an unknown scheme) and no other passdb accepted: a temporary failure,
+// not a wrong password.
+func (db *DB) Verify(service, user, pass string) (bool, error) {
+	user = db.Username(user)
+	var firstErr error
+	for _, src := range db.dbs {
+		ok, err := db.check(src, service, user, pass)
+		if ok {
+			return true, nil
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return false, firstErr
+}
+
+func (db *DB) check(src source, service, user, pass string) (bool, error) {
+	if src.driver == "static" {
+		if src.nopassword {
+			return true, nil
+		}
+		return equal([]byte(src.password), []byte(pass)), nil
+	}
+	v := vars{user: user, service: service}
+	e, found, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
+	if err != nil || !found {
+		return false, err
+	}
+	if e.nopassword {
+		return true, nil
+	}
+	if e.password == "" {
+		return false, nil
+	}
+	scheme, stored := SplitScheme(e.password, src.scheme)
+	ok, err := Check(scheme, stored, pass)
+	if err != nil {
+		return false, fmt.Errorf("user %s: %w %s", user, err, scheme)
+	}
+	return ok, nil
+}
+
+func (db *DB) file(path string) *userFile {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	f, ok := db.files[path]
+	if !ok {
+		f = &userFile{path: path}
+		db.files[path] = f
+	}
+	return f
+}

@@ -1,0 +1,191 @@
+package passdb
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/usher-mail/usher/internal/config"
+)
+
+// Hashes made by Dovecot 2.3.19's `doveadm pw`, password "pass" unless the name says otherwise.
+var dovecotHashes = []struct{ stored, pass string }{
+	{"{SHA256-CRYPT}$5$W2Wz1JCuYmJcCP8O$AmuBRi5AGPObA7WWuzj26mo6f2gSNXCvnty0nMpWeMD", "pass"},
+	{"{SHA512-CRYPT}$6$KKCrBh8N0Et8mYW2$n9lin834du3eg7w8H9b6.zludbibhVUdJ0KjGvMmqoYjVbG8R/a3Thl.53QV6hRbD3af/ZWLfgTGWFaKb7IfG.", "pässword long long long long"},
+	{"{SHA512-CRYPT}$6$rounds=6000$zgu7AAzTNtfCIntp$ejjj8UNGGKFkWzrZuSJeOYR927phg6Z3.uC1bUieZ6bhXegIdeiNalcm1zhllVZ9DiO5mpzgtme6mBlXGZMh/1", "pass"},
+	{"{CRYPT}$5$W2Wz1JCuYmJcCP8O$AmuBRi5AGPObA7WWuzj26mo6f2gSNXCvnty0nMpWeMD", "pass"},
+	{"{SSHA256}Al23usEREiprsdWdkNZ1wOubIBlpRejHWdk7aOn5L8OEGudy", "pass"},
+	{"{SSHA512}XXHetvy2OTgMDy3mxoZNBEHNaXZSbJvQ4V4XstjRyv0sjnnqA7yk2bBSLy+yKwHyuCXDu/MM6qOCaEyWTySgt3/7QZ0=", "pass"},
+	{"{SHA256}10/w7o2juYBrGMh32/KbveULW9jk2tejpyUAD+uC6PE=", "pass"},
+	{"{SSHA}lRUy3oca0Hnnu1h3ElemuMy8RnWnKiHf", "pass"},
+	{"{SHA}nU4eI71bcnBGqeO0t9tXvY1u5oQ=", "pass"},
+	{"{SHA256.HEX}d74ff0ee8da3b9806b18c877dbf29bbde50b5bd8e4dad7a3a725000feb82e8f1", "pass"},
+	{"{PLAIN}pass", "pass"},
+	{"{CLEARTEXT}pass", "pass"},
+}
+
+func TestDovecotHashes(t *testing.T) {
+	for _, h := range dovecotHashes {
+		scheme, stored := SplitScheme(h.stored, "CRYPT")
+		ok, err := Check(scheme, stored, h.pass)
+		if err != nil || !ok {
+			t.Errorf("%s: ok=%v err=%v, want match", h.stored, ok, err)
+		}
+		ok, err = Check(scheme, stored, h.pass+"x")
+		if err != nil || ok {
+			t.Errorf("%s with a wrong password: ok=%v err=%v", h.stored, ok, err)
+		}
+	}
+}
+
+// Vectors from the SHA-crypt specification, checked against glibc crypt(3).
+func TestShaCryptVectors(t *testing.T) {
+	for _, v := range []struct{ setting, pass, want string }{
+		{"$5$saltstring", "Hello world!", "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"},
+		{"$5$rounds=10000$saltstringsaltstring", "Hello world!", "$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA"},
+		{"$6$saltstring", "Hello world!", "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"},
+		{"$6$rounds=1400$anotherlongsaltstring", "a very much longer text to encrypt.  This one even stretches over morethan one line.", "$6$rounds=1400$anotherlongsalts$POfYwTEok97VWcjxIiSOjiykti.o/pQs.wPvMxQ6Fm7I6IoYN3CmLs66x9t0oSwbtEW7o7UmJEiDwGqd8p4ur1"},
+		{"$6$rounds=10$roundstoolow", "the minimum number is still observed", "$6$rounds=1000$roundstoolow$kUMsbe306n21p9R.FRkW3IGn.S9NPN0x50YhH1xhLsPuWGsUSklZt58jaTfF4ZEQpyUNGc0dqbpBYYBaHHrsX."},
+	} {
+		got, ok := shaCrypt(v.pass, v.setting)
+		if !ok || got != v.want {
+			t.Errorf("shaCrypt(%q, %q) = %q, %v; want %q", v.pass, v.setting, got, ok, v.want)
+		}
+	}
+}
+
+func TestUnknownScheme(t *testing.T) {
+	if _, err := Check("BLF-CRYPT", "$2y$05$abc", "pass"); !errors.Is(err, ErrUnknownScheme) {
+		t.Errorf("BLF-CRYPT: err = %v, want ErrUnknownScheme", err)
+	}
+	if _, err := Check("CRYPT", "abDES", "pass"); !errors.Is(err, ErrUnknownScheme) {
+		t.Errorf("DES crypt: err = %v, want ErrUnknownScheme", err)
+	}
+}
+
+func TestExpand(t *testing.T) {
+	v := vars{user: "Bob@Example.COM", service: "imap"}
+	for in, want := range map[string]string{
+		"%u": "Bob@Example.COM", "%Ln": "bob", "%Lu": "bob@example.com", "%d": "Example.COM",
+		"/etc/users.%s": "/etc/users.imap", "%{service}-%{username}": "imap-Bob", "100%%": "100%",
+		"%x": "%x", "%": "%", "%L": "%L", "%{nope": "%{nope",
+	} {
+		if got := expand(in, v); got != want {
+			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func writeUsers(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPasswdFile(t *testing.T) {
+	dir := t.TempDir()
+	path := writeUsers(t, dir, "users.imap", `# comment
+user001:{PLAIN}pass:1000:1000::/home/user001::
+user002:pass::::::proxy=y
+user003:{SHA256-CRYPT}$5$W2Wz1JCuYmJcCP8O$AmuBRi5AGPObA7WWuzj26mo6f2gSNXCvnty0nMpWeMD
+nopw::::::: nopassword=y
+empty:
+user001:{PLAIN}second-line-ignored
+`)
+	db, err := New([]config.Passdb{{Driver: "passwd-file", Args: "scheme=PLAIN " + strings.Replace(path, ".imap", ".%s", 1)}}, "%Ln")
+	if err != nil || db == nil {
+		t.Fatalf("New: %v, %v", db, err)
+	}
+	for _, c := range []struct {
+		user, pass string
+		want       bool
+	}{
+		{"user001", "pass", true}, {"USER001@example.com", "pass", true}, {"user001", "Pass", false},
+		{"user001", "second-line-ignored", false}, {"user002", "pass", true}, {"user003", "pass", true},
+		{"user003", "nope", false}, {"nopw", "anything", true}, {"empty", "", false}, {"nosuchuser", "pass", false},
+	} {
+		ok, err := db.Verify("imap", c.user, c.pass)
+		if err != nil || ok != c.want {
+			t.Errorf("Verify(%q, %q) = %v, %v; want %v", c.user, c.pass, ok, err, c.want)
+		}
+	}
+	if ok, err := db.Verify("pop3", "user001", "pass"); ok || err == nil {
+		t.Errorf("missing users.pop3: ok=%v err=%v, want an error", ok, err)
+	}
+}
+
+func TestPasswdFileReread(t *testing.T) {
+	dir := t.TempDir()
+	path := writeUsers(t, dir, "users", "bob:{PLAIN}old\n")
+	db, err := New([]config.Passdb{{Driver: "passwd-file", Args: path}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := db.Verify("imap", "bob", "old"); !ok {
+		t.Fatal("old password refused")
+	}
+	writeUsers(t, dir, "users", "bob:{PLAIN}newer-and-longer\n")
+	if ok, _ := db.Verify("imap", "bob", "newer-and-longer"); !ok {
+		t.Error("edited file not re-read")
+	}
+}
+
+func TestNew(t *testing.T) {
+	if db, err := New(nil, "%u"); db != nil || err != nil {
+		t.Errorf("no passdb: %v, %v; want nil, nil", db, err)
+	}
+	if db, err := New([]config.Passdb{{Driver: "static", Args: "proxy=y nopassword=y"}}, ""); db != nil || err != nil {
+		t.Errorf("static nopassword: %v, %v; want nil, nil", db, err)
+	}
+	for _, p := range []config.Passdb{
+		{Driver: "ldap", Args: "/etc/ldap.conf", File: "u.conf", Line: 7},
+		{Driver: "passwd-file", Args: "", File: "u.conf", Line: 7},
+		{Driver: "passwd-file", Args: "scheme=BLF-CRYPT /x", File: "u.conf", Line: 7},
+		{Driver: "passwd-file", Args: "bogus=1 /x", File: "u.conf", Line: 7},
+	} {
+		if _, err := New([]config.Passdb{p}, ""); err == nil || !strings.HasPrefix(err.Error(), "u.conf:7: ") {
+			t.Errorf("New(%+v) err = %v, want one naming u.conf:7", p, err)
+		}
+	}
+	db, err := New([]config.Passdb{{Driver: "static", Args: "password=secret"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := db.Verify("imap", "anyone", "secret"); !ok {
+		t.Error("static password refused")
+	}
+	if ok, _ := db.Verify("imap", "anyone", "other"); ok {
+		t.Error("static: wrong password accepted")
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	for _, h := range dovecotHashes {
+		f.Add(h.stored, h.pass)
+	}
+	f.Add("{SHA512-CRYPT}$6$rounds=99999999999999999999$x$", "p")
+	f.Add("{SSHA256.HEX}zz", "")
+	f.Fuzz(func(t *testing.T, stored, pass string) {
+		if strings.Contains(stored, "rounds=") {
+			t.Skip("large round counts are slow by design")
+		}
+		scheme, value := SplitScheme(stored, "PLAIN")
+		Check(scheme, value, pass)
+	})
+}
+
+func FuzzParseUsers(f *testing.F) {
+	f.Add([]byte("user001:{PLAIN}pass:1:1::/h::proxy=y nopassword=y\n#c\n\n:x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for u := range parseUsers(data) {
+			if u == "" || strings.Contains(u, ":") {
+				t.Fatalf("bad user name %q", u)
+			}
+		}
+	})
+}

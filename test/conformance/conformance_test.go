@@ -1,0 +1,306 @@
+// Package conformance replays the doveadm HTTP API conformance scenario (the recorded
+// behaviour of Dovecot 2.3.19's director, ../shared/conformance) against usher in front of two
+// real Dovecot backends, and fails on any difference compare.py reports.
+//
+// The scenario needs fixed addresses: usher at 127.0.0.10 and the backends at 127.0.0.11 and
+// 127.0.0.12, because the golden user->backend choices hash those IPs. Nothing else in the test
+// suite uses them (testenv picks 127.X.Y.Z with X != 0 by default).
+package conformance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/usher-mail/usher/internal/testenv"
+)
+
+const (
+	usherIP  = "127.0.0.10"
+	imapPort = 21143
+	apiPort  = 21080
+	ringPort = 21090
+	nUsers   = 100
+)
+
+// scenarioPorts are the anchor deployment's ports, which the scenario's defaults expect.
+var scenarioPorts = testenv.Ports{IMAP: imapPort, POP3: 21110, LMTP: 21024, Sieve: 21190, HTTP: apiPort, Doveadm: 21081}
+
+// timingDependent are golden answers that hold only with Dovecot's timing, which usher does not
+// reproduce on purpose.
+var timingDependent = map[int]string{
+	256: "directorRingStatus after 251-255: Dovecot blocked ~20 s in 252 (README, Timing), long " +
+		"enough to forget 127.0.0.14 removed at 251; usher answers at once and still lists it as removed",
+}
+
+// sharedDir finds the shared conformance material: $USHER_SHARED, else ../shared beside the
+// clone (CI's layout).
+func sharedDir(t *testing.T) string {
+	dir := os.Getenv("USHER_SHARED")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "conformance", "scenario.py")); err != nil {
+		t.Skipf("conformance material not found at %s (set USHER_SHARED to the shared directory): %v", dir, err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+func TestDoveadmAPIConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the conformance scenario takes about two minutes")
+	}
+	shared := sharedDir(t)
+	testenv.RequireDovecot(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not found: the scenario and compare.py need it")
+	}
+	for _, addr := range []string{"127.0.0.10:21080", "127.0.0.11:21143", "127.0.0.12:21143"} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Skipf("%s is already in use (an anchor deployment? ../shared/anchor/teardown.sh stops it)", addr)
+		}
+	}
+
+	cl := testenv.StartDovecot(t, testenv.Options{
+		N: 2, Users: nUsers, Password: "pass", DoveadmPassword: "hellodoveadm", APIKey: "key",
+		IPs:   []netip.Addr{netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("127.0.0.12")},
+		Ports: scenarioPorts,
+	})
+	for _, b := range cl.Backends() {
+		addAnchorMetric(t, b)
+	}
+	startUsher(t)
+
+	out := filepath.Join(t.TempDir(), "results")
+	conf := filepath.Join(shared, "conformance")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	scenario := exec.CommandContext(ctx, "python3", filepath.Join(conf, "scenario.py"),
+		"--api", "http://"+usherIP+":"+strconv.Itoa(apiPort), "--director-ip", usherIP,
+		"--imap-port", strconv.Itoa(imapPort), "--ring-port", strconv.Itoa(ringPort),
+		"--backend-ips", "127.0.0.11,127.0.0.12", "--password", "hellodoveadm", "--api-key", "key",
+		"--pace", "0", "--out", out)
+	if b, err := scenario.CombinedOutput(); err != nil {
+		t.Fatalf("scenario.py: %v\n%s", err, b)
+	}
+
+	director, backend := casesByTarget(t, filepath.Join(conf, "cases"))
+	director = slices.DeleteFunc(director, func(n int) bool { _, skip := timingDependent[n]; return skip })
+	for n, why := range timingDependent {
+		t.Logf("case %d not compared: %s", n, why)
+	}
+	// Cases sent to a backend's own API exercise real Dovecot 2.3, bugs included, so they are
+	// compared as recorded; usher's deviation rules apply to the director's answers only.
+	compare(t, conf, out, "usher", director)
+	compare(t, conf, out, "dovecot", backend)
+}
+
+// anchorMetric is the fourth metric of the anchor backends (../shared/anchor/setup.sh), which
+// the golden statsDump of b1 (case 274) lists; testenv's backend config defines the other three.
+const anchorMetric = `
+metric proxy_session_finished {
+  filter = event=proxy_session_finished
+}
+`
+
+// addAnchorMetric restarts a backend with anchorMetric added to its configuration, unless the
+// configuration already has it.
+func addAnchorMetric(t *testing.T, b *testenv.Backend) {
+	conf, err := os.ReadFile(b.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(conf), "metric proxy_session_finished") {
+		return
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.ConfigPath, append(conf, anchorMetric...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// casesByTarget splits the golden case numbers into those answered by the director and those
+// sent to a backend's API.
+func casesByTarget(t *testing.T, dir string) (director, backend []int) {
+	files, err := filepath.Glob(filepath.Join(dir, "[0-9][0-9][0-9]_*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden cases in %s: %v", dir, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Seq    int    `json:"seq"`
+			Target string `json:"target"`
+		}
+		if err := json.Unmarshal(data, &c); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if strings.HasPrefix(c.Target, usherIP+":") {
+			director = append(director, c.Seq)
+		} else {
+			backend = append(backend, c.Seq)
+		}
+	}
+	sort.Ints(director)
+	sort.Ints(backend)
+	return director, backend
+}
+
+func compare(t *testing.T, conf, out, target string, cases []int) {
+	t.Helper()
+	if len(cases) == 0 {
+		return
+	}
+	list := make([]string, len(cases))
+	for i, n := range cases {
+		list[i] = strconv.Itoa(n)
+	}
+	cmd := exec.Command("python3", filepath.Join(conf, "compare.py"), out, "--target", target,
+		"--cases", strings.Join(list, ","))
+	b, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	summary := lines[len(lines)-1]
+	t.Logf("compare.py --target %s (%d cases): %s", target, len(cases), summary)
+	if err != nil {
+		var failed []string
+		for _, l := range lines {
+			if !strings.HasPrefix(l, "PASS ") {
+				failed = append(failed, l)
+			}
+		}
+		t.Errorf("compare.py --target %s: %v\n%s", target, err, strings.Join(failed, "\n"))
+	}
+}
+
+// startUsher builds usher and runs it at 127.0.0.10 configured like the reference director:
+// the two backends, a ring of one, director_user_expire = 15 min, and a passdb that checks
+// passwords itself so wrong ones never reach a backend.
+func startUsher(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "usher")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/usher")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building usher: %v\n%s", err, b)
+	}
+	var users strings.Builder
+	for i := 1; i <= nUsers; i++ {
+		fmt.Fprintf(&users, "%s:{PLAIN}pass::::::\n", testenv.UserName(i))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "usher.conf")
+	if err := os.WriteFile(conf, []byte(usherConf(dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(dir, "usher.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "-c", conf)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		// The scenario's last case stops usher; otherwise end it here.
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+		}
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			t.Logf("usher log:\n%s", b)
+		}
+	})
+	for _, port := range []int{apiPort, imapPort} {
+		addr := net.JoinHostPort(usherIP, strconv.Itoa(port))
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-exited:
+				b, _ := os.ReadFile(log.Name())
+				t.Fatalf("usher exited before listening on %s:\n%s", addr, b)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func usherConf(dir string) string {
+	return fmt.Sprintf(`# usher configured like the conformance corpus's reference director
+listen = %[1]s
+base_dir = %[2]s/run
+state_dir = %[2]s/state
+protocols = imap
+ssl = no
+disable_plaintext_auth = no
+auth_username_format = %%Ln
+director_servers = %[1]s:%[3]d
+director_mail_servers = 127.0.0.11 127.0.0.12
+director_user_expire = 15 min
+backend_imap_port = %[4]d
+doveadm_password = hellodoveadm
+doveadm_api_key = key
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN %[2]s/users
+}
+service imap-login {
+  inet_listener imap {
+    port = %[4]d
+  }
+}
+service doveadm {
+  inet_listener http {
+    port = %[5]d
+  }
+}
+service director {
+  inet_listener {
+    port = %[3]d
+  }
+  unix_listener director-admin {
+  }
+}
+`, usherIP, dir, ringPort, imapPort, apiPort)
+}
