@@ -15,7 +15,9 @@ import (
 	"github.com/usher-mail/usher/internal/doveadm"
 	"github.com/usher-mail/usher/internal/imap"
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/pop3"
 	"github.com/usher-mail/usher/internal/router"
+	"github.com/usher-mail/usher/internal/sieve"
 )
 
 // serve runs fn(l) for every listener in the background and records the
@@ -80,6 +82,36 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 	}
 }
 
+// frontEnd is a login front-end (IMAP, POP3, ManageSieve).
+type frontEnd interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// newFrontEnd builds the front-end of one listener.
+func (srv *Server) newFrontEnd(proto string, s *config.Settings, l *config.InetListener, tc *tls.Config, env *login.Env) frontEnd {
+	switch proto {
+	case "pop3":
+		return pop3.NewServer(pop3.Config{
+			Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
+			LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
+			BackendPort: s.BackendPOP3Port, BackendSSL: s.BackendSSL,
+		}, env)
+	case "sieve":
+		return sieve.NewServer(sieve.Config{
+			Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
+			LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
+			BackendPort: s.BackendSievePort, BackendSSL: s.BackendSSL,
+		}, env)
+	}
+	return imap.NewServer(imap.Config{
+		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
+		MaxLineLength: s.ImapMaxLineLength, LoginTimeout: s.UsherLoginTimeout,
+		MaxCommands: s.UsherMaxPreloginCommands,
+		BackendPort: s.BackendIMAPPort, BackendSSL: s.BackendSSL,
+	}, env)
+}
+
 // loginRouter tells the front-ends which routing failures are temporary.
 type loginRouter struct{ r *router.Router }
 
@@ -110,8 +142,16 @@ func (srv *Server) startListeners() error {
 	for i := range s.Services {
 		svc := &s.Services[i]
 		switch svc.Name {
-		case "imap-login":
-			if !slices.Contains(s.Protocols, "imap") {
+		case "lmtp":
+			if !slices.Contains(s.Protocols, "lmtp") {
+				continue
+			}
+			if err := srv.startLMTP(s, svc, env); err != nil {
+				return err
+			}
+		case "imap-login", "pop3-login", "managesieve-login":
+			proto := map[string]string{"imap-login": "imap", "pop3-login": "pop3", "managesieve-login": "sieve"}[svc.Name]
+			if !slices.Contains(s.Protocols, proto) {
 				continue
 			}
 			for j := range svc.InetListeners {
@@ -123,37 +163,16 @@ func (srv *Server) startListeners() error {
 					srv.log.Warn("skipping TLS listener: ssl is off or ssl_cert/ssl_key are not set", "listener", l.Name, "at", l.File+":"+strconv.Itoa(l.Line))
 					continue
 				}
-				is := imap.NewServer(imap.Config{
-					Greeting:      s.LoginGreeting,
-					TLS:           tc,
-					ImplicitTLS:   l.SSL,
-					MaxLineLength: s.ImapMaxLineLength,
-					LoginTimeout:  s.UsherLoginTimeout,
-					MaxCommands:   s.UsherMaxPreloginCommands,
-					BackendPort:   s.BackendIMAPPort,
-					BackendSSL:    s.BackendSSL,
-				}, env)
+				fe := srv.newFrontEnd(proto, s, l, tc, env)
 				lns, err := listenTCP(s.Listen, l)
 				if err != nil {
 					return err
 				}
-				srv.serve(svc.Name, lns, is.Serve)
-				srv.onStop(func(ctx context.Context) { is.Shutdown(ctx) })
+				srv.serve(svc.Name, lns, fe.Serve)
+				srv.onStop(func(ctx context.Context) { fe.Shutdown(ctx) })
 				for _, ln := range lns {
 					srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL)
 				}
-			}
-		case "lmtp":
-			if !slices.Contains(s.Protocols, "lmtp") {
-				continue
-			}
-			if err := srv.startLMTP(s, svc, env); err != nil {
-				return err
-			}
-		case "pop3-login", "managesieve-login":
-			proto := map[string]string{"pop3-login": "pop3", "managesieve-login": "sieve"}[svc.Name]
-			if slices.Contains(s.Protocols, proto) && len(svc.InetListeners) > 0 {
-				srv.log.Warn("protocol not served yet by this usher version; listener not opened", "service", svc.Name)
 			}
 		case "doveadm":
 			for j := range svc.InetListeners {

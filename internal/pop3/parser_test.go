@@ -1,0 +1,80 @@
+package pop3
+
+import (
+	"bufio"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestParseCommand(t *testing.T) {
+	for _, tc := range []struct{ line, name, args string }{
+		{"user a b", "USER", "a b"},
+		{"CAPA", "CAPA", ""},
+		{"PASS  lead", "PASS", " lead"},
+		{"", "", ""},
+	} {
+		if got := parseCommand(tc.line); got.name != tc.name || got.args != tc.args {
+			t.Errorf("%q: got %+v", tc.line, got)
+		}
+	}
+}
+
+func TestParseXCLIENT(t *testing.T) {
+	x, ok := parseXCLIENT("ADDR=::ffff:192.0.2.1 port=99 SESSION=s1 TTL=0 FORWARD=abc junk")
+	if !ok || x.addr != netip.MustParseAddr("192.0.2.1") || x.port != 99 || x.session != "s1" || x.ttl != 0 {
+		t.Errorf("got %+v %v", x, ok)
+	}
+	for _, bad := range []string{"ADDR=x", "PORT=0", "PORT=70000", "TTL=-1", "SESSION=" + strings.Repeat("s", 65)} {
+		if _, ok := parseXCLIENT(bad); ok {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if x, ok := parseXCLIENT(""); !ok || x.ttl != -1 || x.addr.IsValid() {
+		t.Errorf("empty: %+v", x)
+	}
+}
+
+func TestReadLine(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("a\r\nbb\n" + strings.Repeat("x", 20) + "\r\n"))
+	if l, err := readLine(br, 10); l != "a" || err != nil {
+		t.Fatal(l, err)
+	}
+	if l, err := readLine(br, 10); l != "bb" || err != nil {
+		t.Fatal(l, err)
+	}
+	if _, err := readLine(br, 10); !errors.Is(err, errLineTooLong) {
+		t.Fatal(err)
+	}
+}
+
+// FuzzPOP3Command feeds arbitrary client input through the framing and the parsers the
+// pre-login loop uses; none may panic, and what they return must be consistent.
+func FuzzPOP3Command(f *testing.F) {
+	for _, s := range []string{
+		"CAPA\r\n", "USER a b\r\nPASS c\r\n", "AUTH PLAIN AHUxAHBhc3M=\r\n", "XCLIENT ADDR=1.2.3.4 PORT=5 TTL=3\r\n",
+		"\r\n", "auth\n", "XCLIENT ADDR=::1 SESSION=" + strings.Repeat("x", 70) + "\r\n", "\x00\xff\r\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReader(strings.NewReader(string(data)))
+		for {
+			line, err := readLine(br, 64)
+			if err != nil {
+				return
+			}
+			if len(line) > 66 || strings.HasSuffix(line, "\n") {
+				t.Fatalf("line %q", line)
+			}
+			cmd := parseCommand(line)
+			if cmd.name != strings.ToUpper(cmd.name) || strings.Contains(cmd.name, " ") {
+				t.Fatalf("name %q", cmd.name)
+			}
+			if x, ok := parseXCLIENT(cmd.args); ok && (x.ttl < -1 || x.ttl > 255 || len(x.session) > 64) {
+				t.Fatalf("xclient %+v", x)
+			}
+		}
+	})
+}

@@ -1,0 +1,233 @@
+// Package sieve is the ManageSieve front-end of the director: it greets clients with the
+// capability list of Dovecot's managesieve-login, answers the pre-login commands (CAPABILITY,
+// STARTTLS, AUTHENTICATE, NOOP, LOGOUT, XCLIENT), logs in on the backend chosen by the router
+// with the client's credentials (forwarding the client's address with XCLIENT when the
+// backend offers it) and then relays bytes until either side closes.
+package sieve
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/usher-mail/usher/internal/login"
+)
+
+// Config holds the ManageSieve front-end settings. Zero values take the defaults noted per
+// field.
+type Config struct {
+	// Greeting is login_greeting (default "Dovecot ready.").
+	Greeting string
+	// Implementation is managesieve_implementation_string (default "Dovecot Pigeonhole";
+	// Debian's build says "Dovecot (Debian) Pigeonhole").
+	Implementation string
+	// SieveExtensions is managesieve_sieve_capability (default: Pigeonhole 0.5's list).
+	SieveExtensions string
+	// NotifyMethods is managesieve_notify_capability (default "mailto").
+	NotifyMethods string
+	// TLS enables STARTTLS (or implicit TLS); nil means no TLS.
+	TLS *tls.Config
+	// ImplicitTLS makes the listener speak TLS from the first byte.
+	ImplicitTLS bool
+	// MaxLineLength bounds one pre-login command, literals included (default 1024, the input
+	// buffer of Dovecot's login processes).
+	MaxLineLength int
+	// MaxBadCommands disconnects a client after this many bad commands (default 3, as
+	// Dovecot's managesieve-login).
+	MaxBadCommands int
+	// MaxCommands bounds the commands a client may send before logging in (default 30,
+	// usher_max_prelogin_commands, as for IMAP).
+	MaxCommands int
+	// LoginTimeout is the time a client has to log in (default 60 s).
+	LoginTimeout time.Duration
+	// BackendPort is the backends' ManageSieve port (default 4190).
+	BackendPort int
+	// BackendSSL is "no" (default), "yes" (implicit TLS) or "starttls".
+	BackendSSL string
+	// BackendTLS is used for TLS to backends (nil: a default config).
+	BackendTLS *tls.Config
+}
+
+// DefaultSieveExtensions is what Pigeonhole 0.5 (Dovecot 2.3) announces by default.
+const DefaultSieveExtensions = "fileinto reject envelope encoded-character vacation subaddress " +
+	"comparator-i;ascii-numeric relational regex imap4flags copy include variables body enotify " +
+	"environment mailbox date index ihave duplicate mime foreverypart extracttext"
+
+func (c Config) withDefaults() Config {
+	if c.Greeting == "" {
+		c.Greeting = "Dovecot ready."
+	}
+	if c.Implementation == "" {
+		c.Implementation = "Dovecot Pigeonhole"
+	}
+	if c.SieveExtensions == "" {
+		c.SieveExtensions = DefaultSieveExtensions
+	}
+	if c.NotifyMethods == "" {
+		c.NotifyMethods = "mailto"
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = 1024
+	}
+	if c.MaxBadCommands <= 0 {
+		c.MaxBadCommands = 3
+	}
+	if c.MaxCommands <= 0 {
+		c.MaxCommands = 30
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = 60 * time.Second
+	}
+	if c.BackendSSL == "" {
+		c.BackendSSL = "no"
+	}
+	if c.BackendPort <= 0 {
+		c.BackendPort = 4190
+	}
+	return c
+}
+
+// Service is the service name given to sessions, stats and penalties. Dovecot's passdb sees
+// %s = "sieve" for managesieve-login too (verified against 2.3.19), so who/kick filter on it.
+const Service = "sieve"
+
+// Server accepts ManageSieve clients on any number of listeners.
+type Server struct {
+	cfg Config
+	env *login.Env
+	log *slog.Logger
+	// remoteAddr lets tests pretend a connection comes from elsewhere (the plaintext policy
+	// depends on the client address, and tests only have loopback).
+	remoteAddr func(net.Conn) netip.AddrPort
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+	// stop is closed by Close; it interrupts penalty sleeps of connections being torn down.
+	stop chan struct{}
+}
+
+// NewServer returns a server; env.Router must be set.
+func NewServer(cfg Config, env *login.Env) *Server {
+	env = env.WithDefaults()
+	return &Server{
+		cfg:       cfg.withDefaults(),
+		env:       env,
+		log:       env.Logger.With("service", Service),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+		stop:      make(chan struct{}),
+	}
+}
+
+// Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
+// returns nil; other accept errors are returned.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer s.forget(c)
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// beginClose stops accepting and returns the live connections.
+func (s *Server) beginClose() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closing {
+		s.closing = true
+		close(s.stop)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	list := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	return list
+}
+
+// Close stops accepting and closes every connection at once, proxied ones included, and waits
+// for their goroutines to end.
+func (s *Server) Close() {
+	for _, c := range s.beginClose() {
+		c.kick(shutdownText)
+	}
+	s.wg.Wait()
+}
+
+const shutdownText = "Server shutting down."
+
+// Shutdown stops accepting, sends `BYE "Server shutting down."` to clients that have not
+// logged in yet, and waits for proxied sessions to end. When ctx ends first, the remaining
+// sessions are kicked with the same text and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, c := range s.beginClose() {
+		c.closePreLogin(shutdownText)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range s.beginClose() {
+		c.kick(shutdownText)
+	}
+	<-done
+	return ctx.Err()
+}
