@@ -9,7 +9,7 @@ die() { log "$*"; exit 1; }
 
 # ------------------------------------------------------------------ system packages
 packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
-          curl isync swaks sieve-connect python3
+          curl isync swaks sieve-connect python3 haproxy
           make gcc libc6-dev)  # -race needs cgo, hence a C toolchain
 missing=()
 for p in "${packages[@]}"; do

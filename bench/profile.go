@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// profileUsher reruns the loads against usher built with a pprof endpoint (bench/usherprof) and
+// saves a CPU profile of the login storm, the STARTTLS storm and bulk, and a heap profile with
+// the largest idle population held. The top of each goes into the report.
+func profileUsher(e *env, p params, dir string, w io.Writer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	bin, err := goBuild(e.dir, "usherprof", "github.com/usher-mail/usher/bench/usherprof")
+	if err != nil {
+		return err
+	}
+	port, err := freePort(usherIP)
+	if err != nil {
+		return err
+	}
+	pe := *e
+	pe.usherBin, pe.pprofAddr = bin, netip.AddrPortFrom(usherIP, uint16(port)).String()
+	secs := max(1, int(p.StormTime/time.Second)-1)
+
+	type job struct {
+		name string
+		load func(t target, stop <-chan struct{})
+	}
+	jobs := []job{
+		{"cpu-login-storm", func(t target, stop <-chan struct{}) {
+			for !closed(stop) {
+				storm(t, p.StormClients, time.Second, p.StormMax, 1, p.Users, false)
+			}
+		}},
+		{"cpu-login-storm-starttls", func(t target, stop <-chan struct{}) {
+			for !closed(stop) {
+				storm(t, p.TLSClients, time.Second, p.TLSMax, 1, p.Users, true)
+			}
+		}},
+		{"cpu-bulk", func(t target, stop <-chan struct{}) {
+			for !closed(stop) {
+				if _, err := bulk(t, p.BulkStreams, 1); err != nil {
+					return
+				}
+			}
+		}},
+	}
+	fmt.Fprintf(w, "\n## Profiles of usher (pprof files in %s)\n", dir)
+	for _, j := range jobs {
+		in, err := startUsher(&pe)
+		if err != nil {
+			return err
+		}
+		t := target{addr: in.addr, srcIPs: clientIPs, timeout: 30 * time.Second}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { j.load(t, stop); close(done) }()
+		// what the goroutines wait on, midway: off-CPU time does not show in a CPU profile
+		goDone := make(chan struct{})
+		go func() {
+			defer close(goDone)
+			time.Sleep(time.Duration(secs) * time.Second / 2)
+			fetch(fmt.Sprintf("http://%s/debug/pprof/goroutine?debug=1", pe.pprofAddr), filepath.Join(dir, "goroutines-"+j.name+".txt"))
+		}()
+		file := filepath.Join(dir, j.name+".pprof")
+		err = fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pe.pprofAddr, secs), file)
+		close(stop)
+		<-done
+		<-goDone
+		in.stop()
+		if err != nil {
+			return err
+		}
+		writeTop(w, j.name, bin, file)
+	}
+
+	in, err := startUsher(&pe)
+	if err != nil {
+		return err
+	}
+	// usher's splice relay holds two pipes per session (six descriptors in all): stay below
+	// what the descriptor limit lets it hold so the heap profile shows a healthy population.
+	n := min(p.IdleSizes[len(p.IdleSizes)-1], int(e.fdLimit/6)-300)
+	held, _ := idleSessions(target{addr: in.addr, srcIPs: clientIPs, timeout: 30 * time.Second}, n, p.IdlePar, p.Users, p.IdleTime)
+	file := filepath.Join(dir, "heap-idle.pprof")
+	err = fetch(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", pe.pprofAddr), file)
+	if err == nil {
+		err = fetch(fmt.Sprintf("http://%s/debug/pprof/goroutine", pe.pprofAddr), filepath.Join(dir, "goroutine-idle.pprof"))
+	}
+	fmt.Fprintf(w, "\nidle: %d sessions held, RSS %d KiB\n", len(held), treeUsage(in.pid).RSSKiB)
+	closeAll(held)
+	in.stop()
+	if err != nil {
+		return err
+	}
+	writeTop(w, "heap-idle (inuse_space)", bin, file, "-sample_index=inuse_space")
+	return nil
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func fetch(url, file string) error {
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func writeTop(w io.Writer, name, bin, file string, extra ...string) {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=25"}, extra...)
+	out, err := exec.Command("go", append(args, bin, file)...).CombinedOutput()
+	fmt.Fprintf(w, "\n### %s\n\n```\n%s", name, out)
+	if err != nil {
+		fmt.Fprintf(w, "(go tool pprof: %v)\n", err)
+	}
+	fmt.Fprintln(w, "```")
+}

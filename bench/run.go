@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// result is one contender under one load.
+type result struct {
+	Load, Contender string
+	Skip            string // contender not run here, and why
+	Err             string // the load did not complete
+
+	Storm *stormResult
+	Idle  *idleResult
+	Bulk  *bulkStat
+}
+
+type idleResult struct {
+	Want, Held       int
+	BaseKiB, PeakKiB int64
+	Procs            int
+}
+
+func (r idleResult) perSessionKiB() float64 {
+	if r.Held == 0 {
+		return 0
+	}
+	return float64(r.PeakKiB-r.BaseKiB) / float64(r.Held)
+}
+
+type bulkStat struct {
+	bulkResult
+	CPUSec float64 // the contender's, user+system, all its processes
+}
+
+func (b bulkStat) cpuPerGB() float64 {
+	if b.Bytes == 0 {
+		return 0
+	}
+	return b.CPUSec / (float64(b.Bytes) / 1e9)
+}
+
+// load is one measurement, run against a freshly started contender.
+type load struct {
+	name string
+	real bool // in front of real Dovecot backends instead of the fake ones
+	run  func(e *env, p params, c contender, in *instance, t target) result
+}
+
+func loads(p params) []load {
+	ls := []load{
+		{"login storm", false, func(e *env, p params, c contender, in *instance, t target) result {
+			warm(t, p)
+			return stormOutcome(storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false))
+		}},
+		{"login storm, Dovecot backends", true, func(e *env, p params, c contender, in *instance, t target) result {
+			return stormOutcome(storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false))
+		}},
+		{"login latency (C=1)", false, func(e *env, p params, c contender, in *instance, t target) result {
+			warm(t, p)
+			return stormOutcome(storm(t, 1, p.LatencyTime, p.LatencyMax, 1, p.Users, false))
+		}},
+		// every login a user the director has not seen: its mapping is created, not read
+		{"login latency (C=1, new users)", false, func(e *env, p params, c contender, in *instance, t target) result {
+			return stormOutcome(storm(t, 1, p.LatencyTime, p.LatencyMax, p.Users+1, p.LatencyMax+1, false))
+		}},
+	}
+	for _, n := range p.IdleSizes {
+		ls = append(ls, load{fmt.Sprintf("idle %d", n), false, func(e *env, p params, c contender, in *instance, t target) result {
+			return idle(p, in, t, n)
+		}})
+	}
+	ls = append(ls,
+		load{"bulk FETCH", false, func(e *env, p params, c contender, in *instance, t target) result {
+			before := usage(in)
+			b, err := bulk(t, p.BulkStreams, p.BulkRounds)
+			r := result{Bulk: &bulkStat{bulkResult: b, CPUSec: usage(in).CPUSec - before.CPUSec}}
+			if err != nil {
+				r.Err = err.Error()
+			}
+			return r
+		}},
+		load{"login storm STARTTLS", false, func(e *env, p params, c contender, in *instance, t target) result {
+			warm(t, p)
+			s := storm(t, p.TLSClients, p.TLSTime, p.TLSMax, 1, p.Users, true)
+			return stormOutcome(s)
+		}},
+	)
+	return ls
+}
+
+// warm logs every user in once, untimed, so a timed load measures a director that already
+// knows its users (their mappings are sticky for director_user_expire), as in production.
+func warm(t target, p params) {
+	storm(t, p.StormClients, time.Minute, p.Users, 1, p.Users, false)
+}
+
+func stormOutcome(s stormResult) result {
+	r := result{Storm: &s}
+	if s.Cycles == 0 {
+		r.Err = "no login completed: " + s.FirstErr
+	}
+	return r
+}
+
+func usage(in *instance) procUsage {
+	if in.pid == 0 {
+		return procUsage{}
+	}
+	return treeUsage(in.pid)
+}
+
+func idle(p params, in *instance, t target, n int) result {
+	base := usage(in)
+	held, err := idleSessions(t, n, p.IdlePar, p.Users, p.IdleTime)
+	defer closeAll(held)
+	time.Sleep(p.IdleSettle)
+	peak := usage(in)
+	r := result{Idle: &idleResult{Want: n, Held: len(held), BaseKiB: base.RSSKiB, PeakKiB: peak.RSSKiB, Procs: peak.Procs}}
+	if err != nil {
+		r.Err = err.Error()
+	}
+	return r
+}
+
+// runAll runs every load against every contender, each on a fresh start.
+func runAll(e *env, p params, cs []contender) []result {
+	var out []result
+	for _, l := range loads(p) {
+		le, done, err := envFor(e, p, l)
+		if err != nil {
+			e.log.Warn("backends failed", "load", l.name, "err", err)
+			for _, c := range cs {
+				out = append(out, failed(l.name, c.name, err))
+			}
+			continue
+		}
+		for _, c := range cs {
+			e.log.Info("load", "load", l.name, "contender", c.name)
+			in, err := c.start(le)
+			if err != nil {
+				e.log.Warn("start failed", "contender", c.name, "err", err)
+				out = append(out, failed(l.name, c.name, err))
+				continue
+			}
+			t := target{addr: in.addr, srcIPs: clientIPs, timeout: 30 * time.Second}
+			r := l.run(le, p, c, in, t)
+			in.stop()
+			r.Load, r.Contender = l.name, c.name
+			if r.Err != "" {
+				e.log.Warn("load incomplete", "load", l.name, "contender", c.name, "err", r.Err)
+			}
+			out = append(out, r)
+		}
+		done()
+	}
+	return out
+}
+
+// envFor is e, or for a load on real backends a copy pointing at freshly started ones.
+func envFor(e *env, p params, l load) (*env, func(), error) {
+	if !l.real {
+		return e, func() {}, nil
+	}
+	d, err := startDoveBackends(e, p.Users)
+	if err != nil {
+		return nil, nil, err
+	}
+	le := *e
+	le.backends, le.backendPort = d.ips, d.port
+	return &le, d.Close, nil
+}
+
+func failed(load, contender string, err error) result {
+	r := result{Load: load, Contender: contender, Err: err.Error()}
+	var skip errSkip
+	if errors.As(err, &skip) {
+		r.Err, r.Skip = "", skip.why
+	}
+	return r
+}
