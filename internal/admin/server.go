@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 const (
@@ -46,7 +48,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.lns = append(s.lns, l)
 	s.mu.Unlock()
 	for {
-		c, err := l.Accept()
+		c, err := netx.Accept(l)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Config holds the settings that can change at runtime (SetConfig on reload).
@@ -119,10 +121,9 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 	sem := make(chan struct{}, s.config().maxConns())
-	var delay time.Duration
 	for {
 		sem <- struct{}{}
-		nc, err := l.Accept()
+		nc, err := netx.Accept(l)
 		if err != nil {
 			<-sem
 			s.mu.Lock()
@@ -131,15 +132,8 @@ func (s *Server) Serve(l net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
 			return err
 		}
-		delay = 0
 		if !s.track(nc) {
 			nc.Close()
 			<-sem

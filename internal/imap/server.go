@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Config holds the IMAP front-end settings. Zero values take the defaults noted per field.
@@ -130,7 +131,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 	for {
-		nc, err := l.Accept()
+		nc, err := netx.Accept(l)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

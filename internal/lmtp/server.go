@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Service is the service name given to sessions and stats.
@@ -138,7 +139,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 	for {
-		nc, err := l.Accept()
+		nc, err := netx.Accept(l)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

@@ -45,7 +45,9 @@ func Relay(client, backend net.Conn) (in, out int64) {
 	}
 	wg.Add(2)
 	go pipe(backend, client, &in, false)
-	go pipe(client, backend, &out, true)
+	// The caller's goroutine carries the other direction: one goroutine
+	// stack less per idle session.
+	pipe(client, backend, &out, true)
 	wg.Wait()
 	return in, out
 }
@@ -55,7 +57,7 @@ func Relay(client, backend net.Conn) (in, out int64) {
 func copyConn(dst, src net.Conn) (int64, error) {
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
-			return io.Copy(d, s)
+			return spliceConn(d, s)
 		}
 	}
 	n, err := io.Copy(dst, src)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Config holds the ManageSieve front-end settings. Zero values take the defaults noted per
@@ -144,7 +145,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 	for {
-		nc, err := l.Accept()
+		nc, err := netx.Accept(l)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

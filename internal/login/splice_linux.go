@@ -1,0 +1,81 @@
+package login
+
+import (
+	"io"
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// spliceConn moves bytes from src to dst with splice(2), one burst at a time.
+//
+// A plain io.Copy between two TCP connections also splices, but it holds a
+// kernel pipe (two file descriptors) for as long as the copy runs, which for
+// a proxied mail session is its whole idle life: six descriptors per session
+// instead of two, and a director runs out of descriptors long before memory.
+// Here the copy first waits, holding nothing, until src is readable, asks
+// the kernel how many bytes are queued, and splices exactly that many: the
+// pipe goes back to the runtime's pool after every burst.
+func spliceConn(dst, src *net.TCPConn) (int64, error) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return io.Copy(dst, src)
+	}
+	var total int64
+	for {
+		queued, err := waitQueued(rc)
+		if err != nil {
+			return total, err
+		}
+		if queued == 0 {
+			// Readable with nothing queued: end of stream or an error. A
+			// one-byte read tells which (and takes that byte if one raced in).
+			var b [1]byte
+			n, err := src.Read(b[:])
+			if n > 0 {
+				if _, werr := dst.Write(b[:n]); werr != nil {
+					return total, werr
+				}
+				total += int64(n)
+				continue
+			}
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		n, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// waitQueued blocks until the socket is readable and returns how many bytes
+// the kernel holds for it (FIONREAD); 0 means end of stream or an error.
+func waitQueued(rc interface {
+	Read(func(fd uintptr) bool) error
+}) (int, error) {
+	var queued int
+	var ioErr error
+	err := rc.Read(func(fd uintptr) bool {
+		queued, ioErr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) // FIONREAD: bytes queued
+		if ioErr != nil || queued > 0 {
+			return true
+		}
+		// Nothing queued: readable anyway means EOF or a pending error. The
+		// runtime's poller is edge-triggered and may have seen that edge
+		// already, so ask the kernel directly instead of waiting for it.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+		n, perr := unix.Poll(fds, 0)
+		for perr == unix.EINTR {
+			n, perr = unix.Poll(fds, 0)
+		}
+		return perr == nil && n > 0
+	})
+	if err != nil {
+		return 0, err
+	}
+	return queued, ioErr
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package login
+
+import (
+	"io"
+	"net"
+)
+
+func spliceConn(dst, src *net.TCPConn) (int64, error) { return io.Copy(dst, src) }
