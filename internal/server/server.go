@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usher-mail/usher/internal/admin"
@@ -50,6 +51,8 @@ type Server struct {
 	admin     *admin.Server
 	apis      []*doveadm.Server
 	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
+
+	isReady  atomic.Bool // state loaded and listeners up, for /readyz
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -109,7 +112,11 @@ func (srv *Server) open() error {
 	}
 	srv.router = router.New(node, kicker{srv.sessions}, routerConfig(s, hosts), srv.log)
 	srv.admin = admin.NewServer(srv.router, admin.NewLocalRing(self), srv.log)
-	return srv.startListeners()
+	if err := srv.startListeners(); err != nil {
+		return err
+	}
+	srv.isReady.Store(true)
+	return nil
 }
 
 func parseHosts(s *config.Settings) ([]director.Host, error) {

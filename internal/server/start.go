@@ -187,6 +187,16 @@ func (srv *Server) startListeners() error {
 					return err
 				}
 			}
+		case "usher":
+			for j := range svc.InetListeners {
+				l := &svc.InetListeners[j]
+				if l.Name != "metrics" || l.Port == 0 {
+					continue
+				}
+				if err := srv.startMetrics(s, l); err != nil {
+					return err
+				}
+			}
 		case "director":
 			for _, u := range svc.UnixListeners {
 				if u.Name != "director-admin" && u.Path != "director-admin" {

@@ -55,6 +55,7 @@ type usher struct {
 	Sieve    int
 	APIPort  int
 	Admin    int
+	Metrics  int
 	Dir      string
 	conf     string
 	log      *lockedBuffer
@@ -82,6 +83,7 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	u.Sieve = testenv.FreePort(t, u.IP)
 	u.APIPort = testenv.FreePort(t, u.IP)
 	u.Admin = testenv.FreePort(t, u.IP)
+	u.Metrics = testenv.FreePort(t, u.IP)
 	var servers []string
 	for _, b := range bs {
 		servers = append(servers, b.IP.String())
@@ -137,6 +139,11 @@ service doveadm {
     port = %[7]d
   }
 }
+service usher {
+  inet_listener metrics {
+    port = %[16]d
+  }
+}
 service director {
   unix_listener director-admin {
   }
@@ -145,7 +152,7 @@ service director {
   }
 }
 `, u.IP, u.Dir, strings.Join(servers, " "), bs[0].IMAPPort, u.IMAPPort, u.IMAPS, u.APIPort, u.Admin, o.extra,
-		bs[0].POP3Port, bs[0].LMTPPort, bs[0].SievePort, u.POP3Port, u.LMTPPort, u.Sieve)
+		bs[0].POP3Port, bs[0].LMTPPort, bs[0].SievePort, u.POP3Port, u.LMTPPort, u.Sieve, u.Metrics)
 	u.conf = filepath.Join(u.Dir, "usher.conf")
 	if err := os.WriteFile(u.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

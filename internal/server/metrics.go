@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/metrics"
+)
+
+// metricsSource feeds the scrape-time gauges from the running server.
+type metricsSource struct{ srv *Server }
+
+func (m metricsSource) Sessions() map[[2]string]int {
+	out := map[[2]string]int{}
+	for _, s := range m.srv.sessions.List() {
+		out[[2]string{s.Service, addrString(s.Backend.Addr())}]++
+	}
+	return out
+}
+
+func (m metricsSource) BackendStates() []metrics.BackendState {
+	var out []metrics.BackendState
+	for _, h := range m.srv.router.Hosts() {
+		out = append(out, metrics.BackendState{IP: h.IP.String(), Tag: h.Tag, Up: !h.Down, Vhosts: h.VhostCount, Users: h.Users})
+	}
+	return out
+}
+
+func (m metricsSource) Mappings() int {
+	n := 0
+	m.srv.node.Read(func(s *cluster.State) { n = s.UserTotal() })
+	return n
+}
+
+func (m metricsSource) Raft() map[string]string { return m.srv.node.Stats() }
+
+// ready says whether the state is loaded and the listeners are up.
+func (srv *Server) ready() error {
+	if !srv.isReady.Load() {
+		return errors.New("starting")
+	}
+	select {
+	case <-srv.stopped:
+		return errors.New("stopped")
+	default:
+	}
+	return nil
+}
+
+// startMetrics serves /metrics, /healthz and /readyz on the listener
+// `service usher { inet_listener metrics { port } }`, without authentication:
+// bind it to an address only the monitoring system reaches.
+func (srv *Server) startMetrics(s *config.Settings, l *config.InetListener) error {
+	reg := prometheus.NewRegistry()
+	srv.stats.Register(reg)
+	reg.MustRegister(metrics.NewCollector(metricsSource{srv}))
+	hs := &http.Server{
+		Handler:           metrics.NewHandler(reg, srv.ready),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	lns, err := listenTCP(s.Listen, l)
+	if err != nil {
+		return err
+	}
+	srv.serve("usher", lns, func(ln net.Listener) error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	srv.onStop(func(ctx context.Context) { hs.Shutdown(ctx) })
+	for _, ln := range lns {
+		srv.log.Info("listening", "service", "usher", "listener", "metrics", "addr", ln.Addr().String())
+	}
+	return nil
+}

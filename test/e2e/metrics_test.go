@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/usher-mail/usher/internal/testenv"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestMetricsAndProbes(t *testing.T) {
+	t.Parallel()
+	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
+	u := startUsher(t, cl, usherOpts{})
+	base := "http://" + u.addr(u.Metrics)
+	if code, body := httpGet(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz %d %q", code, body)
+	}
+	if code, body := httpGet(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz %d %q", code, body)
+	}
+	c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
+	if _, tagged := c.cmd(t, "a", "LOGIN user009 pass"); !strings.HasPrefix(tagged, "a OK") {
+		t.Fatalf("login: %q", tagged)
+	}
+	c.cmd(t, "b", "LOGIN user009 wrong") // already logged in: relayed to the backend
+	b := backendOf(t, u, cl, "user009")
+	_, body := httpGet(t, base+"/metrics")
+	for _, want := range []string{
+		`usher_backend_sessions{backend="` + b.IP.String() + `",service="imap"} 1`,
+		`usher_logins_total{service="imap"} 1`,
+		`usher_user_mappings 1`,
+		`usher_raft_state{state="Leader"} 1`,
+		`usher_backend_up{backend="` + b.IP.String() + `",tag=""} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The probes and metrics need no credentials, and the doveadm API keeps
+	// its own rules: unknown paths are 404 there.
+	if code, _ := httpGet(t, "http://"+u.addr(u.APIPort)+"/metrics"); code != 404 {
+		t.Fatalf("/metrics on the API listener: %d", code)
+	}
+}
