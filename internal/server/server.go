@@ -52,7 +52,7 @@ type Server struct {
 	apis      []*doveadm.Server
 	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
 
-	isReady  atomic.Bool // state loaded and listeners up, for /readyz
+	isReady atomic.Bool // state loaded and listeners up, for /readyz
 
 	stopOnce sync.Once
 	stopped  chan struct{}
