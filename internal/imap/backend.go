@@ -318,8 +318,10 @@ func quotable(s string) bool {
 	return true
 }
 
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	return `"` + quoteEscaper.Replace(s) + `"`
 }
 
 func (c *conn) backendTLS(dest netip.AddrPort) *tls.Config {

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bufio"
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
@@ -47,6 +48,7 @@ func (c *conn) proxy(bs *backendSession) {
 		m, _ := c.nc.Write(b)
 		out += int64(m)
 	}
+	c.dropBuffers(bs)
 	i, o := login.Relay(c.nc, bs.conn)
 	in, out = in+i, out+o
 
@@ -61,4 +63,15 @@ func (c *conn) proxy(bs *backendSession) {
 	env.Stats.SessionFinished(Service, d, in, out)
 	c.log.Info("proxy session finished", "user", bs.user, "duration", d, "in", in, "out", out,
 		"kicked", reason)
+}
+
+// dropBuffers lets the pre-login buffers go once their bytes are passed on:
+// the relay needs none of them, and an idle session should cost the kernel's
+// socket buffers, not ours. A small writer stays for the last BYE.
+func (c *conn) dropBuffers(bs *backendSession) {
+	bs.br = nil
+	c.rd = nil
+	c.wmu.Lock()
+	c.bw = bufio.NewWriterSize(c.nc, 16)
+	c.wmu.Unlock()
 }
