@@ -27,10 +27,9 @@ type realUsher struct {
 	sessions int
 }
 
-// usherFDsPerSession: a proxied session holds the client socket, the
-// backend socket and, while both directions are spliced, a pipe pair per
-// direction (Go's splice pool), 6 descriptors in all.
-const usherFDsPerSession = 6
+// usherFDsPerSession: a proxied session holds the client socket and the
+// backend socket; the relay borrows a splice pipe only while a burst moves.
+const usherFDsPerSession = 2
 
 // maxRealSessions is what RLIMIT_NOFILE (inherited by usher) allows, with
 // 200 descriptors spare for listeners, raft and the runtime. This process

@@ -11,6 +11,9 @@ import (
 // quotes, backslashes and control characters escaped, everything else (non-ASCII included)
 // raw. Invalid UTF-8 is replaced so that the response always stays valid JSON (spec 0).
 func jsonEscape(s string) string {
+	if plainJSON(s) {
+		return s // the common case: nothing to escape, nothing to allocate
+	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -63,17 +66,22 @@ func (t *table) add(vals ...string) { t.rows = append(t.rows, vals) }
 func (t *table) appendJSON(b *strings.Builder) {
 	b.WriteByte('[')
 	if t != nil {
+		keys := make([]string, len(t.keys))
+		for j, k := range t.keys {
+			keys[j] = jsonEscape(k)
+		}
+		b.Grow(len(t.rows) * 16 * (len(keys) + 1))
 		for i, row := range t.rows {
 			if i > 0 {
 				b.WriteByte(',')
 			}
 			b.WriteByte('{')
-			for j, k := range t.keys {
+			for j := range keys {
 				if j > 0 {
 					b.WriteByte(',')
 				}
 				b.WriteByte('"')
-				b.WriteString(jsonEscape(k))
+				b.WriteString(keys[j])
 				b.WriteString(`":`)
 				v := ""
 				if j < len(row) {
@@ -112,3 +120,14 @@ func unixdate2str(ts int64) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// plainJSON reports whether s is printable ASCII without quotes or
+// backslashes, so it goes into a JSON string as it is.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
