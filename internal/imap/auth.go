@@ -142,7 +142,7 @@ func (c *conn) login(tag string, cr creds) (*backendSession, bool) {
 	log := c.log.With("user", user, "method", cr.mech)
 
 	delay, attempt := env.Penalties.Begin(ip)
-	if delay > 0 && !c.sleep(delay) {
+	if delay > 0 && !c.s.conns.Sleep(delay) {
 		return nil, false
 	}
 	start := time.Now()
@@ -205,18 +205,6 @@ func (c *conn) login(tag string, cr creds) (*backendSession, bool) {
 	default:
 		log.Warn("backend unavailable", "err", res.err)
 		return fail(noUnavailable, false)
-	}
-}
-
-// sleep waits out a penalty; false when the server closes meanwhile.
-func (c *conn) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.s.stop:
-		return false
 	}
 }
 

@@ -54,23 +54,14 @@ type conn struct {
 
 func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, nc: nc, ttl: login.ProxyTTL, sessionID: login.NewSessionID()}
-	c.remote = addrPort(nc.RemoteAddr())
+	c.remote = login.AddrPort(nc.RemoteAddr())
 	if s.remoteAddr != nil {
 		c.remote = s.remoteAddr(nc)
 	}
 	c.peer = c.remote
-	c.local = addrPort(nc.LocalAddr())
+	c.local = login.AddrPort(nc.LocalAddr())
 	c.log = s.log.With("session", c.sessionID, "rip", c.remote.Addr().String())
 	return c
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }
 
 func (c *conn) setStream(nc net.Conn) {

@@ -35,19 +35,7 @@ func (c *conn) proxy(bs *backendSession) {
 		return
 	}
 
-	// Commands the client pipelined behind its login, and whatever the backend sent behind
-	// its OK, are still in our buffers: they go first.
-	var in, out int64
-	if n := c.rd.br.Buffered(); n > 0 {
-		b, _ := c.rd.br.Peek(n)
-		m, _ := bs.conn.Write(b)
-		in += int64(m)
-	}
-	if n := bs.br.Buffered(); n > 0 {
-		b, _ := bs.br.Peek(n)
-		m, _ := c.nc.Write(b)
-		out += int64(m)
-	}
+	in, out := login.Handoff(c.nc, c.rd.br, bs.conn, bs.br)
 	c.dropBuffers(bs)
 	i, o := login.Relay(c.nc, bs.conn)
 	in, out = in+i, out+o

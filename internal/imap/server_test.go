@@ -13,6 +13,8 @@ import (
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 const greeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN] Dovecot ready."
@@ -268,7 +270,7 @@ func TestLoginTimeout(t *testing.T) {
 }
 
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
-	cert := testCert(t)
+	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
 		func(_ *login.Env, s *Server) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
@@ -310,7 +312,7 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 }
 
 func TestImplicitTLS(t *testing.T) {
-	cert := testCert(t)
+	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, nil)
 	nc, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {

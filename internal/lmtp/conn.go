@@ -48,18 +48,9 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		backends: map[net.Conn]struct{}{},
 		spare:    map[netip.Addr]*backend{},
 	}
-	c.remote, c.local = addrPort(nc.RemoteAddr()), addrPort(nc.LocalAddr())
+	c.remote, c.local = login.AddrPort(nc.RemoteAddr()), login.AddrPort(nc.LocalAddr())
 	c.log = s.log.With("session", c.sessionID, "rip", c.remote.Addr().String())
 	return c
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }
 
 // reply queues reply lines; they are flushed before the next read that would block.

@@ -9,14 +9,11 @@ package lmtp
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
-	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Service is the service name given to sessions and stats.
@@ -98,13 +95,8 @@ type Server struct {
 	env *login.Env
 	log *slog.Logger
 	// dial opens backend connections; tests replace it to reach fake backends on one IP.
-	dial func(ctx context.Context, addr string) (net.Conn, error)
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup
+	dial  func(ctx context.Context, addr string) (net.Conn, error)
+	conns *login.ConnSet[*conn]
 }
 
 // NewServer returns a server; env.Router must be set. LMTP has no passwords, so env's
@@ -113,110 +105,29 @@ func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
 	var d net.Dialer
 	return &Server{
-		cfg:       cfg.withDefaults(env),
-		env:       env,
-		log:       env.Logger.With("service", Service),
-		dial:      func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*conn]struct{}{},
+		cfg:   cfg.withDefaults(env),
+		env:   env,
+		log:   env.Logger.With("service", Service),
+		dial:  func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		conns: login.NewConnSet[*conn](),
 	}
 }
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
 // returns nil; other accept errors are returned.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return nil
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	for {
-		nc, err := netx.Accept(l)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		c := s.newConn(nc)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer s.forget(c)
-			c.serve()
-		}()
-	}
-}
-
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
-func (s *Server) beginClose() []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	list := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		list = append(list, c)
-	}
-	return list
+	return s.conns.Serve(l, s.newConn, (*conn).serve)
 }
 
 // Close stops accepting and cuts every connection at once, transactions in progress included
 // (their clients got no 250 for them, so they will retry), and waits for the goroutines.
 func (s *Server) Close() {
-	for _, c := range s.beginClose() {
-		c.abort()
-	}
-	s.wg.Wait()
+	s.conns.Close((*conn).abort)
 }
 
 // Shutdown stops accepting and lets every transaction in progress finish: a client is sent
 // "421 4.3.2 Shutting down" and disconnected as soon as it has no open transaction. When ctx
 // ends first, the remaining connections are cut as Close does and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	for _, c := range s.beginClose() {
-		c.drain()
-	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-	for _, c := range s.beginClose() {
-		c.abort()
-	}
-	<-done
-	return ctx.Err()
+	return s.conns.Shutdown(ctx, (*conn).drain, (*conn).abort)
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -121,7 +123,7 @@ func TestRelayClientGone(t *testing.T) {
 func TestRelayTLS(t *testing.T) {
 	user, clientLeg := tcpPair(t)
 	backendLeg, server := tcpPair(t)
-	cert := testCert(t)
+	cert := testenv.TLSCert(t)
 	srvTLS := tls.Server(clientLeg, &tls.Config{Certificates: []tls.Certificate{cert}})
 	cliTLS := tls.Client(user, &tls.Config{InsecureSkipVerify: true})
 	errc := make(chan error, 1)

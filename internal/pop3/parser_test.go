@@ -3,9 +3,10 @@ package pop3
 import (
 	"bufio"
 	"errors"
-	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/login"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -18,21 +19,6 @@ func TestParseCommand(t *testing.T) {
 		if got := parseCommand(tc.line); got.name != tc.name || got.args != tc.args {
 			t.Errorf("%q: got %+v", tc.line, got)
 		}
-	}
-}
-
-func TestParseXCLIENT(t *testing.T) {
-	x, ok := parseXCLIENT("ADDR=::ffff:192.0.2.1 port=99 SESSION=s1 TTL=0 FORWARD=abc junk")
-	if !ok || x.addr != netip.MustParseAddr("192.0.2.1") || x.port != 99 || x.session != "s1" || x.ttl != 0 {
-		t.Errorf("got %+v %v", x, ok)
-	}
-	for _, bad := range []string{"ADDR=x", "PORT=0", "PORT=70000", "TTL=-1", "SESSION=" + strings.Repeat("s", 65)} {
-		if _, ok := parseXCLIENT(bad); ok {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	if x, ok := parseXCLIENT(""); !ok || x.ttl != -1 || x.addr.IsValid() {
-		t.Errorf("empty: %+v", x)
 	}
 }
 
@@ -72,7 +58,7 @@ func FuzzPOP3Command(f *testing.F) {
 			if cmd.name != strings.ToUpper(cmd.name) || strings.Contains(cmd.name, " ") {
 				t.Fatalf("name %q", cmd.name)
 			}
-			if x, ok := parseXCLIENT(cmd.args); ok && (x.ttl < -1 || x.ttl > 255 || len(x.session) > 64) {
+			if x, ok := login.ParseXCLIENT(cmd.args); ok && (x.TTL < -1 || x.TTL > 255 || len(x.Session) > 64) {
 				t.Fatalf("xclient %+v", x)
 			}
 		}

@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"bufio"
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
@@ -32,19 +33,8 @@ func (c *conn) proxy(bs *backendSession) {
 		return
 	}
 
-	// Commands the client pipelined behind its login, and whatever the backend sent behind
-	// its +OK, are still in our buffers: they go first.
-	var in, out int64
-	if n := c.br.Buffered(); n > 0 {
-		b, _ := c.br.Peek(n)
-		m, _ := bs.conn.Write(b)
-		in += int64(m)
-	}
-	if n := bs.br.Buffered(); n > 0 {
-		b, _ := bs.br.Peek(n)
-		m, _ := c.nc.Write(b)
-		out += int64(m)
-	}
+	in, out := login.Handoff(c.nc, c.br, bs.conn, bs.br)
+	c.dropBuffers(bs)
 	i, o := login.Relay(c.nc, bs.conn)
 	in, out = in+i, out+o
 
@@ -59,4 +49,15 @@ func (c *conn) proxy(bs *backendSession) {
 	env.Stats.SessionFinished(Service, d, in, out)
 	c.log.Info("proxy session finished", "user", bs.user, "duration", d, "in", in, "out", out,
 		"kicked", reason)
+}
+
+// dropBuffers lets the pre-login buffers go once their bytes are passed on:
+// the relay needs none of them, and an idle session should cost the kernel's
+// socket buffers, not ours. A small writer stays for the last -ERR.
+func (c *conn) dropBuffers(bs *backendSession) {
+	bs.br = nil
+	c.br = nil
+	c.wmu.Lock()
+	c.bw = bufio.NewWriterSize(c.nc, 16)
+	c.wmu.Unlock()
 }

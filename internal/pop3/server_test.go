@@ -12,6 +12,8 @@ import (
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 const greeting = "+OK Dovecot ready."
@@ -245,7 +247,7 @@ func TestLoginTimeout(t *testing.T) {
 }
 
 func TestPlaintextPolicyAndSTLS(t *testing.T) {
-	cert := testCert(t)
+	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
 		func(_ *login.Env, s *Server) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
@@ -293,7 +295,7 @@ func TestPlaintextPolicyAndSTLS(t *testing.T) {
 }
 
 func TestImplicitTLS(t *testing.T) {
-	cert := testCert(t)
+	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, nil)
 	nc, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
@@ -396,4 +398,30 @@ func TestTooManyCommandsBeforeLogin(t *testing.T) {
 	}
 	c.expect("+OK", "+OK", "+OK", "-ERR Too many commands before login.")
 	c.expectEOF()
+}
+
+// With usher's own passdb, a wrong password is refused before any routing
+// or backend connection, and counts as a penalty.
+func TestPassdbRefusesBeforeRouting(t *testing.T) {
+	pdb := &logintest.Passdb{Users: map[string]string{"u1": "pass"}}
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.Passdb = pdb })
+	c := h.dial()
+	c.expect(greeting)
+	c.send("USER u1")
+	c.expect("+OK")
+	c.send("PASS wrong")
+	c.expect("-ERR [AUTH] Authentication failed.")
+	if calls := h.router.Calls(); len(calls) != 0 {
+		t.Fatalf("routed after a passdb refusal: %v", calls)
+	}
+	if n := h.pen.Count("fail"); n != 1 {
+		t.Fatalf("penalty failures = %d", n)
+	}
+	c.send("USER u1")
+	c.expect("+OK")
+	c.send("PASS pass")
+	c.expectPrefix("+OK")
+	if pdb.Calls() != 2 {
+		t.Fatalf("passdb lookups = %d", pdb.Calls())
+	}
 }

@@ -128,7 +128,7 @@ func (c *conn) login(cr creds) (*backendSession, bool) {
 	log := c.log.With("user", user, "method", cr.mech)
 
 	delay, attempt := env.Penalties.Begin(ip)
-	if delay > 0 && !c.sleep(delay) {
+	if delay > 0 && !c.s.conns.Sleep(delay) {
 		return nil, false
 	}
 	start := time.Now()
@@ -138,6 +138,14 @@ func (c *conn) login(cr creds) (*backendSession, bool) {
 			env.Penalties.Fail(ip, attempt, cr.user, cr.pass)
 		}
 		return nil, c.reply(reply) == nil
+	}
+
+	if ok, err := env.Passdb.Verify(Service, cr.user, cr.pass); err != nil {
+		log.Error("passdb lookup failed", "err", err)
+		return fail("NO (TRYLATER) "+quote(login.TempFailText(env.Hostname, time.Now())), false)
+	} else if !ok {
+		log.Info("authentication failed (passdb)")
+		return fail(noAuthFailed, true)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
@@ -182,17 +190,5 @@ func (c *conn) login(cr creds) (*backendSession, bool) {
 	default:
 		log.Warn("backend unavailable", "err", res.err)
 		return fail(noUnavailable, false)
-	}
-}
-
-// sleep waits out a penalty; false when the server closes meanwhile.
-func (c *conn) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.s.stop:
-		return false
 	}
 }

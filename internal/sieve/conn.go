@@ -57,23 +57,14 @@ type conn struct {
 
 func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{s: s, raw: nc, nc: nc, ttl: login.ProxyTTL, sessionID: login.NewSessionID()}
-	c.remote = addrPort(nc.RemoteAddr())
+	c.remote = login.AddrPort(nc.RemoteAddr())
 	if s.remoteAddr != nil {
 		c.remote = s.remoteAddr(nc)
 	}
 	c.peer = c.remote
-	c.local = addrPort(nc.LocalAddr())
+	c.local = login.AddrPort(nc.LocalAddr())
 	c.log = s.log.With("session", c.sessionID, "rip", c.remote.Addr().String())
 	return c
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }
 
 func (c *conn) setStream(nc net.Conn) {
@@ -303,22 +294,11 @@ func (c *conn) cmdXCLIENT(args []token) bool {
 		}
 		words = append(words, a.s)
 	}
-	x, ok := parseXCLIENT(strings.Join(words, " "))
+	x, ok := login.ParseXCLIENT(strings.Join(words, " "))
 	if !ok {
 		return false
 	}
-	if x.addr.IsValid() {
-		c.remote = netip.AddrPortFrom(x.addr, c.remote.Port())
-	}
-	if x.port != 0 {
-		c.remote = netip.AddrPortFrom(c.remote.Addr(), x.port)
-	}
-	if x.session != "" {
-		c.sessionID = x.session
-	}
-	if x.ttl >= 0 {
-		c.ttl = x.ttl
-	}
+	x.Apply(&c.remote, &c.sessionID, &c.ttl)
 	return true
 }
 

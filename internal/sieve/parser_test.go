@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/login"
 )
 
 func parse(t *testing.T, input string) (*command, error) {
@@ -85,7 +87,7 @@ func FuzzSieveCommand(f *testing.F) {
 					t.Fatalf("atom %q", a.s)
 				}
 			}
-			if x, ok := parseXCLIENT(cmd.name); ok && x.ttl > 255 {
+			if x, ok := login.ParseXCLIENT(cmd.name); ok && x.TTL > 255 {
 				t.Fatal("ttl")
 			}
 		}

@@ -8,15 +8,12 @@ package sieve
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
-	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Config holds the ManageSieve front-end settings. Zero values take the defaults noted per
@@ -105,130 +102,39 @@ type Server struct {
 	// remoteAddr lets tests pretend a connection comes from elsewhere (the plaintext policy
 	// depends on the client address, and tests only have loopback).
 	remoteAddr func(net.Conn) netip.AddrPort
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup
-	// stop is closed by Close; it interrupts penalty sleeps of connections being torn down.
-	stop chan struct{}
+	conns      *login.ConnSet[*conn]
 }
 
 // NewServer returns a server; env.Router must be set.
 func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
 	return &Server{
-		cfg:       cfg.withDefaults(),
-		env:       env,
-		log:       env.Logger.With("service", Service),
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*conn]struct{}{},
-		stop:      make(chan struct{}),
+		cfg:   cfg.withDefaults(),
+		env:   env,
+		log:   env.Logger.With("service", Service),
+		conns: login.NewConnSet[*conn](),
 	}
 }
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
 // returns nil; other accept errors are returned.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return nil
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	for {
-		nc, err := netx.Accept(l)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		c := s.newConn(nc)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer s.forget(c)
-			c.serve()
-		}()
-	}
-}
-
-func (s *Server) forget(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
-// beginClose stops accepting and returns the live connections.
-func (s *Server) beginClose() []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closing {
-		s.closing = true
-		close(s.stop)
-	}
-	for l := range s.listeners {
-		l.Close()
-	}
-	list := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		list = append(list, c)
-	}
-	return list
+	return s.conns.Serve(l, s.newConn, (*conn).serve)
 }
 
 // Close stops accepting and closes every connection at once, proxied ones included, and waits
 // for their goroutines to end.
 func (s *Server) Close() {
-	for _, c := range s.beginClose() {
-		c.kick(shutdownText)
-	}
-	s.wg.Wait()
+	s.conns.Close(kickForShutdown)
 }
 
 const shutdownText = "Server shutting down."
+
+func kickForShutdown(c *conn) { c.kick(shutdownText) }
 
 // Shutdown stops accepting, sends `BYE "Server shutting down."` to clients that have not
 // logged in yet, and waits for proxied sessions to end. When ctx ends first, the remaining
 // sessions are kicked with the same text and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	for _, c := range s.beginClose() {
-		c.closePreLogin(shutdownText)
-	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-	for _, c := range s.beginClose() {
-		c.kick(shutdownText)
-	}
-	<-done
-	return ctx.Err()
+	return s.conns.Shutdown(ctx, func(c *conn) { c.closePreLogin(shutdownText) }, kickForShutdown)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 const sieveLine = `"SIEVE" "fileinto reject envelope encoded-character vacation subaddress comparator-i;ascii-numeric relational regex imap4flags copy include variables body enotify environment mailbox date index ihave duplicate mime foreverypart extracttext"`
@@ -225,7 +227,7 @@ func TestLoginTimeout(t *testing.T) {
 }
 
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
-	cert := testCert(t)
+	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
 		func(_ *login.Env, s *Server) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }

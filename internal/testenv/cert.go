@@ -4,11 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -17,6 +19,13 @@ import (
 // ::1, its PKCS#8 key, and a pool that trusts it: what a client needs to verify the proxy.
 func TestCert(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	t.Helper()
+	return TestCertFor(t)
+}
+
+// TestCertFor is TestCert for a server on other addresses: the certificate is valid for
+// localhost and ips, or for 127.0.0.1 and ::1 when no ips are given.
+func TestCertFor(t testing.TB, ips ...netip.Addr) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -24,6 +33,13 @@ func TestCert(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
+	}
+	if len(ips) == 0 {
+		ips = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+	}
+	sans := make([]net.IP, 0, len(ips))
+	for _, ip := range ips {
+		sans = append(sans, ip.AsSlice())
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -36,7 +52,7 @@ func TestCert(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPAddresses:           sans,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -54,4 +70,15 @@ func TestCert(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	pool.AddCert(cert)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), pool
+}
+
+// TLSCert is TestCertFor as a certificate ready for an in-process tls.Config.
+func TLSCert(t testing.TB, ips ...netip.Addr) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, _ := TestCertFor(t, ips...)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return pair
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -21,16 +22,35 @@ func FreePort(t testing.TB, ip netip.Addr) int {
 	return p
 }
 
+// handedOut remembers the ports FreePort gave this process: the kernel may
+// offer a port again as soon as the probe closes it, and two listeners of
+// one test must not be given the same one.
+var handedOut = struct {
+	sync.Mutex
+	ports map[netip.AddrPort]bool
+}{ports: map[netip.AddrPort]bool{}}
+
 func freePort(ip netip.Addr) (int, error) {
 	if !ip.IsLoopback() {
 		return 0, fmt.Errorf("%v is not a loopback address", ip)
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
-	if err != nil {
-		return 0, err
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		handedOut.Lock()
+		ap := netip.AddrPortFrom(ip, uint16(port))
+		seen := handedOut.ports[ap]
+		handedOut.ports[ap] = true
+		handedOut.Unlock()
+		if !seen {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no fresh port after 100 tries")
 }
 
 func portFree(ip netip.Addr, port int) bool {

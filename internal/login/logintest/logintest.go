@@ -246,3 +246,26 @@ func Env(backend netip.Addr) (*login.Env, *Router, *Penalties, *Sessions, *Stats
 		DisablePlaintextAuth: true}
 	return env, r, p, s, st
 }
+
+// Passdb accepts only the passwords in its map; Calls counts lookups.
+type Passdb struct {
+	mu    sync.Mutex
+	Users map[string]string
+	calls int
+}
+
+// Verify implements login.Passdb.
+func (p *Passdb) Verify(service, user, pass string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	want, ok := p.Users[user]
+	return ok && want == pass, nil
+}
+
+// Calls returns how many lookups were made.
+func (p *Passdb) Calls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls
+}

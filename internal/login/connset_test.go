@@ -1,0 +1,110 @@
+package login
+
+import (
+	"context"
+	"net"
+	"testing"
+)
+
+// fakeConn is a front-end connection that serves until it is told to stop.
+type fakeConn struct {
+	nc   net.Conn
+	stop chan string
+}
+
+func startSet(t *testing.T) (*ConnSet[*fakeConn], net.Listener, chan *fakeConn, chan error) {
+	t.Helper()
+	s := NewConnSet[*fakeConn]()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *fakeConn, 4)
+	served := make(chan error, 1)
+	go func() {
+		served <- s.Serve(l, func(nc net.Conn) *fakeConn {
+			return &fakeConn{nc: nc, stop: make(chan string, 2)}
+		}, func(c *fakeConn) {
+			started <- c
+			<-c.stop
+			c.nc.Close()
+		})
+	}()
+	return s, l, started, served
+}
+
+func dialSet(t *testing.T, l net.Listener) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestConnSetClose(t *testing.T) {
+	s, l, started, served := startSet(t)
+	dialSet(t, l)
+	c := <-started
+	s.Close(func(c *fakeConn) { c.stop <- "kick" })
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	select {
+	case <-s.Stopping():
+	default:
+		t.Fatal("Stopping not closed")
+	}
+	if s.Sleep(1 << 40) {
+		t.Fatal("Sleep did not end at close")
+	}
+	if len(c.stop) != 0 {
+		t.Fatal("kick not consumed")
+	}
+	// A listener handed over after close is closed at once.
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(l2, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.Accept(); err == nil {
+		t.Fatal("listener still open")
+	}
+}
+
+func TestConnSetShutdownDrains(t *testing.T) {
+	s, l, started, served := startSet(t)
+	dialSet(t, l)
+	<-started
+	var drained, kicked int
+	err := s.Shutdown(context.Background(), func(c *fakeConn) {
+		drained++
+		c.stop <- "drain"
+	}, func(*fakeConn) { kicked++ })
+	if err != nil || drained != 1 || kicked != 0 {
+		t.Fatalf("err %v drained %d kicked %d", err, drained, kicked)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+func TestConnSetShutdownKicksWhenCtxEnds(t *testing.T) {
+	s, l, started, served := startSet(t)
+	dialSet(t, l)
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var kicked int
+	err := s.Shutdown(ctx, func(*fakeConn) {}, func(c *fakeConn) {
+		kicked++
+		c.stop <- "kick"
+	})
+	if err != context.Canceled || kicked != 1 {
+		t.Fatalf("err %v kicked %d", err, kicked)
+	}
+	<-served
+}

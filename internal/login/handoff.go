@@ -1,0 +1,24 @@
+package login
+
+import (
+	"bufio"
+	"net"
+)
+
+// Handoff passes on what the pre-login readers still hold when a session turns into a relay:
+// commands the client pipelined behind its login go to the backend, whatever the backend sent
+// behind its OK goes to the client. The counts (in: to the backend, out: to the client) add
+// to Relay's. Write errors are left to Relay, which meets the same connections next.
+func Handoff(client net.Conn, clientBuf *bufio.Reader, backend net.Conn, backendBuf *bufio.Reader) (in, out int64) {
+	return passOn(clientBuf, backend), passOn(backendBuf, client)
+}
+
+func passOn(from *bufio.Reader, to net.Conn) int64 {
+	n := from.Buffered()
+	if n == 0 {
+		return 0
+	}
+	b, _ := from.Peek(n)
+	m, _ := to.Write(b)
+	return int64(m)
+}
