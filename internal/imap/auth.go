@@ -150,6 +150,10 @@ func (c *conn) login(tag string, cr creds) (*backendSession, bool) {
 		env.Stats.AuthFailure(Service, time.Since(start))
 		if authFailure {
 			env.Penalties.Fail(ip, attempt, cr.user, cr.pass)
+			// Dovecot's auth_failure_delay: a failed login is answered late.
+			if d := env.AuthFailureDelay; d > 0 && !c.s.conns.Sleep(d) {
+				return nil, false
+			}
 		}
 		return nil, c.reply(tag+" "+reply) == nil
 	}

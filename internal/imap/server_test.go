@@ -445,3 +445,20 @@ func TestTooManyCommandsBeforeLogin(t *testing.T) {
 		t.Fatalf("got %q", lines)
 	}
 }
+
+// A failed login is answered only after auth_failure_delay; the delay is a
+// sleep in the server, so the lower bound is exact.
+func TestAuthFailureDelay(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.AuthFailureDelay = delay })
+	c := h.dial()
+	c.expect(greeting)
+	start := time.Now()
+	c.send("a LOGIN u1 wrong")
+	c.expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
+	if d := time.Since(start); d < delay {
+		t.Fatalf("failure answered after %v, before the %v delay", d, delay)
+	}
+	c.send("b LOGIN u1 pass")
+	c.expectPrefix("b OK ")
+}

@@ -90,6 +90,9 @@ type Env struct {
 	MaxUserIPConnections int
 	// Hostname goes into "Temporary authentication failure. [host:time]".
 	Hostname string
+	// AuthFailureDelay holds back the answer to a failed login (Dovecot's
+	// auth_failure_delay, 2 s there); 0 answers at once.
+	AuthFailureDelay time.Duration
 	// ProxyTimeout bounds connecting to and logging in on a backend.
 	ProxyTimeout time.Duration
 }

@@ -158,6 +158,10 @@ func (c *conn) login(cr creds) (*backendSession, bool) {
 		env.Stats.AuthFailure(Service, time.Since(start))
 		if authFailure {
 			env.Penalties.Fail(ip, attempt, cr.user, cr.pass)
+			// Dovecot's auth_failure_delay: a failed login is answered late.
+			if d := env.AuthFailureDelay; d > 0 && !c.s.conns.Sleep(d) {
+				return nil, false
+			}
 		}
 		return nil, c.reply(reply) == nil
 	}
