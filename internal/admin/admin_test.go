@@ -52,7 +52,7 @@ func (f *fakeDirector) Users(ip *netip.Addr) []router.UserEntry {
 func (f *fakeDirector) Move(ctx context.Context, u string, ip netip.Addr) error {
 	return f.rec("move " + u + " " + ip.String())
 }
-func (f *fakeDirector) Kick(u string) int { f.rec("kick " + u); return 1 }
+func (f *fakeDirector) Kick(ctx context.Context, u string) error { f.rec("kick " + u); return nil }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

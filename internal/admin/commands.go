@@ -22,7 +22,8 @@ type Director interface {
 	LookupUser(userOrHash, tag string) (router.Lookup, error)
 	Users(ip *netip.Addr) []router.UserEntry
 	Move(ctx context.Context, userOrHash string, ip netip.Addr) error
-	Kick(user string) int
+	// Kick closes the user's sessions on every director.
+	Kick(ctx context.Context, user string) error
 }
 
 // maxVhosts is the admin socket's limit, as Dovecot's.
@@ -246,8 +247,7 @@ func (s *Server) userKick(ctx context.Context, args []string) ([]string, bool) {
 	if len(args) < 1 {
 		return nil, false
 	}
-	s.dir.Kick(args[0])
-	return []string{"OK"}, true
+	return ok1(s.dir.Kick(ctx, args[0]))
 }
 
 // userKickAlt kicks by a passdb alternative user name. usher's sessions carry

@@ -48,6 +48,10 @@ type Settings struct {
 	BackendSSL               string // no, yes (implicit TLS) or starttls
 	UsherLoginTimeout        time.Duration
 	UsherMaxPreloginCommands int
+	DirectorRingSecret       string // director_ring_secret; never log it
+	DirectorRingSSL          bool   // director_ring_ssl: TLS on the ring port
+	DirectorRingSSLCA        string // director_ring_ssl_ca: PEM of the CA peers are verified against ("<path")
+	DirectorQueueTimeout     time.Duration
 
 	// Services holds Dovecot's default services (imap-login, pop3-login,
 	// managesieve-login, lmtp, doveadm, director) merged with the file's

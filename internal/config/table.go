@@ -87,6 +87,13 @@ func usherSettings() []setting {
 		{"backend_ssl", "no", field(func(s *Settings) *string { return &s.BackendSSL }, oneOf("no", "yes", "starttls"))},
 		{"usher_login_timeout", "60 secs", field(func(s *Settings) *time.Duration { return &s.UsherLoginTimeout }, ParseDuration)},
 		{"usher_max_prelogin_commands", "30", field(func(s *Settings) *int { return &s.UsherMaxPreloginCommands }, asUint)},
+		// The ring of directors (docs/cluster.md). Dovecot's ring trusted its
+		// network; usher's authenticates with a shared secret and can use TLS.
+		{"director_ring_secret", "", field(func(s *Settings) *string { return &s.DirectorRingSecret }, asString)},
+		{"director_ring_ssl", "no", field(func(s *Settings) *bool { return &s.DirectorRingSSL }, parseBool)},
+		{"director_ring_ssl_ca", "", field(func(s *Settings) *string { return &s.DirectorRingSSLCA }, asString)},
+		// Dovecot's request queue waits 30 s; usher makes it a setting.
+		{"director_queue_timeout", "30 secs", field(func(s *Settings) *time.Duration { return &s.DirectorQueueTimeout }, ParseDuration)},
 	}
 }
 

@@ -186,38 +186,76 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 		old, existed = s.User(k.tag, h)
 		existed = existed && old.Timestamp+exp > now
 	})
-	if _, err := r.apply(ctx, cluster.Command{Op: cluster.OpUserMove, Tag: k.tag, Hash: h, IP: ip, Now: now}); err != nil {
-		return err
-	}
+	// The kick goes into the log before the move: every director then holds
+	// the user's logins while the new mapping arrives, so no director sends
+	// the user to the new backend while a session on the old one is open.
 	if existed && old.Host != ip {
-		r.kill(k, "Kicked via director (user moved)")
+		if err := r.kill(ctx, k, "Kicked via director (user moved)"); err != nil {
+			return err
+		}
+	}
+	_, err = r.apply(ctx, cluster.Command{Op: cluster.OpUserMove, Tag: k.tag, Hash: h, IP: ip, Now: now})
+	return err
+}
+
+// kill marks the user as being moved and closes its sessions here at once,
+// then commits a kick so that every other director does the same when it
+// applies it (OnKick). The mark is released after the kick delay.
+func (r *Router) kill(ctx context.Context, k key, reason string) error {
+	if r.hold(k) && r.kicker != nil {
+		r.kicker.KickHash(k.hash, reason)
+	}
+	if err := r.node.Kick(ctx, cluster.Kick{Tag: k.tag, Hash: k.hash, Reason: reason}, r.now().Unix()); err != nil {
+		return fmt.Errorf("%w: %v", ErrTempFail, err)
 	}
 	return nil
 }
 
-// kill marks the user as being moved, closes its sessions and releases it
-// after the kick delay.
-func (r *Router) kill(k key, reason string) {
+// hold marks k as moving for the kick delay. It returns false when k is
+// marked already: logins of a moving user wait, so no session of it was
+// opened here since the kick that set the mark, and there is nothing more
+// to close.
+func (r *Router) hold(k key) bool {
 	r.mu.Lock()
-	r.moving[k] = r.now()
-	delay := r.cfg.KickDelay
-	r.mu.Unlock()
-	if r.kicker != nil {
-		r.kicker.KickHash(k.hash, reason)
+	defer r.mu.Unlock()
+	if _, busy := r.moving[k]; busy {
+		return false
 	}
-	time.AfterFunc(delay, func() {
+	r.moving[k] = r.now()
+	time.AfterFunc(r.cfg.KickDelay, func() {
 		r.mu.Lock()
 		delete(r.moving, k)
 		r.mu.Unlock()
 	})
+	return true
 }
 
-// Kick closes every proxied session of a login name.
-func (r *Router) Kick(user string) int {
-	if r.kicker == nil {
-		return 0
+// OnKick does a committed kick's local part on this director. It runs on
+// raft's apply goroutine, so it only marks and hands the closing of
+// sessions to another goroutine.
+func (r *Router) OnKick(k cluster.Kick) {
+	if k.User != "" {
+		if r.kicker != nil {
+			go r.kicker.KickUser(k.User, k.Reason)
+		}
+		return
 	}
-	return r.kicker.KickUser(user, "Kicked by admin")
+	if r.hold(key{k.Tag, k.Hash}) && r.kicker != nil {
+		go r.kicker.KickHash(k.Hash, k.Reason)
+	}
+}
+
+// Kick closes every proxied session of a login name on every director. The
+// sessions here are closed before the kick is committed, so the caller's
+// own director has acted when the answer comes.
+func (r *Router) Kick(ctx context.Context, user string) error {
+	if r.kicker != nil {
+		r.kicker.KickUser(user, "Kicked by admin")
+	}
+	if err := r.node.Kick(ctx, cluster.Kick{User: user, Reason: "Kicked by admin"}, r.now().Unix()); err != nil {
+		return fmt.Errorf("%w: %v", ErrTempFail, err)
+	}
+	return nil
 }
 
 // ResetUsers moves the users of one backend (nil: all) whose ring choice
@@ -269,10 +307,13 @@ func (r *Router) reset(ctx context.Context, u UserEntry, want netip.Addr, ok boo
 	} else {
 		c = cluster.Command{Op: cluster.OpUserDrop, Tag: u.Tag, Hash: u.Hash, Now: r.now().Unix()}
 	}
+	// Kick before the move, for the reason given in Move.
+	if err := r.kill(ctx, k, "Kicked via director (host flushed)"); err != nil {
+		return err
+	}
 	if _, err := r.apply(ctx, c); err != nil {
 		return err
 	}
-	r.kill(k, "Kicked via director (host flushed)")
 	// Like Dovecot, a flush answers only once every move has finished.
 	select {
 	case <-time.After(r.config().KickDelay):

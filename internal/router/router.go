@@ -226,6 +226,13 @@ func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool,
 		Op: cluster.OpUserAssign, Tag: k.tag, Hash: k.hash, IP: host,
 		Now: now.Unix(), Expire: r.expireSecs(),
 	})
+	if errors.Is(err, cluster.ErrUnavailable) && ctx.Err() == nil {
+		// No leader reachable (election, cut off from the majority): the
+		// user waits in the queue as for a missing host. Assigning again is
+		// safe, the first assignment that commits wins.
+		r.log.Debug("director queue: state unavailable, retrying", "err", err)
+		return netip.Addr{}, true, nil
+	}
 	if err != nil {
 		return netip.Addr{}, false, fmt.Errorf("%w: %v", ErrTempFail, err)
 	}

@@ -57,7 +57,16 @@ func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 
 func newRouter(t *testing.T, hosts ...netip.Addr) (*Router, *fakeKicker, *clock) {
 	t.Helper()
-	node, err := cluster.Open(cluster.Config{Dir: t.TempDir()})
+	var r *Router
+	var rmu sync.Mutex
+	onKick := func(k cluster.Kick) {
+		rmu.Lock()
+		defer rmu.Unlock()
+		if r != nil {
+			r.OnKick(k)
+		}
+	}
+	node, err := cluster.Open(cluster.Config{Dir: t.TempDir(), OnKick: onKick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +81,9 @@ func newRouter(t *testing.T, hosts ...netip.Addr) (*Router, *fakeKicker, *clock)
 		t.Fatal(err)
 	}
 	k := &fakeKicker{}
-	r := New(node, k, Config{Expire: 15 * time.Minute, KickDelay: 50 * time.Millisecond, QueueTimeout: 300 * time.Millisecond, InitialHosts: dh}, nil)
+	rmu.Lock()
+	r = New(node, k, Config{Expire: 15 * time.Minute, KickDelay: 50 * time.Millisecond, QueueTimeout: 300 * time.Millisecond, InitialHosts: dh}, nil)
+	rmu.Unlock()
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	r.now = c.now
 	t.Cleanup(r.Close)
@@ -238,5 +249,40 @@ func TestResetUsersMovesOnlyChangedUsers(t *testing.T) {
 	}
 	if err := r.ResetUsers(ctx, &netip.Addr{}, 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("flush of unknown host: %v", err)
+	}
+}
+
+// A kick committed by another director holds the user's logins here for
+// the kick delay and closes its sessions.
+func TestOnKickFromAnotherDirector(t *testing.T) {
+	r, k, _ := newRouter(t, b1, b2)
+	h, _ := r.Hash("dave")
+	r.OnKick(cluster.Kick{Hash: h, Reason: "Kicked via director (user moved)"})
+	r.mu.Lock()
+	_, moving := r.moving[key{"", h}]
+	r.mu.Unlock()
+	if !moving {
+		t.Fatal("kicked user not held")
+	}
+	for len(k.kicked()) == 0 { // the sessions are closed off raft's apply goroutine
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := k.kicked(); got[0] != h {
+		t.Fatalf("kicked %v, want %d", got, h)
+	}
+	if _, err := r.Route(context.Background(), "dave"); err != nil {
+		t.Fatalf("login after the kick delay: %v", err)
+	}
+}
+
+func TestKickUserCommitsAndKicksHere(t *testing.T) {
+	r, k, _ := newRouter(t, b1)
+	if err := r.Kick(context.Background(), "erin"); err != nil {
+		t.Fatal(err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.users) == 0 || k.users[0] != "erin" {
+		t.Fatalf("kicked users %v", k.users)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/usher-mail/usher/internal/doveadm"
 	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/penalty"
+	"github.com/usher-mail/usher/internal/ring"
 	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sessions"
 	"github.com/usher-mail/usher/internal/stats"
@@ -44,6 +44,7 @@ type Server struct {
 	closers  []func(ctx context.Context)
 
 	node      *cluster.Node
+	ring      *ring.Ring // nil for a ring of one
 	router    *router.Router
 	sessions  *sessions.Registry
 	penalties *penalty.Table
@@ -55,6 +56,7 @@ type Server struct {
 	isReady atomic.Bool // state loaded and listeners up, for /readyz
 
 	stopOnce sync.Once
+	stopping chan struct{} // closed when shutdown begins
 	stopped  chan struct{}
 	wg       sync.WaitGroup
 }
@@ -70,6 +72,7 @@ func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error)
 		sessions:  sessions.New(),
 		penalties: penalty.New(time.Now),
 		stats:     stats.New(time.Now),
+		stopping:  make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}
 	if err := srv.open(); err != nil {
@@ -93,25 +96,24 @@ func (srv *Server) open() error {
 		return err
 	}
 	self := selfAddr(s)
-	node, err := cluster.Open(cluster.Config{
-		Dir:    filepath.Join(s.StateDir, "raft"),
-		NodeID: self.String(),
-		Logger: srv.log,
-	})
+	// Kicks can commit before the router exists (replays are filtered by
+	// the cluster); they find no sessions to close then.
+	var rt atomic.Pointer[router.Router]
+	onKick := func(k cluster.Kick) {
+		if r := rt.Load(); r != nil {
+			r.OnKick(k)
+		}
+	}
+	ringAdmin, err := srv.openState(self, onKick)
 	if err != nil {
-		return fmt.Errorf("opening state in %s: %w", s.StateDir, err)
+		return err
 	}
-	srv.node = node
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		return fmt.Errorf("state not ready: %w", err)
+	if err := srv.initHosts(toClusterHosts(hosts)); err != nil {
+		return err
 	}
-	if _, err := node.Apply(ctx, cluster.Command{Op: cluster.OpInitHosts, Hosts: toClusterHosts(hosts), Now: time.Now().Unix()}); err != nil {
-		return fmt.Errorf("initialising hosts: %w", err)
-	}
-	srv.router = router.New(node, kicker{srv.sessions}, routerConfig(s, hosts), srv.log)
-	srv.admin = admin.NewServer(srv.router, admin.NewLocalRing(self), srv.log)
+	srv.router = router.New(srv.node, kicker{srv.sessions}, routerConfig(s, hosts), srv.log)
+	rt.Store(srv.router)
+	srv.admin = admin.NewServer(srv.router, ringAdmin, srv.log)
 	if err := srv.startListeners(); err != nil {
 		return err
 	}
@@ -141,6 +143,7 @@ func routerConfig(s *config.Settings, initial []director.Host) router.Config {
 		Expire:           s.DirectorUserExpire,
 		KickDelay:        s.DirectorUserKickDelay,
 		MaxParallelMoves: s.DirectorMaxParallelMoves,
+		QueueTimeout:     s.DirectorQueueTimeout,
 		InitialHosts:     initial,
 	}
 }
@@ -172,26 +175,22 @@ func isInvalidName(name string) bool {
 // selfAddr is this director's ring address: the director_servers entry on
 // one of our listen addresses, or the only entry of a ring of one.
 func selfAddr(s *config.Settings) netip.AddrPort {
-	port := uint16(9090)
-	if svc, ok := s.Service("director"); ok {
-		for _, l := range svc.InetListeners {
-			if l.Name == "" && l.Port > 0 {
-				port = uint16(l.Port)
-			}
-		}
-	}
-	var cands []netip.AddrPort
-	for _, d := range s.DirectorServers {
-		if ap, err := netip.ParseAddrPort(d); err == nil {
-			cands = append(cands, ap)
-		} else if ip, err := netip.ParseAddr(d); err == nil {
-			cands = append(cands, netip.AddrPortFrom(ip, port))
-		}
-	}
+	port := ringPort(s)
+	cands := ringMembers(s)
 	for _, c := range cands {
 		for _, l := range s.Listen {
 			if l == c.Addr().String() {
 				return c
+			}
+		}
+	}
+	// listen = * : the entry on one of this machine's addresses.
+	if addrs, err := net.InterfaceAddrs(); err == nil && len(cands) > 1 {
+		for _, c := range cands {
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == c.Addr() {
+					return c
+				}
 			}
 		}
 	}
@@ -209,6 +208,7 @@ func selfAddr(s *config.Settings) netip.AddrPort {
 // Stop begins a graceful shutdown; Wait returns when it is complete.
 func (srv *Server) Stop() {
 	srv.stopOnce.Do(func() {
+		close(srv.stopping)
 		srv.wg.Add(1)
 		go func() {
 			defer srv.wg.Done()
@@ -243,10 +243,15 @@ func (srv *Server) shutdown() {
 	if srv.router != nil {
 		srv.router.Close()
 	}
-	if srv.node != nil {
-		if err := srv.node.Close(); err != nil {
-			srv.log.Error("closing state", "err", err)
-		}
+	var err error
+	switch {
+	case srv.ring != nil:
+		err = srv.ring.Close()
+	case srv.node != nil:
+		err = srv.node.Close()
+	}
+	if err != nil {
+		srv.log.Error("closing state", "err", err)
 	}
 }
 

@@ -1,0 +1,149 @@
+// Package ring benchmarks the director ring: new-user assignments through
+// three local directors, and the memory a mapped user costs. Run with
+//
+//	go test -run=NONE -bench=NewUserAssign3 -benchtime=20000x ./bench/ring/
+//	go test -run=NONE -bench=MemoryPerUser -benchtime=1x ./bench/ring/
+//
+// Results are in docs/benchmarks-ring.md.
+package ring
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/ring"
+)
+
+var backend = netip.MustParseAddr("10.0.0.1")
+
+// freeAddr picks a free port on a random 127.x.y.z address.
+func freeAddr(b *testing.B) string {
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(250), rand.IntN(250), 1+rand.IntN(250))
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// openRing starts three directors together, as a site's first start does.
+func openRing(b *testing.B) []*ring.Ring {
+	addrs := []string{freeAddr(b), freeAddr(b), freeAddr(b)}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rs := make([]*ring.Ring, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs[i], errs[i] = ring.Open(ring.Config{Dir: b.TempDir(), Self: addrs[i], Peers: addrs, Secret: "bench", Logger: quiet})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Cleanup(func() {
+		for _, r := range rs {
+			r.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, r := range rs {
+		if err := r.Node().WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rs
+}
+
+// BenchmarkNewUserAssign3: new users assigned through all three directors
+// (two thirds forwarded to the leader) from 64 concurrent logins; reports
+// assignments per second and the p99 latency of one assignment.
+func BenchmarkNewUserAssign3(b *testing.B) {
+	rs := openRing(b)
+	ctx := context.Background()
+	var err error
+	for try := 0; try < 50; try++ {
+		if _, err = rs[0].Node().Apply(ctx, cluster.Command{Op: cluster.OpHostSet, IP: backend, VhostCount: -1, Now: 1}); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Uint32
+	lat := make([]time.Duration, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := rs[w%3].Node()
+			for {
+				i := next.Add(1) - 1
+				if int(i) >= b.N {
+					return
+				}
+				t0 := time.Now()
+				c := cluster.Command{Op: cluster.OpUserAssign, Hash: i + 1, IP: backend, Now: 100, Expire: 900}
+				if _, err := n.Apply(ctx, c); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/el.Seconds(), "assign/s")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkMemoryPerUser maps a million users in one director's state and
+// reports the live heap per mapped user (Dovecot 2.3 publishes about 100
+// bytes).
+func BenchmarkMemoryPerUser(b *testing.B) {
+	const users = 1_000_000
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s := cluster.NewState()
+		for i := range 20 {
+			s.Apply(cluster.Command{Op: cluster.OpHostSet, IP: netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), VhostCount: -1, Now: 1})
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range users {
+			ip := netip.AddrFrom4([4]byte{10, 1, 0, byte(i % 20)})
+			s.Apply(cluster.Command{Op: cluster.OpUserAssign, Hash: rng.Uint32(), IP: ip, Now: int64(i / 1000), Expire: 900})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(s.UserTotal()), "bytes/user")
+		runtime.KeepAlive(s)
+	}
+}
