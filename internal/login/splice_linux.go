@@ -3,6 +3,7 @@ package login
 import (
 	"io"
 	"net"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,12 +45,40 @@ func spliceConn(dst, src *net.TCPConn) (int64, error) {
 			}
 			return total, err
 		}
-		n, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+		var n int64
+		if queued <= smallBurst {
+			n, err = copySmall(dst, src, queued)
+		} else {
+			n, err = io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+		}
 		total += n
 		if err != nil {
 			return total, err
 		}
 	}
+}
+
+// smallBurst is where splicing stops paying: an IMAP command or a short
+// answer costs two splices plus a pipe from the pool, against one read and
+// one write of a few bytes through a pooled buffer. Bulk data (FETCH of a
+// message, APPEND) still splices.
+const smallBurst = 16 << 10
+
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBurst); return &b }}
+
+func copySmall(dst, src *net.TCPConn, queued int) (int64, error) {
+	bp := smallBufs.Get().(*[]byte)
+	defer smallBufs.Put(bp)
+	n, err := io.ReadFull(src, (*bp)[:queued])
+	if n > 0 {
+		if _, werr := dst.Write((*bp)[:n]); werr != nil {
+			return 0, werr
+		}
+	}
+	if err == io.ErrUnexpectedEOF {
+		err = nil // fewer bytes than queued cannot happen; if it does, go round again
+	}
+	return int64(n), err
 }
 
 // waitQueued blocks until the socket is readable and returns how many bytes
