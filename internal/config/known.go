@@ -9,7 +9,7 @@ import "strings"
 const dovecotNames = " " +
 	"auth_anonymous_username auth_cache_negative_ttl auth_cache_size auth_cache_ttl " +
 	"auth_cache_verify_password_with_worker auth_debug auth_debug_passwords auth_default_realm " +
-	"auth_failure_delay auth_gssapi_hostname auth_krb5_keytab auth_master_user_separator " +
+	"auth_gssapi_hostname auth_krb5_keytab auth_master_user_separator " +
 	"auth_mechanisms auth_policy_check_after_auth auth_policy_check_before_auth " +
 	"auth_policy_hash_mech auth_policy_hash_nonce auth_policy_hash_truncate " +
 	"auth_policy_log_only auth_policy_reject_on_fail auth_policy_report_after_auth " +

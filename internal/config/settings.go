@@ -23,6 +23,7 @@ type Settings struct {
 	LoginTrustedNetworks     []netip.Prefix
 	LoginGreeting            string
 	LoginProxyTimeout        time.Duration
+	AuthFailureDelay         time.Duration // auth_failure_delay: a failed login is answered this late
 	MailMaxUserIPConnections int
 	AuthUsernameFormat       string
 	DoveadmPassword          string // never log it

@@ -54,6 +54,7 @@ func dovecotSettings() []setting {
 		{"disable_plaintext_auth", "yes", field(func(s *Settings) *bool { return &s.DisablePlaintextAuth }, parseBool)},
 		{"login_trusted_networks", "", field(func(s *Settings) *[]netip.Prefix { return &s.LoginTrustedNetworks }, asNetworks)},
 		{"login_greeting", "Dovecot ready.", field(func(s *Settings) *string { return &s.LoginGreeting }, asString)},
+		{"auth_failure_delay", "2 secs", field(func(s *Settings) *time.Duration { return &s.AuthFailureDelay }, parseSeconds)},
 		{"login_proxy_timeout", "30 secs", field(func(s *Settings) *time.Duration { return &s.LoginProxyTimeout }, ParseDuration)},
 		{"mail_max_userip_connections", "10", field(func(s *Settings) *int { return &s.MailMaxUserIPConnections }, asUint)},
 		{"auth_username_format", "%Lu", field(func(s *Settings) *string { return &s.AuthUsernameFormat }, asString)},
