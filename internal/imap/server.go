@@ -105,7 +105,7 @@ func NewServer(cfg Config, env *login.Env) *Server {
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
 // returns nil; other accept errors are returned.
 func (s *Server) Serve(l net.Listener) error {
-	return s.conns.Serve(l, s.newConn, (*conn).serve)
+	return s.conns.ServeThen(l, s.newConn, (*conn).serve)
 }
 
 // Close stops accepting and closes every connection at once, proxied ones included, and waits

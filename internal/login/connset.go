@@ -53,6 +53,14 @@ func (s *ConnSet[C]) Sleep(d time.Duration) bool {
 // returns nil; other accept errors are returned. Each accepted connection becomes newConn's
 // C and runs serve in its own goroutine, tracked until serve returns.
 func (s *ConnSet[C]) Serve(l net.Listener, newConn func(net.Conn) C, serve func(C)) error {
+	return s.ServeThen(l, newConn, func(c C) func() { serve(c); return nil })
+}
+
+// ServeThen is Serve for a connection handler that may hand the rest of the
+// connection's life (a proxied session) to a continuation: serve returns it,
+// or nil when the connection is done. The connection stays tracked until the
+// continuation returns.
+func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve func(C) func()) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -84,9 +92,20 @@ func (s *ConnSet[C]) Serve(l net.Listener, newConn func(net.Conn) C, serve func(
 			continue
 		}
 		go func() {
-			defer s.wg.Done()
-			defer s.forget(c)
-			serve(c)
+			then := serve(c)
+			if then == nil {
+				s.forget(c)
+				s.wg.Done()
+				return
+			}
+			// The session goes on in a fresh goroutine: the login's grown
+			// stack is freed now rather than at some later collection, and
+			// an idle proxied session keeps only small stacks.
+			go func() {
+				defer s.wg.Done()
+				defer s.forget(c)
+				then()
+			}()
 		}()
 	}
 }

@@ -102,15 +102,28 @@ func (c *conn) capabilities() []string {
 	return append(lines, ".")
 }
 
-// serve runs the connection: pre-login dialogue, then (after a login) the relay.
-func (c *conn) serve() {
-	defer c.finish()
+// serve runs the pre-login dialogue; after a login it returns the proxied
+// session as a continuation for a fresh goroutine (see login.ConnSet).
+func (c *conn) serve() func() {
+	sess := c.preLogin()
+	if sess == nil {
+		c.finish()
+		return nil
+	}
+	return func() {
+		defer c.finish()
+		c.proxy(sess)
+	}
+}
+
+// preLogin runs the connection up to a successful login, or to its end (nil).
+func (c *conn) preLogin() *backendSession {
 	_ = c.raw.SetDeadline(time.Now().Add(c.s.cfg.LoginTimeout))
 	if c.s.cfg.ImplicitTLS {
 		tc := tls.Server(c.raw, c.s.cfg.TLS)
 		if err := tc.Handshake(); err != nil {
 			c.log.Debug("TLS handshake failed", "err", err)
-			return
+			return nil
 		}
 		c.tls = true
 		c.setStream(tc)
@@ -122,30 +135,29 @@ func (c *conn) serve() {
 		greeting = "+OK [XCLIENT] " + c.s.cfg.Greeting
 	}
 	if c.reply(greeting) != nil {
-		return
+		return nil
 	}
 	for n := 1; ; n++ {
 		line, err := readLine(c.br, c.s.cfg.MaxLineLength)
 		if err != nil {
 			c.readFailed(err)
-			return
+			return nil
 		}
 		// A client that talks without ever logging in only costs us: the login timeout
 		// bounds its time, this bounds its work.
 		if n > c.s.cfg.MaxCommands {
 			c.lastWord("Too many commands before login.")
-			return
+			return nil
 		}
 		cmd := parseCommand(line)
 		start := time.Now()
 		sess, next := c.dispatch(cmd)
 		c.s.env.Stats.Command(Service, cmd.name, time.Since(start))
 		if sess != nil {
-			c.proxy(sess)
-			return
+			return sess
 		}
 		if !next {
-			return
+			return nil
 		}
 	}
 }
