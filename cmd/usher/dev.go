@@ -110,7 +110,8 @@ usher is running in demo mode (state in %s, gone on exit).
               curl -s 'imap://%s:%d/INBOX;UID=1' --user user01:%s
   doveadm API http://%s:%d/doveadm/v1   (Basic doveadm:%s)
               curl -s -u doveadm:%s http://%s:%d/doveadm/v1 -d '[["directorStatus",{},"t1"]]'
-  director-admin socket %s:%d, e.g. Debian's: doveadm director status -a %[17]s:%[18]d
+  CLI:        USHER_API=http://doveadm:%[13]s@%[11]s:%[12]d usher director status
+  director-admin socket %[17]s:%[18]d, e.g. Debian's: doveadm director status -a %[17]s:%[18]d
 Stop with Ctrl-C.
 `, s.StateDir, devBackendIPs[0], devBackendIPs[1], devBackendPort,
 		devListen, devIMAPPort, devUserPass,
