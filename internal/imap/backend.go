@@ -3,7 +3,6 @@ package imap
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,27 +10,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/usher-mail/usher/internal/login"
 )
-
-type resultKind int
-
-const (
-	resultUnavailable resultKind = iota // connect, remote or protocol failure
-	resultOK
-	resultAuthFailed
-	resultForward // a NO with a response code, passed on verbatim
-	resultConfig  // the backend cannot be used as configured (SERVERBUG)
-)
-
-type result struct {
-	kind resultKind
-	text string // resultForward: the reply after the tag
-	err  error
-}
-
-func unavailable(format string, a ...any) result {
-	return result{kind: resultUnavailable, err: fmt.Errorf(format, a...)}
-}
 
 // backendSession is a backend connection on which the client's user is logged in.
 type backendSession struct {
@@ -44,10 +26,6 @@ type backendSession struct {
 	okText string // the backend's OK text after any [CAPABILITY] code
 }
 
-func addrPortOf(ip netip.Addr, port int) netip.AddrPort {
-	return netip.AddrPortFrom(ip, uint16(port))
-}
-
 // backendLine reads one response line from the backend.
 func backendLine(br *bufio.Reader) (string, error) {
 	r := reader{br: br, maxCommand: 64 << 10}
@@ -57,65 +35,51 @@ func backendLine(br *bufio.Reader) (string, error) {
 // loginBackend connects to dest and logs cr in the way Dovecot's imap proxy does: banner,
 // optional STARTTLS, CAPABILITY when unknown, ID with the client's address, then LOGIN (or
 // AUTHENTICATE PLAIN when the backend disables LOGIN).
-func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr creds) (*backendSession, result) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", dest.String())
-	if err != nil {
-		return nil, unavailable("connect: %w", err)
+func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+	cfg := c.s.cfg
+	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
+		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
+			return c.backendDialogue(nc, br, dest, cr)
+		})
+	if res.Kind == login.ResultOK {
+		bs.user = cr.LoginUser()
 	}
-	bs, res := c.backendDialogue(ctx, nc, dest, cr)
-	if res.kind != resultOK {
-		nc.Close()
-		return nil, res
-	}
-	bs.user = cr.loginUser()
 	return bs, res
 }
 
-func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.AddrPort, cr creds) (*backendSession, result) {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
+func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
 	ssl := c.s.cfg.BackendSSL
-	if ssl == "yes" {
-		tc := tls.Client(nc, c.backendTLS(dest))
-		if err := tc.Handshake(); err != nil {
-			return nil, unavailable("TLS handshake: %w", err)
-		}
-		nc = tc
-	}
-	br := bufio.NewReaderSize(nc, 4096)
 	banner, err := backendLine(br)
 	if err != nil {
-		return nil, unavailable("reading banner: %w", err)
+		return nil, login.Unavailable("reading banner: %w", err)
 	}
 	if !strings.HasPrefix(banner, "* OK ") {
-		return nil, unavailable("bad banner %q", banner)
+		return nil, login.Unavailable("bad banner %q", banner)
 	}
 	caps, _ := capabilityCode(banner[len("* OK "):])
 	if ssl == "starttls" {
 		if caps != nil && !caps["STARTTLS"] {
-			return nil, result{kind: resultConfig, err: errors.New("backend does not support STARTTLS")}
+			return nil, login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")}
 		}
 		if _, err := nc.Write([]byte("S STARTTLS\r\n")); err != nil {
-			return nil, unavailable("STARTTLS: %w", err)
+			return nil, login.Unavailable("STARTTLS: %w", err)
 		}
 		if line, _, err := untilTagged(br, "S "); err != nil || !strings.HasPrefix(line, "S OK") {
-			return nil, unavailable("STARTTLS refused: %q %v", line, err)
+			return nil, login.Unavailable("STARTTLS refused: %q %v", line, err)
 		}
-		tc := tls.Client(nc, c.backendTLS(dest))
-		if err := tc.Handshake(); err != nil {
-			return nil, unavailable("STARTTLS handshake: %w", err)
+		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		if err != nil {
+			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
 		nc, br, caps = tc, bufio.NewReaderSize(tc, 4096), nil
 	}
 	if caps == nil {
 		if _, err := nc.Write([]byte("C CAPABILITY\r\n")); err != nil {
-			return nil, unavailable("CAPABILITY: %w", err)
+			return nil, login.Unavailable("CAPABILITY: %w", err)
 		}
 		line, untagged, err := untilTagged(br, "C ")
 		if err != nil || !strings.HasPrefix(line, "C OK") {
-			return nil, unavailable("CAPABILITY failed: %q %v", line, err)
+			return nil, login.Unavailable("CAPABILITY failed: %q %v", line, err)
 		}
 		caps = map[string]bool{}
 		for _, u := range untagged {
@@ -139,21 +103,21 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.Addr
 	first.WriteString(chunks[0])
 	chunks = chunks[1:]
 	if _, err := nc.Write([]byte(first.String())); err != nil {
-		return nil, unavailable("sending login: %w", err)
+		return nil, login.Unavailable("sending login: %w", err)
 	}
 	var postCaps string
 	for {
 		line, err := backendLine(br)
 		if err != nil {
-			return nil, unavailable("reading login reply: %w", err)
+			return nil, login.Unavailable("reading login reply: %w", err)
 		}
 		switch {
 		case strings.HasPrefix(line, "+"):
 			if len(chunks) == 0 {
-				return nil, unavailable("unexpected continuation")
+				return nil, login.Unavailable("unexpected continuation")
 			}
 			if _, err := nc.Write([]byte(chunks[0])); err != nil {
-				return nil, unavailable("sending login: %w", err)
+				return nil, login.Unavailable("sending login: %w", err)
 			}
 			chunks = chunks[1:]
 		case strings.HasPrefix(line, "L "):
@@ -168,7 +132,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.Addr
 }
 
 // loginReply maps the backend's tagged answer to the login (reference 6.2).
-func (c *conn) loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply, postCaps string) (*backendSession, result) {
+func (c *conn) loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply, postCaps string) (*backendSession, login.Result) {
 	word, rest, _ := strings.Cut(reply, " ")
 	switch strings.ToUpper(word) {
 	case "OK":
@@ -177,14 +141,14 @@ func (c *conn) loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, re
 			bs.caps = strings.TrimSpace(caps)
 			bs.okText = strings.TrimPrefix(after, " ")
 		}
-		_ = nc.SetDeadline(noDeadline)
-		return bs, result{kind: resultOK}
+		_ = nc.SetDeadline(time.Time{})
+		return bs, login.Result{Kind: login.ResultOK}
 	case "NO":
 		if strings.HasPrefix(rest, "[") && !strings.HasPrefix(strings.ToUpper(rest), "[AUTHENTICATIONFAILED]") {
-			return nil, result{kind: resultForward, text: "NO " + rest}
+			return nil, login.Result{Kind: login.ResultForward, Text: "NO " + rest}
 		}
 	}
-	return nil, result{kind: resultAuthFailed}
+	return nil, login.Result{Kind: login.ResultAuthFailed}
 }
 
 // capabilityText finds a leading "[CAPABILITY ...]" code; after is the text behind "]".
@@ -237,12 +201,12 @@ func untilTagged(br *bufio.Reader, tag string) (string, []string, error) {
 // idCommand forwards who the client really is; the backend trusts it if it trusts us.
 func (c *conn) idCommand() string {
 	kv := []string{
-		"x-session-id", c.sessionID,
-		"x-originating-ip", c.remote.Addr().String(),
-		"x-originating-port", strconv.Itoa(int(c.remote.Port())),
-		"x-connected-ip", c.local.Addr().String(),
-		"x-connected-port", strconv.Itoa(int(c.local.Port())),
-		"x-proxy-ttl", strconv.Itoa(c.ttl - 1),
+		"x-session-id", c.SessionID,
+		"x-originating-ip", c.Remote.Addr().String(),
+		"x-originating-port", strconv.Itoa(int(c.Remote.Port())),
+		"x-connected-ip", c.Local.Addr().String(),
+		"x-connected-port", strconv.Itoa(int(c.Local.Port())),
+		"x-proxy-ttl", strconv.Itoa(c.TTL - 1),
 	}
 	var b strings.Builder
 	b.WriteString("I ID (")
@@ -258,20 +222,20 @@ func (c *conn) idCommand() string {
 
 // loginChunks renders the login command. Every chunk after the first is sent only after the
 // backend's "+" continuation (synchronizing literal, or AUTHENTICATE without SASL-IR).
-func loginChunks(cr creds, caps map[string]bool) ([]string, *result) {
-	if !caps["LOGINDISABLED"] && cr.authz == "" {
+func loginChunks(cr login.Creds, caps map[string]bool) ([]string, *login.Result) {
+	if !caps["LOGINDISABLED"] && cr.Authz == "" {
 		var b chunkBuilder
 		b.literalPlus = caps["LITERAL+"]
 		b.cur.WriteString("L LOGIN ")
-		b.astring(cr.user)
+		b.astring(cr.User)
 		b.cur.WriteByte(' ')
-		b.astring(cr.pass)
+		b.astring(cr.Pass)
 		return b.end(), nil
 	}
 	if !caps["AUTH=PLAIN"] {
-		return nil, &result{kind: resultConfig, err: errors.New("backend has LOGINDISABLED and no AUTH=PLAIN")}
+		return nil, &login.Result{Kind: login.ResultConfig, Err: errors.New("backend has LOGINDISABLED and no AUTH=PLAIN")}
 	}
-	ir := base64.StdEncoding.EncodeToString([]byte(cr.authz + "\x00" + cr.user + "\x00" + cr.pass))
+	ir := base64.StdEncoding.EncodeToString([]byte(cr.Authz + "\x00" + cr.User + "\x00" + cr.Pass))
 	if ir == "" {
 		ir = "="
 	}
@@ -322,15 +286,4 @@ var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 func quote(s string) string {
 	return `"` + quoteEscaper.Replace(s) + `"`
-}
-
-func (c *conn) backendTLS(dest netip.AddrPort) *tls.Config {
-	cfg := &tls.Config{}
-	if c.s.cfg.BackendTLS != nil {
-		cfg = c.s.cfg.BackendTLS.Clone()
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = dest.Addr().String()
-	}
-	return cfg
 }

@@ -1,13 +1,11 @@
 package pop3
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 )
@@ -25,26 +23,12 @@ const (
 	errNoUser      = "-ERR No username given."
 )
 
-// creds are what the client authenticated with. authz is the SASL authorization identity
-// (empty unless a master user logs in as someone else).
-type creds struct {
-	mech, authz, user, pass string
-}
-
-// loginUser is the mailbox owner: the user that is routed and counted.
-func (cr creds) loginUser() string {
-	if cr.authz != "" {
-		return cr.authz
-	}
-	return cr.user
-}
-
 func (c *conn) cmdPass(pass string) (*backendSession, bool) {
 	if !c.plaintextAllowed() {
-		return nil, c.reply(errPlainUser) == nil
+		return nil, c.Reply(errPlainUser) == nil
 	}
 	if !c.hasUser {
-		return nil, c.reply(errNoUser) == nil
+		return nil, c.Reply(errNoUser) == nil
 	}
 	// Every PASS uses up the USER before it, whatever the outcome.
 	user := c.user
@@ -52,60 +36,39 @@ func (c *conn) cmdPass(pass string) (*backendSession, bool) {
 	if user == "" {
 		// "USER" alone is accepted, as by Dovecot, but can never log in: fail it here
 		// rather than route an empty name.
-		_, attempt := c.s.env.Penalties.Begin(c.remote.Addr())
-		c.s.env.Penalties.Fail(c.remote.Addr(), attempt, "", "")
-		return nil, c.reply(errAuthFailed) == nil
+		c.s.env.FailedAttempt(c.Remote.Addr())
+		return nil, c.Reply(errAuthFailed) == nil
 	}
-	return c.login(creds{mech: "PLAIN", user: user, pass: pass})
+	return c.login(login.Creds{Mech: "PLAIN", User: user, Pass: pass})
 }
 
 // cmdAuth handles "AUTH" (list mechanisms) and "AUTH <mech> [initial response]".
 func (c *conn) cmdAuth(args string) (*backendSession, bool) {
 	if args == "" {
 		if !c.plaintextAllowed() {
-			return nil, c.reply("+OK", ".") == nil
+			return nil, c.Reply("+OK", ".") == nil
 		}
-		return nil, c.reply("+OK", "PLAIN", "LOGIN", ".") == nil
+		return nil, c.Reply("+OK", "PLAIN", "LOGIN", ".") == nil
 	}
 	mech, irText, hasIR := strings.Cut(args, " ")
 	mech = strings.ToUpper(mech)
 	if mech != "PLAIN" && mech != "LOGIN" {
-		return nil, c.reply(errMechanism) == nil
+		return nil, c.Reply(errMechanism) == nil
 	}
 	if !c.plaintextAllowed() {
-		return nil, c.reply(errPlainAuth) == nil
+		return nil, c.Reply(errPlainAuth) == nil
 	}
 	var ir *string
 	if hasIR {
 		ir = &irText
 	}
-	cr := creds{mech: mech}
-	if mech == "PLAIN" {
-		resp, reply, ok := c.saslResponse(ir, "")
-		if !ok {
-			return nil, reply == "" || c.reply(reply) == nil
-		}
-		parts := bytes.Split(resp, []byte{0})
-		if len(parts) != 3 || len(parts[1]) == 0 {
-			// Malformed credentials are a failed attempt like a wrong password.
-			_, attempt := c.s.env.Penalties.Begin(c.remote.Addr())
-			c.s.env.Penalties.Fail(c.remote.Addr(), attempt, "", "")
-			return nil, c.reply(errAuthFailed) == nil
-		}
-		cr.authz, cr.user, cr.pass = string(parts[0]), string(parts[1]), string(parts[2])
-		if cr.authz == cr.user {
-			cr.authz = ""
-		}
-	} else {
-		user, reply, ok := c.saslResponse(ir, "Username:")
-		if !ok {
-			return nil, reply == "" || c.reply(reply) == nil
-		}
-		pass, reply, ok := c.saslResponse(nil, "Password:")
-		if !ok {
-			return nil, reply == "" || c.reply(reply) == nil
-		}
-		cr.user, cr.pass = string(user), string(pass)
+	cr, reply, end := login.ReadCreds(mech, ir, c.saslResponse)
+	switch end {
+	case login.SASLStopped:
+		return nil, reply == "" || c.Reply(reply) == nil
+	case login.SASLMalformed:
+		c.s.env.FailedAttempt(c.Remote.Addr())
+		return nil, c.Reply(errAuthFailed) == nil
 	}
 	return c.login(cr)
 }
@@ -118,7 +81,7 @@ func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply st
 	if ir != nil {
 		line = *ir
 	} else {
-		if c.reply("+ "+base64.StdEncoding.EncodeToString([]byte(challenge))) != nil {
+		if c.Reply("+ "+base64.StdEncoding.EncodeToString([]byte(challenge))) != nil {
 			return nil, "", false
 		}
 		var err error
@@ -141,80 +104,29 @@ func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply st
 	return b, "", true
 }
 
-// login runs the login pipeline: penalty delay, route, limits, backend login. On success it
-// returns the logged-in backend; every failure has been answered and the client may retry.
-func (c *conn) login(cr creds) (*backendSession, bool) {
-	env := c.s.env
-	ip := c.remote.Addr()
-	user := cr.loginUser()
-	log := c.log.With("user", user, "method", cr.mech)
+// login runs the login pipeline (see login.Login) and, on success, returns the logged-in
+// backend; every failure has been answered and the client may retry.
+func (c *conn) login(cr login.Creds) (*backendSession, bool) {
+	return login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend[*backendSession]{
+		Texts:  failTexts(),
+		Sleep:  c.s.conns.Sleep,
+		Answer: func(line string) error { return c.Reply(line) },
+		Backend: func(ctx context.Context, dest netip.AddrPort) (*backendSession, login.Result) {
+			return c.loginBackend(ctx, dest, cr)
+		},
+	})
+}
 
-	delay, attempt := env.Penalties.Begin(ip)
-	if delay > 0 && !c.s.conns.Sleep(delay) {
-		return nil, false
-	}
-	start := time.Now()
-	fail := func(reply string, authFailure bool) (*backendSession, bool) {
-		env.Stats.AuthFailure(Service, time.Since(start))
-		if authFailure {
-			env.Penalties.Fail(ip, attempt, cr.user, cr.pass)
-			// Dovecot's auth_failure_delay: a failed login is answered late.
-			if d := env.AuthFailureDelay; d > 0 && !c.s.conns.Sleep(d) {
-				return nil, false
-			}
-		}
-		return nil, c.reply(reply) == nil
-	}
-
-	if ok, err := env.Passdb.Verify(Service, cr.user, cr.pass); err != nil {
-		log.Error("passdb lookup failed", "err", err)
-		return fail("-ERR [SYS/TEMP] "+login.TempFailText(env.Hostname, time.Now()), false)
-	} else if !ok {
-		log.Info("authentication failed (passdb)")
-		return fail(errAuthFailed, true)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
-	defer cancel()
-	host, err := env.Router.Route(ctx, user)
-	if err != nil {
-		log.Info("routing failed", "err", err)
-		if errors.Is(err, login.ErrTempFail) {
-			return fail("-ERR [SYS/TEMP] "+login.TempFailText(env.Hostname, time.Now()), false)
-		}
-		return fail(errConfig, false)
-	}
-	if limit := env.MaxUserIPConnections; limit > 0 && env.Sessions.CountUserIP(user, ip) >= limit {
-		log.Info("too many connections from user+IP", "limit", limit)
-		return fail("-ERR [IN-USE] Maximum number of connections from user+IP exceeded "+
-			"(mail_max_userip_connections="+strconv.Itoa(limit)+")", false)
-	}
-	if c.ttl <= 1 {
-		log.Error("TTL reached zero - proxies appear to be looping?")
-		return fail(errConfig, false)
-	}
-
-	dest := addrPortOf(host, c.s.cfg.BackendPort)
-	bs, res := c.loginBackend(ctx, dest, cr)
-	log = log.With("backend", dest.String())
-	switch res.kind {
-	case resultOK:
-		env.Stats.AuthSuccess(Service, time.Since(start))
-		env.Penalties.Succeed(ip, attempt)
-		env.Stats.Login(Service)
-		log.Info("started proxying")
-		return bs, true
-	case resultAuthFailed:
-		log.Info("authentication failed", "reply", res.text)
-		return fail(res.text, true)
-	case resultForward:
-		log.Info("backend refused login", "reply", res.text)
-		return fail(res.text, false)
-	case resultConfig:
-		log.Error("proxy configuration failure", "err", res.err)
-		return fail(errConfig, false)
-	default:
-		log.Warn("backend unavailable", "err", res.err)
-		return fail(errUnavailable, false)
+// failTexts are pop3-login's answers to failed logins.
+func failTexts() *login.Texts {
+	return &login.Texts{
+		AuthFailed:  errAuthFailed,
+		Config:      errConfig,
+		Unavailable: errUnavailable,
+		TempFail:    func(detail string) string { return "-ERR [SYS/TEMP] " + detail },
+		UserIPLimit: func(limit int) string {
+			return "-ERR [IN-USE] Maximum number of connections from user+IP exceeded " +
+				"(mail_max_userip_connections=" + strconv.Itoa(limit) + ")"
+		},
 	}
 }

@@ -3,34 +3,15 @@ package pop3
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/usher-mail/usher/internal/login"
 )
-
-type resultKind int
-
-const (
-	resultUnavailable resultKind = iota // connect, remote or protocol failure
-	resultOK
-	resultAuthFailed // the backend's failure line (text) is forwarded and counts as a penalty
-	resultForward    // an -ERR with a response code, passed on verbatim
-	resultConfig     // the backend cannot be used as configured
-)
-
-type result struct {
-	kind resultKind
-	text string // resultAuthFailed, resultForward: the line for the client
-	err  error
-}
-
-func unavailable(format string, a ...any) result {
-	return result{kind: resultUnavailable, err: fmt.Errorf(format, a...)}
-}
 
 // backendSession is a backend connection on which the client's user is logged in.
 type backendSession struct {
@@ -41,50 +22,32 @@ type backendSession struct {
 	okLine string // the backend's "+OK ..." answer to the login, for the client
 }
 
-func addrPortOf(ip netip.Addr, port int) netip.AddrPort {
-	return netip.AddrPortFrom(ip, uint16(port))
-}
-
 // maxBackendLine bounds one backend reply line before login.
 const maxBackendLine = 64 << 10
 
 // loginBackend connects to dest and logs cr in the way Dovecot's pop3 proxy does: banner,
 // optional STLS, XCLIENT with the client's address when the banner offers it, then USER/PASS
 // (or AUTH PLAIN when the credentials cannot travel on a POP3 line or name a master user).
-func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr creds) (*backendSession, result) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", dest.String())
-	if err != nil {
-		return nil, unavailable("connect: %w", err)
+func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+	cfg := c.s.cfg
+	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
+		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
+			return c.backendDialogue(nc, br, dest, cr)
+		})
+	if res.Kind == login.ResultOK {
+		bs.user = cr.LoginUser()
 	}
-	bs, res := c.backendDialogue(ctx, nc, dest, cr)
-	if res.kind != resultOK {
-		nc.Close()
-		return nil, res
-	}
-	bs.user = cr.loginUser()
 	return bs, res
 }
 
-func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.AddrPort, cr creds) (*backendSession, result) {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
+func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
 	ssl := c.s.cfg.BackendSSL
-	if ssl == "yes" {
-		tc := tls.Client(nc, c.backendTLS(dest))
-		if err := tc.Handshake(); err != nil {
-			return nil, unavailable("TLS handshake: %w", err)
-		}
-		nc = tc
-	}
-	br := bufio.NewReaderSize(nc, 4096)
 	banner, err := readLine(br, maxBackendLine)
 	if err != nil {
-		return nil, unavailable("reading banner: %w", err)
+		return nil, login.Unavailable("reading banner: %w", err)
 	}
 	if !strings.HasPrefix(banner, "+OK") {
-		return nil, unavailable("bad banner %q", banner)
+		return nil, login.Unavailable("bad banner %q", banner)
 	}
 	xclient := strings.HasPrefix(banner, "+OK [XCLIENT]")
 	// ask sends one command and returns the backend's one-line answer.
@@ -96,33 +59,33 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.Addr
 	}
 	if ssl == "starttls" {
 		if line, err := ask("STLS"); err != nil || !strings.HasPrefix(line, "+OK") {
-			return nil, unavailable("STLS refused: %q %v", line, err)
+			return nil, login.Unavailable("STLS refused: %q %v", line, err)
 		}
-		tc := tls.Client(nc, c.backendTLS(dest))
-		if err := tc.Handshake(); err != nil {
-			return nil, unavailable("STLS handshake: %w", err)
+		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		if err != nil {
+			return nil, login.Unavailable("STLS handshake: %w", err)
 		}
 		nc, br = tc, bufio.NewReaderSize(tc, 4096)
 	}
 	if xclient {
 		line, err := ask(fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
-			c.remote.Addr(), c.remote.Port(), c.sessionID, c.ttl-1))
+			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1))
 		if err != nil || !strings.HasPrefix(line, "+OK") {
-			return nil, unavailable("XCLIENT refused: %q %v", line, err)
+			return nil, login.Unavailable("XCLIENT refused: %q %v", line, err)
 		}
 	}
 	var reply string
-	if usableOnLine(cr.user) && usableOnLine(cr.pass) && cr.authz == "" {
-		reply, err = ask("USER " + cr.user)
+	if usableOnLine(cr.User) && usableOnLine(cr.Pass) && cr.Authz == "" {
+		reply, err = ask("USER " + cr.User)
 		if err == nil && strings.HasPrefix(reply, "+OK") {
-			reply, err = ask("PASS " + cr.pass)
+			reply, err = ask("PASS " + cr.Pass)
 		}
 	} else {
-		ir := base64.StdEncoding.EncodeToString([]byte(cr.authz + "\x00" + cr.user + "\x00" + cr.pass))
+		ir := base64.StdEncoding.EncodeToString([]byte(cr.Authz + "\x00" + cr.User + "\x00" + cr.Pass))
 		reply, err = ask("AUTH PLAIN " + ir)
 	}
 	if err != nil {
-		return nil, unavailable("reading login reply: %w", err)
+		return nil, login.Unavailable("reading login reply: %w", err)
 	}
 	return loginReply(nc, br, dest, reply)
 }
@@ -136,26 +99,15 @@ func usableOnLine(s string) bool {
 var noDeadline time.Time
 
 // loginReply maps the backend's answer to the login (reference 6.3).
-func loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply string) (*backendSession, result) {
+func loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply string) (*backendSession, login.Result) {
 	switch {
 	case strings.HasPrefix(reply, "+OK"):
 		_ = nc.SetDeadline(noDeadline)
-		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, result{kind: resultOK}
+		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, login.Result{Kind: login.ResultOK}
 	case strings.HasPrefix(reply, "-ERR [AUTH]"), reply == "-ERR", strings.HasPrefix(reply, "-ERR ") && !strings.HasPrefix(reply, "-ERR ["):
-		return nil, result{kind: resultAuthFailed, text: reply}
+		return nil, login.Result{Kind: login.ResultAuthFailed, Text: reply}
 	case strings.HasPrefix(reply, "-ERR ["):
-		return nil, result{kind: resultForward, text: reply}
+		return nil, login.Result{Kind: login.ResultForward, Text: reply}
 	}
-	return nil, result{kind: resultAuthFailed, text: "-ERR Authentication failed."}
-}
-
-func (c *conn) backendTLS(dest netip.AddrPort) *tls.Config {
-	cfg := &tls.Config{}
-	if c.s.cfg.BackendTLS != nil {
-		cfg = c.s.cfg.BackendTLS.Clone()
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = dest.Addr().String()
-	}
-	return cfg
+	return nil, login.Result{Kind: login.ResultAuthFailed, Text: "-ERR Authentication failed."}
 }

@@ -109,11 +109,11 @@ func (s *Server) Close() {
 
 const shutdownText = "Server shutting down."
 
-func kickForShutdown(c *conn) { c.kick(shutdownText) }
+func kickForShutdown(c *conn) { c.Kick(shutdownText) }
 
 // Shutdown stops accepting, sends "-ERR Server shutting down." to clients that have not
 // logged in yet, and waits for proxied sessions to end. When ctx ends first, the remaining
 // sessions are kicked with the same text and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.conns.Shutdown(ctx, func(c *conn) { c.closePreLogin(shutdownText) }, kickForShutdown)
+	return s.conns.Shutdown(ctx, func(c *conn) { c.ClosePreLogin(shutdownText) }, kickForShutdown)
 }

@@ -3,7 +3,6 @@ package sieve
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,27 +10,9 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/usher-mail/usher/internal/login"
 )
-
-type resultKind int
-
-const (
-	resultUnavailable resultKind = iota // connect, remote or protocol failure
-	resultOK
-	resultAuthFailed // the line for the client is in text; counts as a penalty
-	resultForward    // a NO with a response code, passed on verbatim
-	resultConfig     // the backend cannot be used as configured
-)
-
-type result struct {
-	kind resultKind
-	text string
-	err  error
-}
-
-func unavailable(format string, a ...any) result {
-	return result{kind: resultUnavailable, err: fmt.Errorf(format, a...)}
-}
 
 // backendSession is a backend connection on which the client's user is logged in.
 type backendSession struct {
@@ -75,37 +56,23 @@ func readGreeting(br *bufio.Reader) (map[string]bool, error) {
 // loginBackend connects to dest and logs cr in the way Pigeonhole's managesieve proxy does:
 // greeting, optional STARTTLS, XCLIENT with the client's address when offered, then
 // AUTHENTICATE "PLAIN" with an initial response.
-func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr creds) (*backendSession, result) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", dest.String())
-	if err != nil {
-		return nil, unavailable("connect: %w", err)
+func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+	cfg := c.s.cfg
+	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
+		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
+			return c.backendDialogue(nc, br, dest, cr)
+		})
+	if res.Kind == login.ResultOK {
+		bs.user = cr.LoginUser()
 	}
-	bs, res := c.backendDialogue(ctx, nc, dest, cr)
-	if res.kind != resultOK {
-		nc.Close()
-		return nil, res
-	}
-	bs.user = cr.loginUser()
 	return bs, res
 }
 
-func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.AddrPort, cr creds) (*backendSession, result) {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
+func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
 	ssl := c.s.cfg.BackendSSL
-	if ssl == "yes" {
-		tc := tls.Client(nc, c.backendTLS(dest))
-		if err := tc.Handshake(); err != nil {
-			return nil, unavailable("TLS handshake: %w", err)
-		}
-		nc = tc
-	}
-	br := bufio.NewReaderSize(nc, 4096)
 	caps, err := readGreeting(br)
 	if err != nil {
-		return nil, unavailable("reading greeting: %w", err)
+		return nil, login.Unavailable("reading greeting: %w", err)
 	}
 	ask := func(line string) (string, error) {
 		if _, err := nc.Write([]byte(line + "\r\n")); err != nil {
@@ -115,56 +82,45 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, dest netip.Addr
 	}
 	if ssl == "starttls" {
 		if !caps["STARTTLS"] {
-			return nil, result{kind: resultConfig, err: errors.New("backend does not support STARTTLS")}
+			return nil, login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")}
 		}
 		if line, err := ask("STARTTLS"); err != nil || !strings.HasPrefix(line, "OK") {
-			return nil, unavailable("STARTTLS refused: %q %v", line, err)
+			return nil, login.Unavailable("STARTTLS refused: %q %v", line, err)
 		}
-		tc := tls.Client(nc, c.backendTLS(dest))
-		if err := tc.Handshake(); err != nil {
-			return nil, unavailable("STARTTLS handshake: %w", err)
+		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		if err != nil {
+			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
 		nc, br = tc, bufio.NewReaderSize(tc, 4096)
 		// The server repeats its capabilities under TLS (RFC 5804 section 2.2).
 		if caps, err = readGreeting(br); err != nil {
-			return nil, unavailable("reading capabilities after STARTTLS: %w", err)
+			return nil, login.Unavailable("reading capabilities after STARTTLS: %w", err)
 		}
 	}
 	if caps["XCLIENT"] {
 		line, err := ask(fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
-			c.remote.Addr(), c.remote.Port(), c.sessionID, c.ttl-1))
+			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1))
 		if err != nil || !strings.HasPrefix(line, "OK") {
-			return nil, unavailable("XCLIENT refused: %q %v", line, err)
+			return nil, login.Unavailable("XCLIENT refused: %q %v", line, err)
 		}
 	}
-	ir := base64.StdEncoding.EncodeToString([]byte(cr.authz + "\x00" + cr.user + "\x00" + cr.pass))
+	ir := base64.StdEncoding.EncodeToString([]byte(cr.Authz + "\x00" + cr.User + "\x00" + cr.Pass))
 	reply, err := ask(`AUTHENTICATE "PLAIN" "` + ir + `"`)
 	if err != nil {
-		return nil, unavailable("reading login reply: %w", err)
+		return nil, login.Unavailable("reading login reply: %w", err)
 	}
 	word, rest, _ := strings.Cut(reply, " ")
 	switch strings.ToUpper(word) {
 	case "OK":
 		_ = nc.SetDeadline(time.Time{})
-		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, result{kind: resultOK}
+		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, login.Result{Kind: login.ResultOK}
 	case "NO":
 		if strings.HasPrefix(rest, "(") {
-			return nil, result{kind: resultForward, text: reply}
+			return nil, login.Result{Kind: login.ResultForward, Text: reply}
 		}
-		return nil, result{kind: resultAuthFailed, text: reply}
+		return nil, login.Result{Kind: login.ResultAuthFailed, Text: reply}
 	case "BYE":
-		return nil, unavailable("backend said %q", reply)
+		return nil, login.Unavailable("backend said %q", reply)
 	}
-	return nil, result{kind: resultAuthFailed, text: noAuthFailed}
-}
-
-func (c *conn) backendTLS(dest netip.AddrPort) *tls.Config {
-	cfg := &tls.Config{}
-	if c.s.cfg.BackendTLS != nil {
-		cfg = c.s.cfg.BackendTLS.Clone()
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = dest.Addr().String()
-	}
-	return cfg
+	return nil, login.Result{Kind: login.ResultAuthFailed, Text: noAuthFailed}
 }

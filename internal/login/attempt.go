@@ -1,0 +1,172 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Creds are what a client authenticated with. Authz is the SASL authorization identity
+// (empty unless a master user logs in as someone else).
+type Creds struct {
+	Mech, Authz, User, Pass string
+}
+
+// LoginUser is the mailbox owner: the user that is routed and counted.
+func (cr Creds) LoginUser() string {
+	if cr.Authz != "" {
+		return cr.Authz
+	}
+	return cr.User
+}
+
+// Outcome classifies a backend login.
+type Outcome int
+
+const (
+	ResultUnavailable Outcome = iota // connect, remote or protocol failure
+	ResultOK
+	// ResultAuthFailed counts as a penalty; Text, when set, is the backend's line for the
+	// client, otherwise the client gets the protocol's own AuthFailed text.
+	ResultAuthFailed
+	ResultForward // a refusal with a response code, passed on verbatim in Text
+	ResultConfig  // the backend cannot be used as configured
+)
+
+// Result is the outcome of a backend login.
+type Result struct {
+	Kind Outcome
+	Text string
+	Err  error
+}
+
+// Unavailable is a ResultUnavailable with a formatted error for the log.
+func Unavailable(format string, a ...any) Result {
+	return Result{Kind: ResultUnavailable, Err: fmt.Errorf(format, a...)}
+}
+
+// Texts are a protocol's answers to failed logins, in the words Dovecot's login process uses.
+type Texts struct {
+	AuthFailed  string // wrong credentials
+	Config      string // usher or the backend is misconfigured, or proxies loop
+	Unavailable string // the backend cannot be reached or talked to
+	// TempFail wraps TempFailText (no decision possible now).
+	TempFail func(detail string) string
+	// UserIPLimit is the answer when mail_max_userip_connections is reached.
+	UserIPLimit func(limit int) string
+}
+
+// Attempt is one client's try at logging in.
+type Attempt struct {
+	Creds
+	Service     string
+	Client      netip.Addr // penalties and the user+IP limit key on it
+	TTL         int        // hops left; a loop of proxies runs it down
+	BackendPort int
+	Log         *slog.Logger
+}
+
+// Frontend is what Login needs from the connection it runs for.
+type Frontend[S any] struct {
+	Texts *Texts
+	// Sleep waits out a delay; false when the server is closing meanwhile.
+	Sleep func(time.Duration) bool
+	// Answer sends a failure line to the client.
+	Answer func(line string) error
+	// Backend connects to dest and logs the user in there.
+	Backend func(ctx context.Context, dest netip.AddrPort) (S, Result)
+}
+
+// Login runs the login pipeline: penalty delay, passdb check, route, user+IP limit, TTL check,
+// backend login. On success it returns the logged-in backend session; every failure has been
+// answered, and next reports whether the client may go on (false: it is gone, or the server
+// is closing).
+func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
+	ip := a.Client
+	user := a.LoginUser()
+	log := a.Log.With("user", user, "method", a.Mech)
+	t := f.Texts
+
+	delay, attempt := env.Penalties.Begin(ip)
+	if delay > 0 && !f.Sleep(delay) {
+		return sess, false
+	}
+	start := time.Now()
+	fail := func(reply string, authFailure bool) (S, bool) {
+		env.Stats.AuthFailure(a.Service, time.Since(start))
+		if authFailure {
+			env.Penalties.Fail(ip, attempt, a.User, a.Pass)
+			// Dovecot's auth_failure_delay: a failed login is answered late.
+			if d := env.AuthFailureDelay; d > 0 && !f.Sleep(d) {
+				return sess, false
+			}
+		}
+		return sess, f.Answer(reply) == nil
+	}
+
+	if ok, err := env.Passdb.Verify(a.Service, a.User, a.Pass); err != nil {
+		log.Error("passdb lookup failed", "err", err)
+		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
+	} else if !ok {
+		log.Info("authentication failed (passdb)")
+		return fail(t.AuthFailed, true)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
+	defer cancel()
+	host, err := env.Router.Route(ctx, user)
+	if err != nil {
+		log.Info("routing failed", "err", err)
+		if errors.Is(err, ErrTempFail) {
+			return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
+		}
+		return fail(t.Config, false)
+	}
+	if limit := env.MaxUserIPConnections; limit > 0 && env.Sessions.CountUserIP(user, ip) >= limit {
+		log.Info("too many connections from user+IP", "limit", limit)
+		return fail(t.UserIPLimit(limit), false)
+	}
+	if a.TTL <= 1 {
+		log.Error("TTL reached zero - proxies appear to be looping?")
+		return fail(t.Config, false)
+	}
+
+	dest := netip.AddrPortFrom(host, uint16(a.BackendPort))
+	bs, res := f.Backend(ctx, dest)
+	log = log.With("backend", dest.String())
+	switch res.Kind {
+	case ResultOK:
+		env.Stats.AuthSuccess(a.Service, time.Since(start))
+		env.Penalties.Succeed(ip, attempt)
+		env.Stats.Login(a.Service)
+		log.Info("started proxying")
+		return bs, true
+	case ResultAuthFailed:
+		if res.Text == "" {
+			log.Info("authentication failed")
+			return fail(t.AuthFailed, true)
+		}
+		log.Info("authentication failed", "reply", res.Text)
+		return fail(res.Text, true)
+	case ResultForward:
+		log.Info("backend refused login", "reply", res.Text)
+		return fail(res.Text, false)
+	case ResultConfig:
+		log.Error("proxy configuration failure", "err", res.Err)
+		return fail(t.Config, false)
+	default:
+		log.Warn("backend unavailable", "err", res.Err)
+		return fail(t.Unavailable, false)
+	}
+}
+
+// Attempt is a login on c with cr for service, whose backends listen on backendPort.
+func (c *Conn) Attempt(service string, cr Creds, backendPort int) Attempt {
+	return Attempt{
+		Creds: cr, Service: service, Client: c.Remote.Addr(), TTL: c.TTL,
+		BackendPort: backendPort, Log: c.Log,
+	}
+}

@@ -1,0 +1,55 @@
+package login
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+)
+
+// DialBackend connects to dest, starts TLS at once when ssl (backend_ssl) is "yes", and runs
+// a protocol's login dialogue on the stream, which is closed again unless the login
+// succeeded. The dialogue runs under ctx's deadline and is to lift it once logged in.
+func DialBackend[S any](ctx context.Context, dest netip.AddrPort, ssl string, base *tls.Config,
+	dialogue func(nc net.Conn, br *bufio.Reader) (S, Result)) (S, Result) {
+	var zero S
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", dest.String())
+	if err != nil {
+		return zero, Unavailable("connect: %w", err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+	}
+	nc := raw
+	if ssl == "yes" {
+		if nc, err = ClientTLS(raw, base, dest); err != nil {
+			raw.Close()
+			return zero, Unavailable("TLS handshake: %w", err)
+		}
+	}
+	s, res := dialogue(nc, bufio.NewReaderSize(nc, 4096))
+	if res.Kind != ResultOK {
+		raw.Close()
+	}
+	return s, res
+}
+
+// ClientTLS runs a TLS client handshake on nc with dest's backend. base (may be nil) is the
+// configured client TLS; the server name defaults to dest's address, as Dovecot checks a
+// backend's certificate against the host it connects to.
+func ClientTLS(nc net.Conn, base *tls.Config, dest netip.AddrPort) (net.Conn, error) {
+	cfg := &tls.Config{}
+	if base != nil {
+		cfg = base.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = dest.Addr().String()
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.Handshake(); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}

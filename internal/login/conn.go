@@ -1,0 +1,180 @@
+package login
+
+import (
+	"bufio"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+type connState int
+
+const (
+	statePreLogin connState = iota
+	stateProxying
+	stateClosed
+)
+
+// Conn is the client side every front-end connection shares: the socket, the writer, and the
+// state that decides what a kick or a shutdown does to it. A front-end embeds it and keeps
+// only its protocol's reader and dialogue. Call Init before use.
+type Conn struct {
+	Raw net.Conn // the accepted TCP connection
+	NC  net.Conn // Raw, or TLS on top of it
+	TLS bool     // NC is TLS
+	Log *slog.Logger
+
+	// Peer is the address the connection really comes from; Remote and Local start equal to
+	// the socket's and may be overridden by a trusted proxy in front (IMAP ID, XCLIENT), as
+	// may SessionID and TTL.
+	Peer          netip.AddrPort
+	Remote, Local netip.AddrPort
+	SessionID     string
+	TTL           int // hops left, see ProxyTTL
+
+	// lastLine turns a text into the protocol's parting line (IMAP "* BYE", POP3 "-ERR", ...).
+	lastLine func(text string) string
+
+	wmu sync.Mutex // serialises writes to the client before login
+	bw  *bufio.Writer
+
+	mu         sync.Mutex
+	state      connState
+	backend    net.Conn
+	kickReason string
+}
+
+// Init prepares c for the accepted connection nc. remoteAddr, when not nil, stands in for
+// the socket's peer address (tests); log gets the session's attributes; lastLine formats the
+// protocol's parting line.
+func (c *Conn) Init(nc net.Conn, remoteAddr func(net.Conn) netip.AddrPort, log *slog.Logger, lastLine func(text string) string) {
+	c.Raw, c.NC, c.lastLine = nc, nc, lastLine
+	c.TTL, c.SessionID = ProxyTTL, NewSessionID()
+	c.Remote = AddrPort(nc.RemoteAddr())
+	if remoteAddr != nil {
+		c.Remote = remoteAddr(nc)
+	}
+	c.Peer = c.Remote
+	c.Local = AddrPort(nc.LocalAddr())
+	c.Log = log.With("session", c.SessionID, "rip", c.Remote.Addr().String())
+}
+
+// SetStream makes nc (Raw, or TLS on top of it) the stream replies go to.
+func (c *Conn) SetStream(nc net.Conn) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.NC = nc
+	c.bw = bufio.NewWriter(nc)
+}
+
+// Reply writes lines to the client and flushes.
+func (c *Conn) Reply(lines ...string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for _, l := range lines {
+		c.bw.WriteString(l)
+		c.bw.WriteString("\r\n")
+	}
+	return c.bw.Flush()
+}
+
+// LastWord sends the parting line, with a fresh write deadline since the login one may be over.
+func (c *Conn) LastWord(text string) {
+	_ = c.NC.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = c.Reply(c.lastLine(text))
+}
+
+// PreLogin reports whether the client has not logged in yet (nor been closed).
+func (c *Conn) PreLogin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == statePreLogin
+}
+
+// Finish closes everything the connection still holds.
+func (c *Conn) Finish() {
+	c.mu.Lock()
+	c.state = stateClosed
+	be := c.backend
+	c.mu.Unlock()
+	if be != nil {
+		be.Close()
+	}
+	c.NC.Close()
+	c.Raw.Close()
+}
+
+// ClosePreLogin ends a connection that has not logged in yet (server shutdown) with a parting
+// line. A proxied session is left alone.
+func (c *Conn) ClosePreLogin(text string) {
+	c.mu.Lock()
+	if c.state != statePreLogin {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	c.mu.Unlock()
+	// The connection's own goroutine may be in the middle of a write (its
+	// greeting, say): a deadline bounds that write, so waiting for the lock
+	// is short even for a client that reads nothing, and the parting line
+	// still goes out after it.
+	_ = c.NC.SetWriteDeadline(time.Now().Add(time.Second))
+	c.wmu.Lock()
+	if c.bw != nil {
+		_ = c.NC.SetWriteDeadline(time.Now().Add(time.Second))
+		c.bw.WriteString(c.lastLine(text) + "\r\n")
+		_ = c.bw.Flush()
+	}
+	c.wmu.Unlock()
+	c.Raw.Close()
+}
+
+// Kick ends the connection whatever its state. A proxied client gets the parting line with
+// the reason once the relay has stopped (see Proxy); for POP3 and ManageSieve that is usher's
+// deviation from Dovecot, which just closes.
+func (c *Conn) Kick(reason string) {
+	c.mu.Lock()
+	st, be := c.state, c.backend
+	if c.kickReason == "" {
+		c.kickReason = reason
+	}
+	c.mu.Unlock()
+	if st == stateProxying && be != nil {
+		be.Close()
+		return
+	}
+	c.ClosePreLogin(reason)
+	c.Raw.Close()
+}
+
+// StartTLS runs the server side of a TLS handshake on Raw (implicit TLS, or STARTTLS once
+// agreed) and hands the TLS stream to setStream; false when the handshake failed, which ends
+// the connection. what names the step in the log.
+func (c *Conn) StartTLS(cfg *tls.Config, what string, setStream func(net.Conn)) bool {
+	tc := tls.Server(c.Raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.Log.Debug(what+" handshake failed", "err", err)
+		return false
+	}
+	c.TLS = true
+	setStream(tc)
+	return true
+}
+
+// Serve runs a connection's pre-login dialogue; after a login it returns the proxied session
+// as a continuation for a fresh goroutine (see ConnSet.ServeThen). Either way the connection
+// is finished at the end.
+func Serve[S any](c *Conn, preLogin func() *S, proxy func(*S)) func() {
+	sess := preLogin()
+	if sess == nil {
+		c.Finish()
+		return nil
+	}
+	return func() {
+		defer c.Finish()
+		proxy(sess)
+	}
+}
