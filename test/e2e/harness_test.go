@@ -4,12 +4,8 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -27,20 +23,14 @@ import (
 var usherBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "usher-e2e-bin-")
+	bin, cleanup, err := testenv.BuildUsher(true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	usherBin = filepath.Join(dir, "usher")
-	build := exec.Command("go", "build", "-race", "-o", usherBin, "../../cmd/usher")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building usher:", err)
-		os.Exit(1)
-	}
+	usherBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -58,7 +48,7 @@ type usher struct {
 	Metrics  int
 	Dir      string
 	conf     string
-	log      *lockedBuffer
+	log      *testenv.LogBuffer
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -75,7 +65,7 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	bs := cl.Backends()
 	ip := bs[0].IP.As4()
 	ip[3] = 10
-	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &lockedBuffer{}}
+	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &testenv.LogBuffer{}}
 	u.IMAPPort = testenv.FreePort(t, u.IP)
 	u.IMAPS = testenv.FreePort(t, u.IP)
 	u.POP3Port = testenv.FreePort(t, u.IP)
@@ -241,37 +231,7 @@ func (u *usher) apiAs(user, pass, cmd string) ([]map[string]any, int) {
 }
 
 func (u *usher) post(pass, cmd string, params map[string]any) ([]map[string]any, int, error) {
-	if params == nil {
-		params = map[string]any{}
-	}
-	body, _ := json.Marshal([]any{[]any{cmd, params, "t1"}})
-	req, _ := http.NewRequest("POST", "http://"+u.addr(u.APIPort)+"/doveadm/v1", bytes.NewReader(body))
-	req.SetBasicAuth("doveadm", pass)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %v", cmd, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return nil, 0, fmt.Errorf("%s: HTTP %d %s", cmd, resp.StatusCode, data)
-	}
-	var out [][]json.RawMessage
-	if err := json.Unmarshal(data, &out); err != nil || len(out) != 1 || len(out[0]) != 3 {
-		return nil, 0, fmt.Errorf("%s: bad response %s", cmd, data)
-	}
-	var kind string
-	json.Unmarshal(out[0][0], &kind)
-	if kind == "error" {
-		var e struct{ ExitCode int }
-		json.Unmarshal(out[0][1], &e)
-		return nil, e.ExitCode, nil
-	}
-	var rows []map[string]any
-	if err := json.Unmarshal(out[0][1], &rows); err != nil {
-		return nil, 0, fmt.Errorf("%s: bad rows %s", cmd, data)
-	}
-	return rows, 0, nil
+	return testenv.DoveadmCall("http://"+u.addr(u.APIPort), pass, cmd, params)
 }
 
 // mustAPI is api that fails the test on a non-zero exit code.
@@ -282,21 +242,4 @@ func (u *usher) mustAPI(cmd string, params map[string]any) []map[string]any {
 		u.t.Fatalf("%s %v: exit code %d", cmd, params, code)
 	}
 	return rows
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

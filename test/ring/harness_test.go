@@ -5,12 +5,9 @@ package ring
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,22 +25,16 @@ import (
 var usherBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "usher-ring-bin-")
+	// Without -race: three directors plus Dovecot share two cores, and the
+	// ring's code runs under the race detector in internal/ring already.
+	bin, cleanup, err := testenv.BuildUsher(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	usherBin = filepath.Join(dir, "usher")
-	// Without -race: three directors plus Dovecot share two cores, and the
-	// ring's code runs under the race detector in internal/ring already.
-	build := exec.Command("go", "build", "-o", usherBin, "../../cmd/usher")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building usher:", err)
-		os.Exit(1)
-	}
+	usherBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -57,7 +48,7 @@ type director struct {
 	APIPort  int
 	Admin    int
 	conf     string
-	log      *lockedBuffer
+	log      *testenv.LogBuffer
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -86,7 +77,7 @@ func startRing(t testing.TB, cl *testenv.Cluster, n int, mailServers string) []*
 	for i := range ds {
 		ip := bs[0].IP.As4()
 		ip[3] = byte(21 + i)
-		d := &director{t: t, IP: netip.AddrFrom4(ip), log: &lockedBuffer{}}
+		d := &director{t: t, IP: netip.AddrFrom4(ip), log: &testenv.LogBuffer{}}
 		d.RingPort = testenv.FreePort(t, d.IP)
 		d.IMAPPort = testenv.FreePort(t, d.IP)
 		d.LMTPPort = testenv.FreePort(t, d.IP)
@@ -230,33 +221,11 @@ func (d *director) kill9() {
 // api runs one doveadm command; code is the exit code of an error element,
 // -1 when the request got no doveadm answer at all.
 func (d *director) api(cmd string, params map[string]any) ([]map[string]any, int) {
-	if params == nil {
-		params = map[string]any{}
-	}
-	body, _ := json.Marshal([]any{[]any{cmd, params, "t1"}})
-	req, _ := http.NewRequest("POST", "http://"+d.addr(d.APIPort)+"/doveadm/v1", bytes.NewReader(body))
-	req.SetBasicAuth("doveadm", "hellodoveadm")
-	c := http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Do(req)
+	rows, code, err := testenv.DoveadmCall("http://"+d.addr(d.APIPort), "hellodoveadm", cmd, params)
 	if err != nil {
 		return nil, -1
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var out [][]json.RawMessage
-	if resp.StatusCode != 200 || json.Unmarshal(data, &out) != nil || len(out) != 1 || len(out[0]) != 3 {
-		return nil, -1
-	}
-	var kind string
-	json.Unmarshal(out[0][0], &kind)
-	if kind == "error" {
-		var e struct{ ExitCode int }
-		json.Unmarshal(out[0][1], &e)
-		return nil, e.ExitCode
-	}
-	var rows []map[string]any
-	json.Unmarshal(out[0][1], &rows)
-	return rows, 0
+	return rows, code
 }
 
 func (d *director) mustAPI(cmd string, params map[string]any) []map[string]any {
@@ -327,21 +296,4 @@ func (a *adminConn) lookupAll(t testing.TB, users []string) []string {
 		out[i], _, _ = strings.Cut(l, "\t")
 	}
 	return out
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
