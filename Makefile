@@ -30,7 +30,7 @@ fuzz:
 	  list=$$($(GO) test -list '^Fuzz' $$pkg); \
 	  for target in $$(echo "$$list" | grep '^Fuzz' || true); do \
 	    echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    ./scripts/fuzz-one.sh $(GO) $$pkg $$target $(FUZZTIME); \
 	  done; \
 	done
 
