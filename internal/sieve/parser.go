@@ -47,7 +47,12 @@ func (r *reader) readLine(limit int) (string, error) {
 			return "", err
 		}
 		line := strings.TrimSuffix(sb.String(), "\n")
-		return strings.TrimSuffix(line, "\r"), nil
+		line = strings.TrimSuffix(line, "\r")
+		// The check above allows for CRLF; a bare LF must not buy a byte.
+		if len(line) > limit {
+			return "", errLineTooLong
+		}
+		return line, nil
 	}
 }
 
