@@ -80,6 +80,7 @@ type env struct {
 	fdLimit     uint64
 	procs       *procSet
 	pprofAddr   string // non-empty: usherBin serves net/http/pprof here (see bench/usherprof)
+	cpus        *cpuPlan // nil: everything shares every CPU
 }
 
 // instance is one running contender.
@@ -171,7 +172,7 @@ service doveadm {
 	if e.pprofAddr != "" {
 		cmd.Env = append(os.Environ(), "USHER_BENCH_PPROF="+e.pprofAddr)
 	}
-	return launch(e, cmd, dir, netip.AddrPortFrom(usherIP, uint16(ports[1])), syscall.SIGTERM)
+	return launch(e, cmd, dir, netip.AddrPortFrom(usherIP, uint16(ports[1])), syscall.SIGTERM, true)
 }
 
 func startHAProxy(e *env) (*instance, error) {
@@ -211,7 +212,7 @@ backend mail
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	return launch(e, exec.Command(bin, "-db", "-f", path), dir, netip.AddrPortFrom(haproxyIP, uint16(port)), syscall.SIGTERM)
+	return launch(e, exec.Command(bin, "-db", "-f", path), dir, netip.AddrPortFrom(haproxyIP, uint16(port)), syscall.SIGTERM, true)
 }
 
 // errSkip marks a contender that cannot run on this machine; the table says why.
@@ -220,7 +221,14 @@ type errSkip struct{ why string }
 func (e errSkip) Error() string { return e.why }
 
 // launch starts cmd with its output in dir/output.log and waits for an IMAP greeting on addr.
-func launch(e *env, cmd *exec.Cmd, dir string, addr netip.AddrPort, stopSig syscall.Signal) (*instance, error) {
+func launch(e *env, cmd *exec.Cmd, dir string, addr netip.AddrPort, stopSig syscall.Signal, contender bool) (*instance, error) {
+	if e.cpus != nil {
+		set := e.cpus.harness
+		if contender {
+			set = e.cpus.contender
+		}
+		cmd = wrap(cmd, set)
+	}
 	out, err := os.Create(filepath.Join(dir, "output.log"))
 	if err != nil {
 		return nil, err

@@ -80,7 +80,7 @@ func startDoveBackends(e *env, users int) (*doveBackends, error) {
 			d.Close()
 			return nil, err
 		}
-		in, err := launch(e, exec.Command(bin, "-F", "-c", path), dir, netip.AddrPortFrom(ip, uint16(port)), syscall.SIGTERM)
+		in, err := launch(e, exec.Command(bin, "-F", "-c", path), dir, netip.AddrPortFrom(ip, uint16(port)), syscall.SIGTERM, false)
 		if err != nil {
 			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
 			d.Close()

@@ -24,6 +24,15 @@ type stormResult struct {
 	FirstErr string
 	Elapsed  time.Duration
 	P50, P99 time.Duration // connect to LOGIN's tagged OK
+	CPUSec   float64       // the contender's CPU time (user+system, all processes) during the storm; 0: not measured
+}
+
+// cpuPerLogin is the contender's CPU time per completed cycle, in microseconds.
+func (r stormResult) cpuPerLogin() float64 {
+	if r.Cycles == 0 {
+		return 0
+	}
+	return r.CPUSec * 1e6 / float64(r.Cycles)
 }
 
 func (r stormResult) perSecond() float64 {

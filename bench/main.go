@@ -28,8 +28,10 @@ type options struct {
 	params   params
 	usherBin string   // prebuilt usher; empty: build ./cmd/usher
 	only     []string // contender names; empty: all
+	loads    []string // load names (or prefixes of them); empty: all
 	profile  string   // directory for pprof profiles of usher; empty: none
 	profOnly bool     // skip the measurements, only profile
+	pin      bool     // contender on its own CPUs, load generator on the others
 	log      *slog.Logger
 }
 
@@ -40,8 +42,10 @@ func main() {
 	only := flag.String("only", "", "comma-separated contenders (direct,usher,dovecot-director,haproxy-tcp)")
 	prof := flag.String("profile", "", "after the run, profile usher under each load and write pprof files here")
 	profOnly := flag.Bool("profile-only", false, "with -profile: skip the comparison, only profile usher")
+	onlyLoads := flag.String("loads", "", "comma-separated loads to run, each a name or the start of one (\"login storm\", idle, bulk); default: all")
+	pin := flag.Bool("pin", false, "run each contender on half of the CPUs and the load generator and backends on the other half")
 	flag.Parse()
-	o := options{usherBin: *bin, profile: *prof, profOnly: *profOnly, log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	o := options{usherBin: *bin, profile: *prof, profOnly: *profOnly, pin: *pin, log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	switch *mode {
 	case "quick":
 		o.params = quickParams()
@@ -53,6 +57,9 @@ func main() {
 	}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
+	}
+	if *onlyLoads != "" {
+		o.loads = strings.Split(*onlyLoads, ",")
 	}
 	var buf bytes.Buffer
 	allMet, err := run(o, io.MultiWriter(os.Stdout, &buf))
@@ -84,6 +91,14 @@ func run(o options, w io.Writer) (allMet bool, err error) {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755) // Dovecot's unprivileged processes walk into it
 	e := &env{log: o.log, dir: dir, fdLimit: fdLimit, procs: newProcSet()}
+	if o.pin {
+		if e.cpus, err = newCPUPlan(); err != nil {
+			return false, err
+		}
+		if err := e.cpus.pinSelf(); err != nil {
+			return false, err
+		}
+	}
 	defer e.procs.stopAll()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -124,7 +139,7 @@ func run(o options, w io.Writer) (allMet bool, err error) {
 		}
 	}
 	start := time.Now()
-	rs := runAll(e, p, cs)
+	rs := runAll(e, p, cs, o.loads)
 	fmt.Fprintf(w, "## Results (%s mode, %s, %s, load average at the end %s)\n\n", p.Mode, machine(), time.Since(start).Round(time.Second), loadAvg())
 	if note != "" {
 		fmt.Fprintf(w, "Note: %s\n\n", note)

@@ -85,16 +85,17 @@ func profileUsher(e *env, p params, dir string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// usher's splice relay holds two pipes per session (six descriptors in all): stay below
-	// what the descriptor limit lets it hold so the heap profile shows a healthy population.
-	n := min(p.IdleSizes[len(p.IdleSizes)-1], int(e.fdLimit/6)-300)
+	n := p.IdleSizes[len(p.IdleSizes)-1] // already clamped to what the descriptor limit allows
 	held, _ := idleSessions(target{addr: in.addr, srcIPs: clientIPs, timeout: 30 * time.Second}, n, p.IdlePar, p.Users, p.IdleTime)
+	rss := treeUsage(in.pid).RSSKiB // before the forced collection below
+	// debug=1 ends with runtime.MemStats: how much of the RSS is stacks, heap, runtime
+	_ = fetch(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", pe.pprofAddr), filepath.Join(dir, "heap-idle.txt"))
 	file := filepath.Join(dir, "heap-idle.pprof")
 	err = fetch(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", pe.pprofAddr), file)
 	if err == nil {
 		err = fetch(fmt.Sprintf("http://%s/debug/pprof/goroutine", pe.pprofAddr), filepath.Join(dir, "goroutine-idle.pprof"))
 	}
-	fmt.Fprintf(w, "\nidle: %d sessions held, RSS %d KiB\n", len(held), treeUsage(in.pid).RSSKiB)
+	fmt.Fprintf(w, "\nidle: %d sessions held, RSS %d KiB (runtime.MemStats in heap-idle.txt)\n", len(held), rss)
 	closeAll(held)
 	in.stop()
 	if err != nil {

@@ -38,6 +38,9 @@ func figure(r result) string {
 	case r.Storm != nil:
 		s = fmt.Sprintf("%.0f logins/s, p50 %.2f ms, p99 %.2f ms (%d cycles, %d errors)",
 			r.Storm.perSecond(), ms(r.Storm.P50), ms(r.Storm.P99), r.Storm.Cycles, r.Storm.Errors)
+		if r.Storm.CPUSec > 0 {
+			s += fmt.Sprintf(", %.0f CPU µs/login", r.Storm.cpuPerLogin())
+		}
 	case r.Idle != nil && r.Idle.PeakKiB == 0:
 		s = fmt.Sprintf("n/a (no proxy process; %d sessions held)", r.Idle.Held)
 	case r.Idle != nil:

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -53,10 +54,10 @@ func loads(p params) []load {
 	ls := []load{
 		{"login storm", false, func(e *env, p params, c contender, in *instance, t target) result {
 			warm(t, p)
-			return stormOutcome(storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false))
+			return timedStorm(in, func() stormResult { return storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false) })
 		}},
 		{"login storm, Dovecot backends", true, func(e *env, p params, c contender, in *instance, t target) result {
-			return stormOutcome(storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false))
+			return timedStorm(in, func() stormResult { return storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false) })
 		}},
 		{"login latency (C=1)", false, func(e *env, p params, c contender, in *instance, t target) result {
 			warm(t, p)
@@ -84,8 +85,7 @@ func loads(p params) []load {
 		}},
 		load{"login storm STARTTLS", false, func(e *env, p params, c contender, in *instance, t target) result {
 			warm(t, p)
-			s := storm(t, p.TLSClients, p.TLSTime, p.TLSMax, 1, p.Users, true)
-			return stormOutcome(s)
+			return timedStorm(in, func() stormResult { return storm(t, p.TLSClients, p.TLSTime, p.TLSMax, 1, p.Users, true) })
 		}},
 	)
 	return ls
@@ -95,6 +95,15 @@ func loads(p params) []load {
 // knows its users (their mappings are sticky for director_user_expire), as in production.
 func warm(t target, p params) {
 	storm(t, p.StormClients, time.Minute, p.Users, 1, p.Users, false)
+}
+
+// timedStorm also records the contender's CPU time (all its processes) during the storm:
+// CPU per login is the contender's own cost, whatever the load generator leaves it.
+func timedStorm(in *instance, f func() stormResult) result {
+	before := usage(in)
+	s := f()
+	s.CPUSec = usage(in).CPUSec - before.CPUSec
+	return stormOutcome(s)
 }
 
 func stormOutcome(s stormResult) result {
@@ -126,9 +135,12 @@ func idle(p params, in *instance, t target, n int) result {
 }
 
 // runAll runs every load against every contender, each on a fresh start.
-func runAll(e *env, p params, cs []contender) []result {
+func runAll(e *env, p params, cs []contender, only []string) []result {
 	var out []result
 	for _, l := range loads(p) {
+		if !wanted(l.name, only) {
+			continue
+		}
 		le, done, err := envFor(e, p, l)
 		if err != nil {
 			e.log.Warn("backends failed", "load", l.name, "err", err)
@@ -157,6 +169,18 @@ func runAll(e *env, p params, cs []contender) []result {
 		done()
 	}
 	return out
+}
+
+func wanted(name string, only []string) bool {
+	if len(only) == 0 {
+		return true
+	}
+	for _, o := range only {
+		if strings.HasPrefix(name, strings.TrimSpace(o)) {
+			return true
+		}
+	}
+	return false
 }
 
 // envFor is e, or for a load on real backends a copy pointing at freshly started ones.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Service is the service name given to sessions and stats.
@@ -103,7 +104,7 @@ type Server struct {
 // Penalties and plaintext policy are not used.
 func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
-	var d net.Dialer
+	d := netx.BackendDialer()
 	return &Server{
 		cfg:   cfg.withDefaults(env),
 		env:   env,

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"net"
 	"net/netip"
+
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // DialBackend connects to dest, starts TLS at once when ssl (backend_ssl) is "yes", and runs
@@ -14,8 +16,7 @@ import (
 func DialBackend[S any](ctx context.Context, dest netip.AddrPort, ssl string, base *tls.Config,
 	dialogue func(nc net.Conn, br *bufio.Reader) (S, Result)) (S, Result) {
 	var zero S
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", dest.String())
+	raw, err := netx.BackendDialer().DialContext(ctx, "tcp", dest.String())
 	if err != nil {
 		return zero, Unavailable("connect: %w", err)
 	}

@@ -44,7 +44,10 @@ type Conn struct {
 	mu         sync.Mutex
 	state      connState
 	backend    net.Conn
+	relay      *loopRelay // the event loop relaying the session, nil when goroutines do
 	kickReason string
+
+	end func() // tells the connection set the session is over (see Serve)
 }
 
 // Init prepares c for the accepted connection nc. remoteAddr, when not nil, stands in for
@@ -137,11 +140,15 @@ func (c *Conn) ClosePreLogin(text string) {
 // deviation from Dovecot, which just closes.
 func (c *Conn) Kick(reason string) {
 	c.mu.Lock()
-	st, be := c.state, c.backend
+	st, be, relay := c.state, c.backend, c.relay
 	if c.kickReason == "" {
 		c.kickReason = reason
 	}
 	c.mu.Unlock()
+	if st == stateProxying && relay != nil {
+		relay.kick()
+		return
+	}
 	if st == stateProxying && be != nil {
 		be.Close()
 		return
@@ -165,16 +172,17 @@ func (c *Conn) StartTLS(cfg *tls.Config, what string, setStream func(net.Conn)) 
 }
 
 // Serve runs a connection's pre-login dialogue; after a login it returns the proxied session
-// as a continuation for a fresh goroutine (see ConnSet.ServeThen). Either way the connection
-// is finished at the end.
-func Serve[S any](c *Conn, preLogin func() *S, proxy func(*S)) func() {
+// as a continuation (see ConnSet.ServeThen), which is handed the function to call once the
+// session is over: proxy must see to it that Proxy runs. Without a login the connection is
+// finished at once and Serve returns nil.
+func Serve[S any](c *Conn, preLogin func() *S, proxy func(*S)) func(end func()) {
 	sess := preLogin()
 	if sess == nil {
 		c.Finish()
 		return nil
 	}
-	return func() {
-		defer c.Finish()
+	return func(end func()) {
+		c.end = end
 		proxy(sess)
 	}
 }

@@ -53,14 +53,15 @@ func (s *ConnSet[C]) Sleep(d time.Duration) bool {
 // returns nil; other accept errors are returned. Each accepted connection becomes newConn's
 // C and runs serve in its own goroutine, tracked until serve returns.
 func (s *ConnSet[C]) Serve(l net.Listener, newConn func(net.Conn) C, serve func(C)) error {
-	return s.ServeThen(l, newConn, func(c C) func() { serve(c); return nil })
+	return s.ServeThen(l, newConn, func(c C) func(func()) { serve(c); return nil })
 }
 
 // ServeThen is Serve for a connection handler that may hand the rest of the
 // connection's life (a proxied session) to a continuation: serve returns it,
-// or nil when the connection is done. The connection stays tracked until the
-// continuation returns.
-func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve func(C) func()) error {
+// or nil when the connection is done. The continuation is called with the
+// function to call when the session is over, from whichever goroutine ends it;
+// the connection stays tracked until then.
+func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve func(C) func(end func())) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -98,14 +99,12 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 				s.wg.Done()
 				return
 			}
-			// The session goes on in a fresh goroutine: the login's grown
-			// stack is freed now rather than at some later collection, and
-			// an idle proxied session keeps only small stacks.
-			go func() {
-				defer s.wg.Done()
-				defer s.forget(c)
-				then()
-			}()
+			// A proxied session needs no goroutine of its own while it is idle (see Proxy):
+			// this one ends here, its grown login stack with it.
+			then(func() {
+				s.forget(c)
+				s.wg.Done()
+			})
 		}()
 	}
 }

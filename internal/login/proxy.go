@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -19,12 +20,15 @@ type Proxied struct {
 }
 
 // Proxy registers the logged-in session and relays it until either side ends or it is kicked.
+// It returns at once: the relay runs on an event loop (plain TCP) or its own goroutines (TLS),
+// and the connection is finished, and c.end called, when the session is over.
 func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 	c.mu.Lock()
 	if c.state != statePreLogin {
 		// Shut down while the backend login was in progress.
 		c.mu.Unlock()
 		p.Backend.Close()
+		c.over()
 		return
 	}
 	c.state = stateProxying
@@ -38,18 +42,42 @@ func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 	done := env.Sessions.Register(p.Info, c.Kick)
 	if err := c.Reply(p.OK...); err != nil {
 		done(0, 0)
+		c.over()
 		return
 	}
 
 	cbuf, bbuf := p.Take()
-	in, out := Handoff(c.NC, cbuf, p.Backend, bbuf)
+	in0, out0 := Handoff(c.NC, cbuf, p.Backend, bbuf)
 	// A small writer stays for the last line after a kick.
 	c.wmu.Lock()
 	c.bw = bufio.NewWriterSize(c.NC, 16)
 	c.wmu.Unlock()
-	i, o := Relay(c.NC, p.Backend)
-	in, out = in+i, out+o
 
+	var once sync.Once
+	finish := func(i, o int64) { once.Do(func() { c.finishProxy(env, log, p.Info, start, done, in0+i, out0+o) }) }
+	relay := startLoopRelay(c.NC, p.Backend, func(i, o int64) {
+		if c.kicked() {
+			go finish(i, o) // the parting line may wait for a slow client: not on the loop
+			return
+		}
+		finish(i, o)
+	})
+	if relay == nil {
+		go func() { finish(Relay(c.NC, p.Backend)) }()
+		return
+	}
+	c.mu.Lock()
+	c.relay = relay
+	kicked := c.kickReason != ""
+	c.mu.Unlock()
+	if kicked {
+		relay.kick() // a kick came before the relay was known to it
+	}
+}
+
+// finishProxy ends a proxied session once its relay is over: the parting line after a kick,
+// the registry, stats and log, and the connection itself.
+func (c *Conn) finishProxy(env *Env, log *slog.Logger, info SessionInfo, start time.Time, done func(in, out int64), in, out int64) {
 	c.mu.Lock()
 	reason := c.kickReason
 	c.mu.Unlock()
@@ -58,7 +86,22 @@ func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 	}
 	d := time.Since(start)
 	done(in, out)
-	env.Stats.SessionFinished(p.Info.Service, d, in, out)
-	log.Info("proxy session finished", "user", p.Info.User, "duration", d, "in", in, "out", out,
+	env.Stats.SessionFinished(info.Service, d, in, out)
+	log.Info("proxy session finished", "user", info.User, "duration", d, "in", in, "out", out,
 		"kicked", reason)
+	c.over()
+}
+
+func (c *Conn) kicked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.kickReason != ""
+}
+
+// over finishes the connection and tells the connection set.
+func (c *Conn) over() {
+	c.Finish()
+	if c.end != nil {
+		c.end()
+	}
 }

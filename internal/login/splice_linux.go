@@ -3,108 +3,116 @@ package login
 import (
 	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// spliceConn moves bytes from src to dst with splice(2), one burst at a time.
+// spliceConn moves bytes from src to dst: short bursts through a pooled buffer, bulk with
+// splice(2).
 //
-// A plain io.Copy between two TCP connections also splices, but it holds a
-// kernel pipe (two file descriptors) for as long as the copy runs, which for
-// a proxied mail session is its whole idle life: six descriptors per session
-// instead of two, and a director runs out of descriptors long before memory.
-// Here the copy first waits, holding nothing, until src is readable, asks
-// the kernel how many bytes are queued, and splices exactly that many: the
-// pipe goes back to the runtime's pool after every burst.
+// A plain io.Copy between two TCP connections also splices, but it holds a kernel pipe (two
+// file descriptors) for as long as the copy runs, which for a proxied mail session is its
+// whole idle life: six descriptors per session instead of two, and a director runs out of
+// descriptors long before memory. A plain Read would hold its buffer for the session's idle
+// life instead. Here the copy waits for src, holding nothing, and only then takes a buffer
+// from the pool and reads: one read(2) per burst when data is there, as cheap as Go's own
+// Read. A burst that fills the buffer means bulk data is flowing (a FETCH of a message, an
+// APPEND); from then on the copy asks the kernel how much is queued (FIONREAD) and splices
+// large amounts without copying them through user space, until a burst is short again.
 func spliceConn(dst, src *net.TCPConn) (int64, error) {
+	n, _, err := relayBursts(dst, src, false, false)
+	return n, err
+}
+
+// relayBursts copies src to dst, burst by burst, until src ends (eof) or fails, or with
+// untilQuiet once a burst shorter than the pooled buffer has been passed on. bulk says the
+// copy starts in the middle of bulk data.
+func relayBursts(dst, src *net.TCPConn, untilQuiet, bulk bool) (total int64, eof bool, err error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
-		return io.Copy(dst, src)
+		n, err := io.Copy(dst, src)
+		return n, err == nil, err
 	}
-	var total int64
 	for {
-		queued, err := waitQueued(rc)
+		bp, n, queued, err := readBurst(rc, bulk)
+		if err == io.EOF {
+			return total, true, nil
+		}
 		if err != nil {
-			return total, err
+			return total, false, err
 		}
-		if queued == 0 {
-			// Readable with nothing queued: end of stream or an error. A
-			// one-byte read tells which (and takes that byte if one raced in).
-			var b [1]byte
-			n, err := src.Read(b[:])
-			if n > 0 {
-				if _, werr := dst.Write(b[:n]); werr != nil {
-					return total, werr
-				}
-				total += int64(n)
-				continue
+		if queued > 0 {
+			m, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+			total += m
+			if err != nil {
+				return total, false, err
 			}
-			if err == io.EOF {
-				return total, nil
-			}
-			return total, err
+			continue
 		}
-		var n int64
-		if queued <= smallBurst {
-			n, err = copySmall(dst, src, queued)
-		} else {
-			n, err = io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
+		_, werr := dst.Write((*bp)[:n])
+		smallBufs.Put(bp)
+		if werr != nil {
+			return total, false, werr
 		}
-		total += n
-		if err != nil {
-			return total, err
+		total += int64(n)
+		bulk = n == smallBurst
+		if untilQuiet && !bulk {
+			return total, false, nil
 		}
 	}
 }
 
-// smallBurst is where splicing stops paying: an IMAP command or a short
-// answer costs two splices plus a pipe from the pool, against one read and
-// one write of a few bytes through a pooled buffer. Bulk data (FETCH of a
-// message, APPEND) still splices.
+// smallBurst is the pooled buffer's size and where splicing starts to pay: an IMAP command
+// or a short answer costs one read and one write here, against two splices and a pipe from
+// the pool.
 const smallBurst = 16 << 10
 
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBurst); return &b }}
 
-func copySmall(dst, src *net.TCPConn, queued int) (int64, error) {
-	bp := smallBufs.Get().(*[]byte)
-	defer smallBufs.Put(bp)
-	n, err := io.ReadFull(src, (*bp)[:queued])
-	if n > 0 {
-		if _, werr := dst.Write((*bp)[:n]); werr != nil {
-			return 0, werr
+// readBurst waits until src is readable and reads what is there into a pooled buffer, which
+// the caller returns to smallBufs. With bulk set it first asks how much is queued, and when
+// that is more than a buffer it reads nothing and returns the amount for the caller to
+// splice. io.EOF is the peer's clean end.
+func readBurst(rc syscall.RawConn, bulk bool) (bp *[]byte, n, queued int, err error) {
+	var rerr error
+	werr := rc.Read(func(fd uintptr) bool {
+		if bulk {
+			if q, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil && q > smallBurst {
+				queued = q
+				return true
+			}
 		}
-	}
-	if err == io.ErrUnexpectedEOF {
-		err = nil // fewer bytes than queued cannot happen; if it does, go round again
-	}
-	return int64(n), err
-}
-
-// waitQueued blocks until the socket is readable and returns how many bytes
-// the kernel holds for it (FIONREAD); 0 means end of stream or an error.
-func waitQueued(rc interface {
-	Read(func(fd uintptr) bool) error
-}) (int, error) {
-	var queued int
-	var ioErr error
-	err := rc.Read(func(fd uintptr) bool {
-		queued, ioErr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) // FIONREAD: bytes queued
-		if ioErr != nil || queued > 0 {
-			return true
+		b := smallBufs.Get().(*[]byte)
+		for {
+			n, rerr = unix.Read(int(fd), *b)
+			if rerr != unix.EINTR {
+				break
+			}
 		}
-		// Nothing queued: readable anyway means EOF or a pending error. The
-		// runtime's poller is edge-triggered and may have seen that edge
-		// already, so ask the kernel directly instead of waiting for it.
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
-		n, perr := unix.Poll(fds, 0)
-		for perr == unix.EINTR {
-			n, perr = unix.Poll(fds, 0)
+		if rerr == unix.EAGAIN {
+			smallBufs.Put(b)
+			return false // wait for the poller, holding nothing
 		}
-		return perr == nil && n > 0
+		bp = b
+		return true
 	})
-	if err != nil {
-		return 0, err
+	switch {
+	case werr != nil: // deadline (a kick or abort) or closed
+		err = werr
+	case queued > 0:
+		return nil, 0, queued, nil
+	case rerr != nil:
+		err = os.NewSyscallError("read", rerr)
+	case n <= 0:
+		err = io.EOF
+	default:
+		return bp, n, 0, nil
 	}
-	return queued, ioErr
+	if bp != nil {
+		smallBufs.Put(bp)
+	}
+	return nil, 0, 0, err
 }

@@ -53,7 +53,7 @@ func (c *conn) capabilities() []string {
 	return append(lines, ".")
 }
 
-func (c *conn) serve() func() { return login.Serve(&c.Conn, c.preLogin, c.proxy) }
+func (c *conn) serve() func(end func()) { return login.Serve(&c.Conn, c.preLogin, c.proxy) }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
 func (c *conn) preLogin() *backendSession {

@@ -225,7 +225,15 @@ func TestResetUsersMovesOnlyChangedUsers(t *testing.T) {
 	r, k, _ := newRouter(t, b1, b2)
 	ctx := context.Background()
 	for i := 0; i < 40; i++ {
-		r.Route(ctx, fmt.Sprintf("r%d", i))
+		// On a loaded machine a first assignment can outlast the test's short queue timeout
+		// and commit later; a retry returns only once it (or its own) has committed.
+		for try := 0; ; try++ {
+			if _, err := r.Route(ctx, fmt.Sprintf("r%d", i)); err == nil {
+				break
+			} else if try == 50 {
+				t.Fatal(err)
+			}
+		}
 	}
 	if err := r.SetHost(ctx, b3, "", 1000, false); err != nil {
 		t.Fatal(err)

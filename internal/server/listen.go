@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // listenAddrs turns a listener's addresses (or the global `listen`) into
@@ -49,7 +50,7 @@ func listenAddrs(global []string, l *config.InetListener) []string {
 func listenTCP(global []string, l *config.InetListener) ([]net.Listener, error) {
 	var lns []net.Listener
 	for _, a := range listenAddrs(global, l) {
-		ln, err := net.Listen("tcp", a)
+		ln, err := netx.ListenTCP(a)
 		if err != nil {
 			for _, x := range lns {
 				x.Close()

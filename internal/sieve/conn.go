@@ -65,7 +65,7 @@ func (c *conn) capabilities(text string) []string {
 	return append(lines, "OK "+quote(text))
 }
 
-func (c *conn) serve() func() { return login.Serve(&c.Conn, c.preLogin, c.proxy) }
+func (c *conn) serve() func(end func()) { return login.Serve(&c.Conn, c.preLogin, c.proxy) }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
 func (c *conn) preLogin() *backendSession {

@@ -1,0 +1,187 @@
+package login
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func startLoop(t *testing.T, client, backend net.Conn) (*loopRelay, <-chan relayResult) {
+	t.Helper()
+	ch := make(chan relayResult, 1)
+	r := startLoopRelay(client, backend, func(in, out int64) { ch <- relayResult{in, out} })
+	if r == nil {
+		t.Fatal("no event loop relay for plain TCP legs")
+	}
+	return r, ch
+}
+
+func waitRelay(t *testing.T, ch <-chan relayResult) relayResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay did not end")
+		return relayResult{}
+	}
+}
+
+// Half-close passes through, and bursts larger than the loop's buffer (handed to a goroutine
+// and back) arrive whole and in order.
+func TestLoopRelayHalfCloseAndBulk(t *testing.T) {
+	user, clientLeg := tcpPair(t)
+	backendLeg, server := tcpPair(t)
+	_, done := startLoop(t, clientLeg, backendLeg)
+
+	req := bytes.Repeat([]byte("request "), 10000)
+	resp := bytes.Repeat([]byte("response"), 500000)
+	go func() {
+		_, _ = user.Write(req)
+		_ = user.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(server)
+	if err != nil || !bytes.Equal(got, req) {
+		t.Fatalf("backend got %d bytes, err %v", len(got), err)
+	}
+	go func() {
+		_, _ = server.Write(resp)
+		_ = server.Close()
+	}()
+	back, err := io.ReadAll(user)
+	if err != nil || !bytes.Equal(back, resp) {
+		t.Fatalf("client got %d bytes, err %v", len(back), err)
+	}
+	r := waitRelay(t, done)
+	if r.in != int64(len(req)) || r.out != int64(len(resp)) {
+		t.Errorf("counts in=%d out=%d", r.in, r.out)
+	}
+}
+
+// A client that stops reading makes the loop hand the direction to a goroutine, which waits
+// for it; nothing is lost or reordered.
+func TestLoopRelayBackpressure(t *testing.T) {
+	user, clientLeg := tcpPair(t)
+	backendLeg, server := tcpPair(t)
+	_, done := startLoop(t, clientLeg, backendLeg)
+
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i * 7 / 3)
+	}
+	go func() {
+		for off := 0; off < len(data); off += 1000 { // many small bursts
+			_, _ = server.Write(data[off:min(off+1000, len(data))])
+		}
+		server.Close()
+	}()
+	time.Sleep(200 * time.Millisecond) // let the socket buffers fill up
+	back, err := io.ReadAll(user)
+	if err != nil || sha256.Sum256(back) != sha256.Sum256(data) {
+		t.Fatalf("client got %d of %d bytes, err %v", len(back), len(data), err)
+	}
+	if r := waitRelay(t, done); r.out != int64(len(data)) {
+		t.Errorf("out = %d", r.out)
+	}
+}
+
+// Short exchanges, one at a time, are what the loop serves itself.
+func TestLoopRelayPingPong(t *testing.T) {
+	user, clientLeg := tcpPair(t)
+	backendLeg, server := tcpPair(t)
+	_, done := startLoop(t, clientLeg, backendLeg)
+	buf := make([]byte, 64)
+	for i := range 500 {
+		msg := []byte("a NOOP\r\n")
+		if _, err := user.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, buf[:len(msg)]); err != nil {
+			t.Fatal(i, err)
+		}
+		if _, err := server.Write([]byte("a OK\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(user, buf[:6]); err != nil || string(buf[:6]) != "a OK\r\n" {
+			t.Fatalf("round %d: %q %v", i, buf[:6], err)
+		}
+	}
+	server.Close()
+	r := waitRelay(t, done)
+	if r.in != 500*8 || r.out != 500*6 {
+		t.Errorf("counts %+v", r)
+	}
+}
+
+// A kick ends the session; the backend sees its end, the client leg stays writable for the
+// parting line.
+func TestLoopRelayKick(t *testing.T) {
+	user, clientLeg := tcpPair(t)
+	backendLeg, server := tcpPair(t)
+	r, done := startLoop(t, clientLeg, backendLeg)
+	if _, err := user.Write([]byte("a NOOP\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(server, buf); err != nil {
+		t.Fatal(err)
+	}
+	r.kick()
+	if res := waitRelay(t, done); res.in != 8 {
+		t.Errorf("in = %d", res.in)
+	}
+	if b, err := io.ReadAll(server); err != nil || len(b) != 0 {
+		t.Errorf("backend after the kick: %q %v", b, err)
+	}
+	if _, err := clientLeg.Write([]byte("* BYE kicked\r\n")); err != nil {
+		t.Fatalf("client leg not writable: %v", err)
+	}
+	clientLeg.Close()
+	got, _ := io.ReadAll(user)
+	if string(got) != "* BYE kicked\r\n" {
+		t.Errorf("client got %q", got)
+	}
+}
+
+// A client reset ends the session even though the backend stays silent.
+func TestLoopRelayClientGone(t *testing.T) {
+	user, clientLeg := tcpPair(t)
+	backendLeg, _ := tcpPair(t)
+	_, done := startLoop(t, clientLeg, backendLeg)
+	_ = user.(*net.TCPConn).SetLinger(0)
+	user.Close()
+	waitRelay(t, done)
+}
+
+// Idle sessions cost no goroutine: that is the point of the loop.
+func TestLoopRelayIdleSessionsHoldNoGoroutines(t *testing.T) {
+	const n = 100
+	type leg struct{ user, server net.Conn }
+	legs := make([]leg, n)
+	dones := make([]<-chan relayResult, n)
+	before := runtime.NumGoroutine()
+	for i := range legs {
+		user, clientLeg := tcpPair(t)
+		backendLeg, server := tcpPair(t)
+		legs[i] = leg{user, server}
+		_, dones[i] = startLoop(t, clientLeg, backendLeg)
+	}
+	// traffic once, then idle
+	for _, l := range legs {
+		_, _ = l.user.Write([]byte("x"))
+		b := make([]byte, 1)
+		_, _ = io.ReadFull(l.server, b)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if grown := runtime.NumGoroutine() - before; grown > 10 {
+		t.Errorf("%d idle sessions added %d goroutines", n, grown)
+	}
+	for i, l := range legs {
+		l.server.Close()
+		waitRelay(t, dones[i])
+	}
+}
