@@ -79,7 +79,7 @@ type env struct {
 	usherBin    string
 	fdLimit     uint64
 	procs       *procSet
-	pprofAddr   string // non-empty: usherBin serves net/http/pprof here (see bench/usherprof)
+	pprofAddr   string   // non-empty: usherBin serves net/http/pprof here (see bench/usherprof)
 	cpus        *cpuPlan // nil: everything shares every CPU
 }
 
