@@ -71,6 +71,9 @@ func profileUsher(e *env, p params, dir string, w io.Writer) error {
 		}()
 		file := filepath.Join(dir, j.name+".pprof")
 		err = fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pe.pprofAddr, secs), file)
+		if err == nil { // what the load allocated, for -sample_index=alloc_space
+			_ = fetch(fmt.Sprintf("http://%s/debug/pprof/allocs", pe.pprofAddr), filepath.Join(dir, "allocs-"+j.name+".pprof"))
+		}
 		close(stop)
 		<-done
 		<-goDone

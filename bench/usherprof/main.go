@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/logsink"
 	"github.com/usher-mail/usher/internal/server"
 )
 
@@ -22,7 +23,8 @@ func main() {
 }
 
 func serve() int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, sink := logsink.NewLogger(os.Stderr, slog.LevelInfo) // as usher serve
+	defer sink.Close()
 	if len(os.Args) != 4 || os.Args[1] != "serve" || os.Args[2] != "-c" {
 		fmt.Fprintln(os.Stderr, "usage: usherprof serve -c FILE")
 		return 64

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/logsink"
 	"github.com/usher-mail/usher/internal/server"
 )
 
@@ -29,7 +30,8 @@ func serve(args []string, stderr io.Writer) int {
 	if *debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, sink := logsink.NewLogger(stderr, level)
+	defer sink.Close()
 
 	var (
 		settings *config.Settings
@@ -39,7 +41,7 @@ func serve(args []string, stderr io.Writer) int {
 	if *dev {
 		d, err := startDev(log)
 		if err != nil {
-			fmt.Fprintln(stderr, "usher: dev mode:", err)
+			fmt.Fprintln(sink, "usher: dev mode:", err)
 			return 1
 		}
 		settings, cleanup = d.settings, d.close
@@ -51,7 +53,7 @@ func serve(args []string, stderr io.Writer) int {
 			log.Warn("config", "warning", w.String())
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "usher:", err)
+			fmt.Fprintln(sink, "usher:", err)
 			return 78 // EX_CONFIG
 		}
 		settings = s
@@ -59,11 +61,11 @@ func serve(args []string, stderr io.Writer) int {
 
 	srv, err := server.New(path, settings, log)
 	if err != nil {
-		fmt.Fprintln(stderr, "usher:", err)
+		fmt.Fprintln(sink, "usher:", err)
 		return 1
 	}
 	if *dev {
-		printDevBanner(stderr, settings)
+		printDevBanner(sink, settings)
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)

@@ -71,7 +71,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if err != nil {
 			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
-		nc, br, caps = tc, bufio.NewReaderSize(tc, 4096), nil
+		nc, br, caps = tc, login.NewReader(tc), nil
 	}
 	if caps == nil {
 		if _, err := nc.Write([]byte("C CAPABILITY\r\n")); err != nil {

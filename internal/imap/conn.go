@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -32,7 +31,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 func (c *conn) setStream(nc net.Conn) {
 	c.SetStream(nc)
 	c.rd = &reader{
-		br:         bufio.NewReaderSize(nc, 4096),
+		br:         login.NewReader(nc),
 		maxCommand: c.s.cfg.MaxLineLength,
 		maxLiteral: c.s.cfg.MaxLiteral,
 		cont:       func() error { return c.Reply("+ OK") },

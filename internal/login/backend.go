@@ -30,7 +30,7 @@ func DialBackend[S any](ctx context.Context, dest netip.AddrPort, ssl string, ba
 			return zero, Unavailable("TLS handshake: %w", err)
 		}
 	}
-	s, res := dialogue(nc, bufio.NewReaderSize(nc, 4096))
+	s, res := dialogue(nc, NewReader(nc))
 	if res.Kind != ResultOK {
 		raw.Close()
 	}

@@ -70,13 +70,21 @@ func (c *Conn) SetStream(nc net.Conn) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.NC = nc
-	c.bw = bufio.NewWriter(nc)
+	c.bw = newWriter(nc)
 }
 
 // Reply writes lines to the client and flushes.
 func (c *Conn) Reply(lines ...string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.bw == nil { // a proxied session: only a parting line is ever written
+		var b []byte
+		for _, l := range lines {
+			b = append(append(b, l...), "\r\n"...)
+		}
+		_, err := c.NC.Write(b)
+		return err
+	}
 	for _, l := range lines {
 		c.bw.WriteString(l)
 		c.bw.WriteString("\r\n")

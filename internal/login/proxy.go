@@ -48,9 +48,12 @@ func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 
 	cbuf, bbuf := p.Take()
 	in0, out0 := Handoff(c.NC, cbuf, p.Backend, bbuf)
-	// A small writer stays for the last line after a kick.
+	ReleaseReader(cbuf)
+	ReleaseReader(bbuf)
+	// Only a parting line is written from here on, without a buffer (see Reply).
 	c.wmu.Lock()
-	c.bw = bufio.NewWriterSize(c.NC, 16)
+	releaseWriter(c.bw)
+	c.bw = nil
 	c.wmu.Unlock()
 
 	var once sync.Once

@@ -65,7 +65,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if err != nil {
 			return nil, login.Unavailable("STLS handshake: %w", err)
 		}
-		nc, br = tc, bufio.NewReaderSize(tc, 4096)
+		nc, br = tc, login.NewReader(tc)
 	}
 	if xclient {
 		line, err := ask(fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",

@@ -30,7 +30,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 
 func (c *conn) setStream(nc net.Conn) {
 	c.SetStream(nc)
-	c.br = bufio.NewReaderSize(nc, 4096)
+	c.br = login.NewReader(nc)
 }
 
 func (c *conn) plaintextAllowed() bool {

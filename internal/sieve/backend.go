@@ -91,7 +91,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if err != nil {
 			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
-		nc, br = tc, bufio.NewReaderSize(tc, 4096)
+		nc, br = tc, login.NewReader(tc)
 		// The server repeats its capabilities under TLS (RFC 5804 section 2.2).
 		if caps, err = readGreeting(br); err != nil {
 			return nil, login.Unavailable("reading capabilities after STARTTLS: %w", err)

@@ -1,7 +1,6 @@
 package sieve
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -33,7 +32,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 
 func (c *conn) setStream(nc net.Conn) {
 	c.SetStream(nc)
-	c.rd = &reader{br: bufio.NewReaderSize(nc, 4096), maxCommand: c.s.cfg.MaxLineLength}
+	c.rd = &reader{br: login.NewReader(nc), maxCommand: c.s.cfg.MaxLineLength}
 }
 
 func (c *conn) plaintextAllowed() bool {

@@ -1,0 +1,104 @@
+// Package logsink batches log output: a director logs every login and every session end, and
+// one write(2) per line was a measurable share of a login storm's CPU.
+package logsink
+
+import (
+	"io"
+	"log/slog"
+	"sync"
+)
+
+// maxPending is how much may wait for the writer before Write waits too: lines are never
+// dropped, a stuck output slows logging down instead of growing memory.
+const maxPending = 1 << 20
+
+// Writer passes what is written to it on to an underlying writer from a goroutine of its own,
+// in one write per batch: lines that come while a batch is being written go out together in
+// the next. A line is handed on at once when the writer is idle, so at most the lines of the
+// last moment are lost if the process is killed; Close writes out the rest.
+type Writer struct {
+	out  io.Writer
+	wake chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	drained *sync.Cond
+	buf     []byte // waiting
+	spare   []byte // the previous batch's buffer, for reuse
+	closed  bool
+}
+
+// New starts a Writer on out.
+func New(out io.Writer) *Writer {
+	w := &Writer{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w.drained = sync.NewCond(&w.mu)
+	go w.run()
+	return w
+}
+
+// Write queues p. After Close it writes p directly.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	for len(w.buf) >= maxPending && !w.closed {
+		w.drained.Wait()
+	}
+	if w.closed {
+		w.mu.Unlock()
+		return w.out.Write(p)
+	}
+	w.buf = append(w.buf, p...)
+	select { // under the lock: Close closes wake only after it has seen closed set
+	case w.wake <- struct{}{}:
+	default:
+	}
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	for range w.wake {
+		w.flush()
+	}
+	w.flush()
+}
+
+func (w *Writer) flush() {
+	w.mu.Lock()
+	b := w.buf
+	w.buf = w.spare[:0]
+	w.mu.Unlock()
+	if len(b) > 0 {
+		_, _ = w.out.Write(b)
+	}
+	w.mu.Lock()
+	if cap(b) <= maxPending { // an outsized batch is not kept
+		w.spare = b[:0]
+	} else {
+		w.spare = nil
+	}
+	w.drained.Broadcast()
+	w.mu.Unlock()
+}
+
+// Close writes out what is queued and makes later writes go straight through.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.drained.Broadcast()
+	w.mu.Unlock()
+	close(w.wake)
+	<-w.done
+	return nil
+}
+
+// NewLogger is usher's logger: slog's text format at level, through a Writer on out, which
+// the caller closes on the way out.
+func NewLogger(out io.Writer, level slog.Level) (*slog.Logger, *Writer) {
+	w := New(out)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), w
+}
