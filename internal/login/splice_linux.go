@@ -1,11 +1,13 @@
 package login
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,9 +29,14 @@ func spliceConn(dst, src *net.TCPConn) (int64, error) {
 	return n, err
 }
 
+// quietAfter is how long a direction carried by a goroutine waits for more data before it
+// goes back to its event loop: a stream that pauses between bursts (a FETCH of many messages)
+// keeps its goroutine instead of bouncing between the loop and a new goroutine per burst.
+const quietAfter = 25 * time.Millisecond
+
 // relayBursts copies src to dst, burst by burst, until src ends (eof) or fails, or with
-// untilQuiet once a burst shorter than the pooled buffer has been passed on. bulk says the
-// copy starts in the middle of bulk data.
+// untilQuiet once src has had nothing for quietAfter (err nil, eof false). bulk says the copy
+// starts in the middle of bulk data.
 func relayBursts(dst, src *net.TCPConn, untilQuiet, bulk bool) (total int64, eof bool, err error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -37,12 +44,22 @@ func relayBursts(dst, src *net.TCPConn, untilQuiet, bulk bool) (total int64, eof
 		return n, err == nil, err
 	}
 	for {
+		if untilQuiet {
+			_ = src.SetReadDeadline(time.Now().Add(quietAfter))
+		}
 		bp, n, queued, err := readBurst(rc, bulk)
 		if err == io.EOF {
 			return total, true, nil
 		}
+		if untilQuiet && errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = src.SetReadDeadline(time.Time{})
+			return total, false, nil // quiet (or ended by a past deadline: the caller knows)
+		}
 		if err != nil {
 			return total, false, err
+		}
+		if untilQuiet { // the deadline bounds the wait, not the copy that follows
+			_ = src.SetReadDeadline(time.Time{})
 		}
 		if queued > 0 {
 			m, err := io.Copy(dst, &io.LimitedReader{R: src, N: int64(queued)})
@@ -59,9 +76,6 @@ func relayBursts(dst, src *net.TCPConn, untilQuiet, bulk bool) (total int64, eof
 		}
 		total += int64(n)
 		bulk = n == smallBurst
-		if untilQuiet && !bulk {
-			return total, false, nil
-		}
 	}
 }
 
