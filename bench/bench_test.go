@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,25 @@ func TestHarness(t *testing.T) {
 	}
 	if !strings.Contains(report, "| login storm | usher | ") {
 		t.Errorf("no usher row in the report")
+	}
+}
+
+// TestHarnessPinned runs one load with the contenders on their own CPU (-pin).
+func TestHarnessPinned(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("pinning needs two CPUs")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("no taskset")
+	}
+	o := options{params: tinyParams(), pin: true, only: []string{"direct", "usher"}, loads: []string{"login storm"},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var buf bytes.Buffer
+	if _, err := run(o, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "CPU µs/login") || strings.Contains(buf.String(), "ERROR:") {
+		t.Errorf("report:\n%s", buf.String())
 	}
 }
 

@@ -98,6 +98,7 @@ func run(o options, w io.Writer) (allMet bool, err error) {
 		if err := e.cpus.pinSelf(); err != nil {
 			return false, err
 		}
+		defer e.cpus.unpinSelf()
 	}
 	defer e.procs.stopAll()
 	sigs := make(chan os.Signal, 1)

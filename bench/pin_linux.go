@@ -13,8 +13,8 @@ import (
 // generator and the backends on the rest, so that what a contender achieves is its own
 // capacity, not what the load generator happens to leave it.
 type cpuPlan struct {
-	contender, harness unix.CPUSet
-	desc               string
+	all, contender, harness unix.CPUSet
+	desc                    string
 }
 
 // newCPUPlan gives the contender the first half of the CPUs this process may use (at least
@@ -33,7 +33,7 @@ func newCPUPlan() (*cpuPlan, error) {
 	if len(cpus) < 2 {
 		return nil, fmt.Errorf("pinning needs two CPUs, this process may use %d", len(cpus))
 	}
-	p := &cpuPlan{}
+	p := &cpuPlan{all: all}
 	half := len(cpus) / 2
 	for i, c := range cpus {
 		if i < half {
@@ -47,8 +47,12 @@ func newCPUPlan() (*cpuPlan, error) {
 }
 
 // pinSelf moves every thread of this process onto the harness CPUs; threads started later
-// inherit the mask from the thread that creates them.
-func (p *cpuPlan) pinSelf() error {
+// inherit the mask from the thread that creates them. unpinSelf undoes it.
+func (p *cpuPlan) pinSelf() error { return setAllThreads(&p.harness) }
+
+func (p *cpuPlan) unpinSelf() error { return setAllThreads(&p.all) }
+
+func setAllThreads(set *unix.CPUSet) error {
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -58,7 +62,7 @@ func (p *cpuPlan) pinSelf() error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &p.harness); err != nil {
+		if err := unix.SchedSetaffinity(tid, set); err != nil {
 			return fmt.Errorf("pinning thread %d: %w", tid, err)
 		}
 	}

@@ -3,6 +3,7 @@
 package logsink
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"sync"
@@ -100,5 +101,37 @@ func (w *Writer) Close() error {
 // the caller closes on the way out.
 func NewLogger(out io.Writer, level slog.Level) (*slog.Logger, *Writer) {
 	w := New(out)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), w
+	return slog.New(&lazyAttrs{root: slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})}), w
+}
+
+// lazyAttrs is a handler whose WithAttrs only remembers the attributes: slog's text handler
+// formats them at With time, which a director pays for every connection (session, client
+// address, user, backend), logged or not. Here they are formatted when a line is logged.
+type lazyAttrs struct {
+	root  slog.Handler
+	attrs []slog.Attr
+}
+
+func (h *lazyAttrs) Enabled(ctx context.Context, l slog.Level) bool { return h.root.Enabled(ctx, l) }
+
+func (h *lazyAttrs) Handle(ctx context.Context, r slog.Record) error {
+	if len(h.attrs) == 0 {
+		return h.root.Handle(ctx, r)
+	}
+	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	nr.AddAttrs(h.attrs...)
+	r.Attrs(func(a slog.Attr) bool { nr.AddAttrs(a); return true })
+	return h.root.Handle(ctx, nr)
+}
+
+func (h *lazyAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	if len(as) == 0 {
+		return h
+	}
+	all := make([]slog.Attr, 0, len(h.attrs)+len(as))
+	return &lazyAttrs{root: h.root, attrs: append(append(all, h.attrs...), as...)}
+}
+
+func (h *lazyAttrs) WithGroup(name string) slog.Handler {
+	return h.root.WithAttrs(h.attrs).WithGroup(name)
 }

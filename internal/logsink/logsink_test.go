@@ -3,6 +3,7 @@ package logsink
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -64,4 +65,20 @@ func TestWriteAfterCloseGoesThrough(t *testing.T) {
 		t.Fatalf("got %q", out.b.String())
 	}
 	w.Close()
+}
+
+// Attributes given to With come first and in order, as slog's own handler writes them.
+func TestLoggerAttributeOrder(t *testing.T) {
+	var out slowBuf
+	log, w := NewLogger(&out, slog.LevelInfo)
+	l := log.With("session", "s1", "rip", "127.0.0.1").With("user", "u")
+	l.Debug("hidden")
+	l.Info("started proxying", "backend", "10.0.0.1")
+	log.WithGroup("g").Info("grouped", "k", 1)
+	w.Close()
+	got := out.b.String()
+	if !strings.Contains(got, `msg="started proxying" session=s1 rip=127.0.0.1 user=u backend=10.0.0.1`+"\n") ||
+		!strings.Contains(got, "msg=grouped g.k=1\n") || strings.Contains(got, "hidden") {
+		t.Fatalf("log:\n%s", got)
+	}
 }
