@@ -41,6 +41,7 @@ run-dev:
 	$(GO) run ./cmd/usher serve -dev
 
 # benchmarks (docs/benchmarks.md): quick = seconds, small N; bench = the documented full run
-.PHONY: bench-quick bench
+.PHONY: bench-quick bench bench-shared
 bench-quick: ; $(GO) run ./bench -mode quick
-bench: ; $(GO) run ./bench -mode full -profile bench-profiles -out bench-results.md
+bench: ; $(GO) run ./bench -mode full -pin -profile bench-profiles -out bench-results.md
+bench-shared: ; $(GO) run ./bench -mode full -out bench-results-shared.md
