@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/usher-mail/usher/internal/testenv"
 )
@@ -41,82 +42,127 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 
 type relayResult struct{ in, out int64 }
 
-func startRelay(client, backend net.Conn) <-chan relayResult {
-	ch := make(chan relayResult, 1)
-	go func() {
-		in, out := Relay(client, backend)
-		ch <- relayResult{in, out}
-	}()
-	return ch
+// relayUnderTest is one of the two relays: goroutines (Relay, any stream) and the event loop
+// (plain TCP on Linux). kick ends a session from outside the way Conn.Kick does.
+type relayUnderTest struct {
+	name  string
+	start func(t *testing.T, client, backend net.Conn) (kick func(), done <-chan relayResult)
 }
 
-// The client half-closes after its request; the backend still answers in full, then closes.
+var relays = []relayUnderTest{
+	{"goroutines", func(t *testing.T, client, backend net.Conn) (func(), <-chan relayResult) {
+		ch := make(chan relayResult, 1)
+		go func() {
+			in, out := Relay(client, backend)
+			ch <- relayResult{in, out}
+		}()
+		return func() { backend.Close() }, ch
+	}},
+	{"loop", func(t *testing.T, client, backend net.Conn) (func(), <-chan relayResult) {
+		ch := make(chan relayResult, 1)
+		r := startLoopRelay(client, backend, func(in, out int64) { ch <- relayResult{in, out} })
+		if r == nil {
+			t.Skip("no event loop relay here")
+		}
+		return r.kick, ch
+	}},
+}
+
+func eachRelay(t *testing.T, f func(t *testing.T, start func(client, backend net.Conn) (func(), <-chan relayResult))) {
+	for _, r := range relays {
+		t.Run(r.name, func(t *testing.T) {
+			f(t, func(client, backend net.Conn) (func(), <-chan relayResult) { return r.start(t, client, backend) })
+		})
+	}
+}
+
+func waitRelay(t *testing.T, ch <-chan relayResult) relayResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay did not end")
+		return relayResult{}
+	}
+}
+
+// The client half-closes after its request; the backend still answers in full (more than
+// a burst: bulk), then closes.
 func TestRelayHalfClose(t *testing.T) {
-	user, clientLeg := tcpPair(t)
-	backendLeg, server := tcpPair(t)
-	done := startRelay(clientLeg, backendLeg)
+	eachRelay(t, func(t *testing.T, start func(client, backend net.Conn) (func(), <-chan relayResult)) {
+		user, clientLeg := tcpPair(t)
+		backendLeg, server := tcpPair(t)
+		_, done := start(clientLeg, backendLeg)
 
-	req := bytes.Repeat([]byte("request "), 10000)
-	resp := bytes.Repeat([]byte("response"), 50000)
-	go func() {
-		_, _ = user.Write(req)
-		_ = user.(*net.TCPConn).CloseWrite()
-	}()
-	got, err := io.ReadAll(server)
-	if err != nil || !bytes.Equal(got, req) {
-		t.Fatalf("backend got %d bytes, err %v", len(got), err)
-	}
-	go func() {
-		_, _ = server.Write(resp)
-		_ = server.Close()
-	}()
-	back, err := io.ReadAll(user)
-	if err != nil || !bytes.Equal(back, resp) {
-		t.Fatalf("client got %d bytes, err %v", len(back), err)
-	}
-	r := <-done
-	if r.in != int64(len(req)) || r.out != int64(len(resp)) {
-		t.Errorf("counts in=%d out=%d", r.in, r.out)
-	}
+		req := bytes.Repeat([]byte("request "), 10000)
+		resp := bytes.Repeat([]byte("response"), 500000)
+		go func() {
+			_, _ = user.Write(req)
+			_ = user.(*net.TCPConn).CloseWrite()
+		}()
+		got, err := io.ReadAll(server)
+		if err != nil || !bytes.Equal(got, req) {
+			t.Fatalf("backend got %d bytes, err %v", len(got), err)
+		}
+		go func() {
+			_, _ = server.Write(resp)
+			_ = server.Close()
+		}()
+		back, err := io.ReadAll(user)
+		if err != nil || !bytes.Equal(back, resp) {
+			t.Fatalf("client got %d bytes, err %v", len(back), err)
+		}
+		r := waitRelay(t, done)
+		if r.in != int64(len(req)) || r.out != int64(len(resp)) {
+			t.Errorf("counts in=%d out=%d", r.in, r.out)
+		}
+	})
 }
 
-// Closing the backend leg (what a kick does) ends both directions, and the client leg is still
-// writable afterwards so the front-end can say goodbye.
+// A kick ends both directions, and the client leg is still writable afterwards so the
+// front-end can say goodbye.
 func TestRelayKick(t *testing.T) {
-	user, clientLeg := tcpPair(t)
-	backendLeg, server := tcpPair(t)
-	done := startRelay(clientLeg, backendLeg)
+	eachRelay(t, func(t *testing.T, start func(client, backend net.Conn) (func(), <-chan relayResult)) {
+		user, clientLeg := tcpPair(t)
+		backendLeg, server := tcpPair(t)
+		kick, done := start(clientLeg, backendLeg)
 
-	if _, err := user.Write([]byte("a NOOP\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 8)
-	if _, err := io.ReadFull(server, buf); err != nil {
-		t.Fatal(err)
-	}
-	backendLeg.Close()
-	r := <-done
-	if r.in != 8 {
-		t.Errorf("in = %d", r.in)
-	}
-	if _, err := clientLeg.Write([]byte("* BYE kicked\r\n")); err != nil {
-		t.Fatalf("client leg not writable: %v", err)
-	}
-	clientLeg.Close()
-	got, _ := io.ReadAll(user)
-	if string(got) != "* BYE kicked\r\n" {
-		t.Errorf("client got %q", got)
-	}
+		if _, err := user.Write([]byte("a NOOP\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(server, buf); err != nil {
+			t.Fatal(err)
+		}
+		kick()
+		if r := waitRelay(t, done); r.in != 8 {
+			t.Errorf("in = %d", r.in)
+		}
+		if b, err := io.ReadAll(server); err != nil || len(b) != 0 {
+			t.Errorf("backend after the kick: %q %v", b, err)
+		}
+		if _, err := clientLeg.Write([]byte("* BYE kicked\r\n")); err != nil {
+			t.Fatalf("client leg not writable: %v", err)
+		}
+		clientLeg.Close()
+		got, _ := io.ReadAll(user)
+		if string(got) != "* BYE kicked\r\n" {
+			t.Errorf("client got %q", got)
+		}
+	})
 }
 
 // A client reset ends the relay even though the backend stays silent.
 func TestRelayClientGone(t *testing.T) {
-	user, clientLeg := tcpPair(t)
-	backendLeg, _ := tcpPair(t)
-	done := startRelay(clientLeg, backendLeg)
-	_ = user.(*net.TCPConn).SetLinger(0)
-	user.Close()
-	<-done
+	eachRelay(t, func(t *testing.T, start func(client, backend net.Conn) (func(), <-chan relayResult)) {
+		user, clientLeg := tcpPair(t)
+		backendLeg, _ := tcpPair(t)
+		_, done := start(clientLeg, backendLeg)
+		_ = user.(*net.TCPConn).SetLinger(0)
+		user.Close()
+		waitRelay(t, done)
+	})
 }
 
 // TLS legs take the generic path and still carry data both ways.
@@ -134,7 +180,11 @@ func TestRelayTLS(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	done := startRelay(srvTLS, backendLeg)
+	ch := make(chan relayResult, 1)
+	go func() {
+		in, out := Relay(srvTLS, backendLeg)
+		ch <- relayResult{in, out}
+	}()
 	go func() {
 		_, _ = cliTLS.Write([]byte("hello"))
 		_ = cliTLS.CloseWrite()
@@ -149,7 +199,7 @@ func TestRelayTLS(t *testing.T) {
 	if string(back) != "world" {
 		t.Fatalf("client got %q", back)
 	}
-	r := <-done
+	r := waitRelay(t, ch)
 	if r.in != 5 || r.out != 5 {
 		t.Errorf("counts %+v", r)
 	}
