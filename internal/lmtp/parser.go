@@ -82,14 +82,14 @@ func splitPath(s string) (path, rest string, err error) {
 	for i := 1; i < len(s); i++ {
 		ch := s[i]
 		switch {
+		case ch < 0x20 || ch == 0x7f: // escaped or not (RFC 5321 quoted-pairSMTP is %d32-126)
+			return "", "", errors.New("Invalid character in path")
 		case esc:
 			esc = false
 		case ch == '\\' && quoted:
 			esc = true
 		case ch == '"':
 			quoted = !quoted
-		case ch < 0x20 || ch == 0x7f:
-			return "", "", errors.New("Invalid character in path")
 		case ch == '>' && !quoted:
 			path, rest = s[1:i], s[i+1:]
 			if rest != "" && rest[0] != ' ' {
