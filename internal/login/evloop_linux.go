@@ -27,10 +27,8 @@ import (
 
 // loopRelay is a session relayed by an event loop.
 type loopRelay struct {
-	loop    *evLoop
-	client  *net.TCPConn
-	backend *net.TCPConn
-	done    func(in, out int64)
+	loop *evLoop
+	done func(in, out int64)
 
 	mu      sync.Mutex
 	dirs    [2]loopDir // toBackend, toClient
@@ -153,7 +151,7 @@ func startLoopRelay(client, backend net.Conn, done func(in, out int64)) *loopRel
 		return nil
 	}
 	// Registration holds the session open (busy) until both directions are watched.
-	r := &loopRelay{loop: l, client: c, backend: b, done: done, busy: 1}
+	r := &loopRelay{loop: l, done: done, busy: 1}
 	r.dirs[toBackend] = loopDir{r: r, which: toBackend, src: c, dst: b, srcRC: crc, dstRC: brc}
 	r.dirs[toClient] = loopDir{r: r, which: toClient, src: b, dst: c, srcRC: brc, dstRC: crc}
 	l.mu.Lock()
