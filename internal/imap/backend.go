@@ -58,7 +58,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 	}
 	caps, _ := capabilityCode(banner[len("* OK "):])
 	if ssl == "starttls" {
-		if caps != nil && !caps["STARTTLS"] {
+		if caps.known && !caps.has("STARTTLS") {
 			return nil, login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")}
 		}
 		if _, err := nc.Write([]byte("S STARTTLS\r\n")); err != nil {
@@ -71,9 +71,9 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if err != nil {
 			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
-		nc, br, caps = tc, login.NewReader(tc), nil
+		nc, br, caps = tc, login.NewReader(tc), capSet{}
 	}
-	if caps == nil {
+	if !caps.known {
 		if _, err := nc.Write([]byte("C CAPABILITY\r\n")); err != nil {
 			return nil, login.Unavailable("CAPABILITY: %w", err)
 		}
@@ -81,28 +81,26 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if err != nil || !strings.HasPrefix(line, "C OK") {
 			return nil, login.Unavailable("CAPABILITY failed: %q %v", line, err)
 		}
-		caps = map[string]bool{}
+		caps = capSet{known: true}
 		for _, u := range untagged {
 			if rest, ok := cutPrefixFold(u, "* CAPABILITY "); ok {
-				for _, w := range strings.Fields(rest) {
-					caps[strings.ToUpper(w)] = true
-				}
+				caps.words += " " + rest
 			}
 		}
 	}
 
 	// ID goes in front of the login, pipelined, so the backend logs the real client.
-	var first strings.Builder
-	if caps["ID"] {
-		first.WriteString(c.idCommand())
-	}
 	chunks, res := loginChunks(cr, caps)
 	if res != nil {
 		return nil, *res
 	}
-	first.WriteString(chunks[0])
+	first := make([]byte, 0, 256+len(chunks[0]))
+	if caps.has("ID") {
+		first = c.appendID(first)
+	}
+	first = append(first, chunks[0]...)
 	chunks = chunks[1:]
-	if _, err := nc.Write([]byte(first.String())); err != nil {
+	if _, err := nc.Write(first); err != nil {
 		return nil, login.Unavailable("sending login: %w", err)
 	}
 	var postCaps string
@@ -161,17 +159,27 @@ func capabilityText(s string) (caps, after string, ok bool) {
 	return caps, after, ok
 }
 
-// capabilityCode parses a leading [CAPABILITY ...] code into a set; nil when there is none.
-func capabilityCode(s string) (map[string]bool, bool) {
+// capSet is a backend's capabilities as it listed them. A login looks up a handful, so
+// scanning the words costs less than building a set.
+type capSet struct {
+	words string
+	known bool // the backend listed them (an empty list is a list)
+}
+
+// has reports whether the backend listed name (case-insensitive, as IMAP atoms are).
+func (c capSet) has(name string) bool {
+	for w := range strings.FieldsSeq(c.words) {
+		if strings.EqualFold(w, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// capabilityCode reads a leading [CAPABILITY ...] code; known is false when there is none.
+func capabilityCode(s string) (capSet, bool) {
 	caps, _, ok := capabilityText(s)
-	if !ok {
-		return nil, false
-	}
-	set := map[string]bool{}
-	for _, w := range strings.Fields(caps) {
-		set[strings.ToUpper(w)] = true
-	}
-	return set, true
+	return capSet{words: caps, known: ok}, ok
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
@@ -198,8 +206,9 @@ func untilTagged(br *bufio.Reader, tag string) (string, []string, error) {
 	}
 }
 
-// idCommand forwards who the client really is; the backend trusts it if it trusts us.
-func (c *conn) idCommand() string {
+// appendID appends the ID command that forwards who the client really is; the backend
+// trusts it if it trusts us.
+func (c *conn) appendID(b []byte) []byte {
 	kv := []string{
 		"x-session-id", c.SessionID,
 		"x-originating-ip", c.Remote.Addr().String(),
@@ -208,38 +217,36 @@ func (c *conn) idCommand() string {
 		"x-connected-port", strconv.Itoa(int(c.Local.Port())),
 		"x-proxy-ttl", strconv.Itoa(c.TTL - 1),
 	}
-	var b strings.Builder
-	b.WriteString("I ID (")
+	b = append(b, "I ID ("...)
 	for i, s := range kv {
 		if i > 0 {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
-		b.WriteString(quote(s))
+		b = append(b, quote(s)...)
 	}
-	b.WriteString(")\r\n")
-	return b.String()
+	return append(b, ")\r\n"...)
 }
 
 // loginChunks renders the login command. Every chunk after the first is sent only after the
 // backend's "+" continuation (synchronizing literal, or AUTHENTICATE without SASL-IR).
-func loginChunks(cr login.Creds, caps map[string]bool) ([]string, *login.Result) {
-	if !caps["LOGINDISABLED"] && cr.Authz == "" {
+func loginChunks(cr login.Creds, caps capSet) ([]string, *login.Result) {
+	if !caps.has("LOGINDISABLED") && cr.Authz == "" {
 		var b chunkBuilder
-		b.literalPlus = caps["LITERAL+"]
+		b.literalPlus = caps.has("LITERAL+")
 		b.cur.WriteString("L LOGIN ")
 		b.astring(cr.User)
 		b.cur.WriteByte(' ')
 		b.astring(cr.Pass)
 		return b.end(), nil
 	}
-	if !caps["AUTH=PLAIN"] {
+	if !caps.has("AUTH=PLAIN") {
 		return nil, &login.Result{Kind: login.ResultConfig, Err: errors.New("backend has LOGINDISABLED and no AUTH=PLAIN")}
 	}
 	ir := base64.StdEncoding.EncodeToString([]byte(cr.Authz + "\x00" + cr.User + "\x00" + cr.Pass))
 	if ir == "" {
 		ir = "="
 	}
-	if caps["SASL-IR"] {
+	if caps.has("SASL-IR") {
 		return []string{"L AUTHENTICATE PLAIN " + ir + "\r\n"}, nil
 	}
 	return []string{"L AUTHENTICATE PLAIN\r\n", ir + "\r\n"}, nil

@@ -87,7 +87,8 @@ type Frontend[S any] struct {
 func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 	ip := a.Client
 	user := a.LoginUser()
-	log := a.Log.With("user", user, "method", a.Mech)
+	// A login logs one line, so its attributes are put together for a line, not up front.
+	logger := func() *slog.Logger { return a.Log.With("user", user, "method", a.Mech) }
 	t := f.Texts
 
 	delay, attempt := env.Penalties.Begin(ip)
@@ -108,10 +109,10 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 	}
 
 	if ok, err := env.Passdb.Verify(a.Service, a.User, a.Pass); err != nil {
-		log.Error("passdb lookup failed", "err", err)
+		logger().Error("passdb lookup failed", "err", err)
 		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
 	} else if !ok {
-		log.Info("authentication failed (passdb)")
+		logger().Info("authentication failed (passdb)")
 		return fail(t.AuthFailed, true)
 	}
 
@@ -119,46 +120,47 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 	defer cancel()
 	host, err := env.Router.Route(ctx, user)
 	if err != nil {
-		log.Info("routing failed", "err", err)
+		logger().Info("routing failed", "err", err)
 		if errors.Is(err, ErrTempFail) {
 			return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
 		}
 		return fail(t.Config, false)
 	}
 	if limit := env.MaxUserIPConnections; limit > 0 && env.Sessions.CountUserIP(user, ip) >= limit {
-		log.Info("too many connections from user+IP", "limit", limit)
+		logger().Info("too many connections from user+IP", "limit", limit)
 		return fail(t.UserIPLimit(limit), false)
 	}
 	if a.TTL <= 1 {
-		log.Error("TTL reached zero - proxies appear to be looping?")
+		logger().Error("TTL reached zero - proxies appear to be looping?")
 		return fail(t.Config, false)
 	}
 
 	dest := netip.AddrPortFrom(host, uint16(a.BackendPort))
 	bs, res := f.Backend(ctx, dest)
-	log = log.With("backend", dest.String())
+	blog := func() *slog.Logger { return logger().With("backend", dest.String()) }
 	switch res.Kind {
 	case ResultOK:
 		env.Stats.AuthSuccess(a.Service, time.Since(start))
 		env.Penalties.Succeed(ip, attempt)
 		env.Stats.Login(a.Service)
-		log.Info("started proxying")
+		a.Log.LogAttrs(context.Background(), slog.LevelInfo, "started proxying", slog.String("user", user),
+			slog.String("method", a.Mech), slog.String("backend", dest.String()))
 		return bs, true
 	case ResultAuthFailed:
 		if res.Text == "" {
-			log.Info("authentication failed")
+			blog().Info("authentication failed")
 			return fail(t.AuthFailed, true)
 		}
-		log.Info("authentication failed", "reply", res.Text)
+		blog().Info("authentication failed", "reply", res.Text)
 		return fail(res.Text, true)
 	case ResultForward:
-		log.Info("backend refused login", "reply", res.Text)
+		blog().Info("backend refused login", "reply", res.Text)
 		return fail(res.Text, false)
 	case ResultConfig:
-		log.Error("proxy configuration failure", "err", res.Err)
+		blog().Error("proxy configuration failure", "err", res.Err)
 		return fail(t.Config, false)
 	default:
-		log.Warn("backend unavailable", "err", res.Err)
+		blog().Warn("backend unavailable", "err", res.Err)
 		return fail(t.Unavailable, false)
 	}
 }

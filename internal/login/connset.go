@@ -51,7 +51,7 @@ func (s *ConnSet[C]) Sleep(d time.Duration) bool {
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
 // returns nil; other accept errors are returned. Each accepted connection becomes newConn's
-// C and runs serve in its own goroutine, tracked until serve returns.
+// C and runs serve on a worker goroutine (see runWorker), tracked until serve returns.
 func (s *ConnSet[C]) Serve(l net.Listener, newConn func(net.Conn) C, serve func(C)) error {
 	return s.ServeThen(l, newConn, func(c C) func(func()) { serve(c); return nil })
 }
@@ -92,7 +92,7 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 			nc.Close()
 			continue
 		}
-		go func() {
+		runWorker(func() {
 			then := serve(c)
 			if then == nil {
 				s.forget(c)
@@ -100,12 +100,12 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 				return
 			}
 			// A proxied session needs no goroutine of its own while it is idle (see Proxy):
-			// this one ends here, its grown login stack with it.
+			// this worker moves on to the next connection.
 			then(func() {
 				s.forget(c)
 				s.wg.Done()
 			})
-		}()
+		})
 	}
 }
 

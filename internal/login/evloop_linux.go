@@ -59,6 +59,13 @@ type evLoop struct {
 	rc   syscall.RawConn // the epoll descriptor, for waiting through Go's poller
 	buf  []byte          // the loop's own: it runs one burst at a time
 
+	// The loop's system calls, built once: a closure made per call would escape to the heap
+	// through RawConn.Control, an allocation per burst. ioN and ioErr carry the results.
+	readFn, writeFn func(fd uintptr)
+	ioN             int
+	ioErr           error
+	ioLen           int // how much of buf writeFn writes
+
 	mu     sync.Mutex
 	dirs   map[uint64]*loopDir
 	nextID uint64
@@ -106,7 +113,10 @@ func newEvLoop() (*evLoop, error) {
 		f.Close()
 		return nil, err
 	}
-	return &evLoop{epfd: fd, rc: rc, buf: make([]byte, smallBurst), dirs: map[uint64]*loopDir{}}, nil
+	l := &evLoop{epfd: fd, rc: rc, buf: make([]byte, smallBurst), dirs: map[uint64]*loopDir{}}
+	l.readFn = func(fd uintptr) { l.ioN, l.ioErr = readNoEINTR(int(fd), l.buf) }
+	l.writeFn = func(fd uintptr) { l.ioN, l.ioErr = writeNoEINTR(int(fd), l.buf[:l.ioLen]) }
+	return l, nil
 }
 
 func (l *evLoop) run() {
@@ -247,12 +257,11 @@ func (l *evLoop) move(d *loopDir) (handed, more bool) {
 		r.end()
 		return false, false
 	}
-	var n int
-	var rerr error
-	if err := d.srcRC.Control(func(fd uintptr) { n, rerr = readNoEINTR(int(fd), l.buf) }); err != nil {
+	if err := d.srcRC.Control(l.readFn); err != nil {
 		r.end()
 		return false, false
 	}
+	n, rerr := l.ioN, l.ioErr
 	switch {
 	case rerr == unix.EAGAIN:
 		return false, false // an edge for data already taken
@@ -263,12 +272,12 @@ func (l *evLoop) move(d *loopDir) (handed, more bool) {
 		r.srcEOF(d)
 		return false, false
 	}
-	var w int
-	var werr error
-	if err := d.dstRC.Control(func(fd uintptr) { w, werr = writeNoEINTR(int(fd), l.buf[:n]) }); err != nil {
+	l.ioLen = n
+	if err := d.dstRC.Control(l.writeFn); err != nil {
 		r.end()
 		return false, false
 	}
+	w, werr := l.ioN, l.ioErr
 	if werr != nil && werr != unix.EAGAIN {
 		r.end()
 		return false, false
@@ -335,7 +344,9 @@ func (r *loopRelay) srcEOF(d *loopDir) {
 		r.end() // a kick: the client still gets its parting line, so no half-close
 		return
 	}
-	if d.dst.CloseWrite() != nil || d.which == toClient || both {
+	// The backend's end ends the session, and closing the client's socket sends the FIN a
+	// half-close would: no shutdown(2) first.
+	if d.which == toClient || both || d.dst.CloseWrite() != nil {
 		r.end()
 	}
 }

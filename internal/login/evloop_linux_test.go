@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ import (
 func startLoop(t *testing.T, client, backend net.Conn) (*loopRelay, <-chan relayResult) {
 	t.Helper()
 	ch := make(chan relayResult, 1)
-	r := startLoopRelay(client, backend, func(in, out int64) { ch <- relayResult{in, out} })
+	r := startLoopRelay(client, backend, loopDone(client, backend, new(atomic.Bool), ch))
 	if r == nil {
 		t.Fatal("no event loop relay for plain TCP legs")
 	}

@@ -2,6 +2,7 @@ package login
 
 import (
 	"bufio"
+	"context"
 	"log/slog"
 	"net"
 	"sync"
@@ -90,8 +91,8 @@ func (c *Conn) finishProxy(env *Env, log *slog.Logger, info SessionInfo, start t
 	d := time.Since(start)
 	done(in, out)
 	env.Stats.SessionFinished(info.Service, d, in, out)
-	log.Info("proxy session finished", "user", info.User, "duration", d, "in", in, "out", out,
-		"kicked", reason)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "proxy session finished", slog.String("user", info.User),
+		slog.Duration("duration", d), slog.Int64("in", in), slog.Int64("out", out), slog.String("kicked", reason))
 	c.over()
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,19 @@ type relayUnderTest struct {
 	start func(t *testing.T, client, backend net.Conn) (kick func(), done <-chan relayResult)
 }
 
+// loopDone is the loop relay's done callback as Conn.Proxy has it: the session is over, and
+// closing the legs is what passes the backend's end on to the client. A kicked client's leg
+// stays open for its parting line (which the test writes).
+func loopDone(client, backend net.Conn, kicked *atomic.Bool, ch chan<- relayResult) func(in, out int64) {
+	return func(in, out int64) {
+		backend.Close()
+		if !kicked.Load() {
+			client.Close()
+		}
+		ch <- relayResult{in, out}
+	}
+}
+
 var relays = []relayUnderTest{
 	{"goroutines", func(t *testing.T, client, backend net.Conn) (func(), <-chan relayResult) {
 		ch := make(chan relayResult, 1)
@@ -60,11 +74,12 @@ var relays = []relayUnderTest{
 	}},
 	{"loop", func(t *testing.T, client, backend net.Conn) (func(), <-chan relayResult) {
 		ch := make(chan relayResult, 1)
-		r := startLoopRelay(client, backend, func(in, out int64) { ch <- relayResult{in, out} })
+		var kicked atomic.Bool
+		r := startLoopRelay(client, backend, loopDone(client, backend, &kicked, ch))
 		if r == nil {
 			t.Skip("no event loop relay here")
 		}
-		return r.kick, ch
+		return func() { kicked.Store(true); r.kick() }, ch
 	}},
 }
 

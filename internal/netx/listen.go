@@ -38,4 +38,8 @@ func ListenTCP(addr string) (net.Listener, error) {
 // BackendDialer dials the servers usher proxies to. No keepalive: those are on the local
 // network, and a session whose client disappears is ended by the client side's keepalive,
 // which closes the backend connection with it (Dovecot's proxy sets none either).
-func BackendDialer() *net.Dialer { return &net.Dialer{KeepAlive: -1} }
+// Every caller shares one Dialer (safe for concurrent use, and not to be changed) rather
+// than allocating one per login.
+func BackendDialer() *net.Dialer { return backendDialer }
+
+var backendDialer = &net.Dialer{KeepAlive: -1}

@@ -222,7 +222,7 @@ func (r *Router) hold(k key) bool {
 		return false
 	}
 	r.moving[k] = r.now()
-	time.AfterFunc(r.cfg.KickDelay, func() {
+	time.AfterFunc(r.config().KickDelay, func() {
 		r.mu.Lock()
 		delete(r.moving, k)
 		r.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usher-mail/usher/internal/cluster"
@@ -55,8 +56,9 @@ type Router struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	cfg atomic.Pointer[Config] // read on every login: no lock
+
 	mu      sync.Mutex
-	cfg     Config
 	rings   *director.Rings
 	ringKey string
 	initial *director.Rings
@@ -107,7 +109,7 @@ func (r *Router) SetConfig(cfg Config) {
 		cfg.MaxParallelMoves = 100
 	}
 	r.mu.Lock()
-	r.cfg = cfg
+	r.cfg.Store(&cfg)
 	r.initial = director.NewRings(cfg.InitialHosts)
 	r.mu.Unlock()
 }
@@ -123,11 +125,7 @@ func (r *Router) Close() {
 	r.done.Wait()
 }
 
-func (r *Router) config() Config {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cfg
-}
+func (r *Router) config() *Config { return r.cfg.Load() }
 
 // Hash is the user's 32-bit director hash under director_username_hash.
 func (r *Router) Hash(user string) (uint32, error) {
@@ -174,15 +172,19 @@ func (r *Router) Route(ctx context.Context, user string) (netip.Addr, error) {
 
 // RouteTag is Route for a director_tag.
 func (r *Router) RouteTag(ctx context.Context, user, tag string) (netip.Addr, error) {
-	h, err := r.Hash(user)
+	cfg := r.config()
+	h, err := director.UserHash(cfg.HashTemplate, user)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%w: %v", ErrTempFail, err)
 	}
 	r.remember(user)
-	cfg := r.config()
+	k := key{tag, h}
+	// A user with a live mapping, the common case, needs neither the queue nor its timer.
+	if ip, ok := r.live(k); ok {
+		return ip, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.QueueTimeout)
 	defer cancel()
-	k := key{tag, h}
 	for {
 		ip, wait, err := r.tryRoute(ctx, k)
 		if err != nil || !wait {
@@ -194,6 +196,25 @@ func (r *Router) RouteTag(ctx context.Context, user, tag string) (netip.Addr, er
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// live returns k's backend when k has a mapping that has not expired and is not being moved,
+// and notes the login for the next batch of timestamp refreshes.
+func (r *Router) live(k key) (netip.Addr, bool) {
+	now := r.now().Unix()
+	var u cluster.User
+	var found bool
+	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
+	if !found || u.Timestamp+r.expireSecs() <= now {
+		return netip.Addr{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, moving := r.moving[k]; moving {
+		return netip.Addr{}, false
+	}
+	r.pending[k] = max(r.pending[k], now)
+	return u.Host, true
 }
 
 // tryRoute makes one attempt; wait=true means "queue and retry".
