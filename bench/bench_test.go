@@ -54,7 +54,8 @@ func TestHarness(t *testing.T) {
 	}
 }
 
-// TestHarnessPinned runs one load with the contenders on their own CPU (-pin).
+// TestHarnessPinned runs the login storm with the contenders on their own CPU (-pin), and bulk,
+// which a pinned run also takes on every CPU and then pins again.
 func TestHarnessPinned(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("pinning needs two CPUs")
@@ -62,14 +63,16 @@ func TestHarnessPinned(t *testing.T) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		t.Skip("no taskset")
 	}
-	o := options{params: tinyParams(), pin: true, only: []string{"direct", "usher"}, loads: []string{"login storm"},
+	o := options{params: tinyParams(), pin: true, only: []string{"direct", "usher"}, loads: []string{"login storm", "bulk"},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	var buf bytes.Buffer
 	if _, err := run(o, &buf); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(buf.String(), "CPU µs/login") || strings.Contains(buf.String(), "ERROR:") {
-		t.Errorf("report:\n%s", buf.String())
+	rep := buf.String()
+	if !strings.Contains(rep, "CPU µs/login") || !strings.Contains(rep, "| bulk FETCH | usher |") ||
+		!strings.Contains(rep, "| bulk FETCH, pinned | usher |") || strings.Contains(rep, "ERROR:") {
+		t.Errorf("report:\n%s", rep)
 	}
 }
 

@@ -139,6 +139,10 @@ func goals(rs []result, idleSizes []int) []goal {
 	}
 	v, why = ratio("bulk FETCH", "haproxy-tcp")
 	gs = append(gs, goal{"bulk MB/s usher / HAProxy", v, "", ">= 0.95", why == "" && v >= 0.95, why})
+	if _, ok := find(rs, "bulk FETCH, pinned", "usher"); ok {
+		v, why = ratio("bulk FETCH, pinned", "haproxy-tcp")
+		gs = append(gs, goal{"same, pinned (reported)", v, "", "-", why == "", why})
+	}
 	added, why := math.NaN(), "not run"
 	u, uok := find(rs, "login latency (C=1)", "usher")
 	d, dok := find(rs, "login latency (C=1)", "direct")
