@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // maxPending is how much may wait for the writer before Write waits too: lines are never
@@ -14,9 +15,9 @@ import (
 const maxPending = 1 << 20
 
 // Writer passes what is written to it on to an underlying writer from a goroutine of its own,
-// in one write per batch: lines that come while a batch is being written go out together in
-// the next. A line is handed on at once when the writer is idle, so at most the lines of the
-// last moment are lost if the process is killed; Close writes out the rest.
+// in one write per batch: a line waits batchWindow for the lines that follow it, and lines
+// that come while a batch is being written go out together in the next. At most the lines of
+// the last few milliseconds are lost if the process is killed; Close writes out the rest.
 type Writer struct {
 	out  io.Writer
 	wake chan struct{}
@@ -56,9 +57,15 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// batchWindow is how long a line waits for others to share its write. Handing each line on
+// at once cost a write(2) and a goroutine switch per line: about one per login under load,
+// since the logging goroutine soon blocks on the network and lets the writer run.
+const batchWindow = 2 * time.Millisecond
+
 func (w *Writer) run() {
 	defer close(w.done)
 	for range w.wake {
+		time.Sleep(batchWindow)
 		w.flush()
 	}
 	w.flush()
