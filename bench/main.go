@@ -43,7 +43,7 @@ func main() {
 	prof := flag.String("profile", "", "after the run, profile usher under each load and write pprof files here")
 	profOnly := flag.Bool("profile-only", false, "with -profile: skip the comparison, only profile usher")
 	onlyLoads := flag.String("loads", "", "comma-separated loads to run, each a name or the start of one (\"login storm\", idle, bulk); default: all")
-	pin := flag.Bool("pin", false, "run each contender on half of the CPUs and the load generator and backends on the other half")
+	pin := flag.Bool("pin", false, "run each contender on half of the CPUs and the load generator and backends on the other half (bulk: also on every CPU, which the goal uses)")
 	flag.Parse()
 	o := options{usherBin: *bin, profile: *prof, profOnly: *profOnly, pin: *pin, log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	switch *mode {
