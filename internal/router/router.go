@@ -226,14 +226,8 @@ func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool,
 	if moving {
 		return netip.Addr{}, true, nil
 	}
-	var u cluster.User
-	var found bool
-	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
-	if found && u.Timestamp+r.expireSecs() > now.Unix() {
-		r.mu.Lock()
-		r.pending[k] = max(r.pending[k], now.Unix())
-		r.mu.Unlock()
-		return u.Host, false, nil
+	if ip, ok := r.live(k); ok {
+		return ip, false, nil
 	}
 	host, ok := r.currentRings().Lookup(k.tag, k.hash)
 	if !ok {
