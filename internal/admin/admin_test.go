@@ -117,22 +117,32 @@ func TestHostListAndLookup(t *testing.T) {
 	}
 }
 
+// Each command answers as Dovecot's director does and reaches the director as exactly one
+// call with the arguments the line carried.
 func TestReplies(t *testing.T) {
 	d := &fakeDirector{}
 	r, c := session(t, d)
-	cases := []struct{ line, want string }{
-		{"HOST-SET\t10.0.0.5@tag\t7", "OK"},
-		{"HOST-SET\t10.0.0.5\t1001", "vhost count too large"},
-		{"HOST-DOWN\t10.0.0.5", "OK"},
-		{"HOST-RESET-USERS\t\t5", "OK"},
-		{"USER-MOVE\talice\t10.0.0.1", "OK"},
-		{"USER-KICK\talice", "OK"},
-		{"DIRECTOR-ADD\t127.0.0.14", "OK"},
-		{"DIRECTOR-REMOVE\t10.9.9.9\t9090", "NOTFOUND"},
+	cases := []struct{ line, want, call string }{
+		{"HOST-SET\t10.0.0.5@tag\t7", "OK", "set 10.0.0.5@tag 7"},
+		{"HOST-SET\t10.0.0.5\t1001", "vhost count too large", ""},
+		{"HOST-DOWN\t10.0.0.5", "OK", "down 10.0.0.5"},
+		{"HOST-RESET-USERS\t\t5", "OK", "reset 5"},
+		{"USER-MOVE\talice\t10.0.0.1", "OK", "move alice 10.0.0.1"},
+		{"USER-KICK\talice", "OK", "kick alice"},
+		{"DIRECTOR-ADD\t127.0.0.14", "OK", ""},
+		{"DIRECTOR-REMOVE\t10.9.9.9\t9090", "NOTFOUND", ""},
 	}
 	for _, tc := range cases {
+		before := len(d.calls)
 		if got := roundTrip(t, r, c, tc.line, false); got[0] != tc.want {
 			t.Fatalf("%q -> %q, want %q", tc.line, got, tc.want)
+		}
+		var want []string
+		if tc.call != "" {
+			want = []string{tc.call}
+		}
+		if got := d.calls[before:]; strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("%q called the director with %q, want %q", tc.line, got, want)
 		}
 	}
 	d.err = router.ErrNotFound

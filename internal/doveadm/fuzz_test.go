@@ -1,9 +1,15 @@
 package doveadm
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"net"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzRequest feeds arbitrary bodies to the request decoder and executor: no panic, no
@@ -31,6 +37,58 @@ func FuzzRequest(f *testing.F) {
 		case 400:
 		default:
 			t.Fatalf("status %d", status)
+		}
+	})
+}
+
+// deadlineConn is the connection readRequest sets read deadlines on; the fuzzer's bytes come
+// from a reader, so deadlines do nothing.
+type deadlineConn struct{ net.Conn }
+
+func (deadlineConn) SetReadDeadline(time.Time) error { return nil }
+
+// FuzzReadRequest feeds arbitrary bytes to the hand-written HTTP/1.x request parser: it must
+// never panic, and whatever it accepts stays within the limits (method a token, a path,
+// header count and size, body size) and carries exactly the body the framing announced.
+func FuzzReadRequest(f *testing.F) {
+	for _, s := range []string{
+		"POST /doveadm/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]",
+		"POST /doveadm/v1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;ext\r\n[]\r\n0\r\nT: v\r\n\r\n",
+		"GET http://h/doveadm/v1?x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"\r\n\r\nGET * HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+		"POST / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\nx",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		req, err := readRequest(bufio.NewReader(bytes.NewReader(in)), bufio.NewWriter(&out), deadlineConn{}, time.Second)
+		if err != nil {
+			return
+		}
+		if req.method == "" || strings.ContainsAny(req.method, " \t\r\n") {
+			t.Fatalf("accepted method %q", req.method)
+		}
+		if req.path != "*" && !strings.HasPrefix(req.path, "/") {
+			t.Fatalf("accepted path %q", req.path)
+		}
+		if len(req.headers) > maxHeaders || len(req.body) > maxPayload {
+			t.Fatalf("limits passed: %d headers, %d body bytes", len(req.headers), len(req.body))
+		}
+		if len(req.body) > len(in) {
+			t.Fatalf("a body of %d bytes from %d bytes of input", len(req.body), len(in))
+		}
+		for _, h := range req.headers {
+			if h[0] == "" || strings.ContainsAny(h[0], " \t\r\n:") || strings.ContainsAny(h[1], "\r\n") {
+				t.Fatalf("accepted header %q", h)
+			}
+		}
+		if _, chunked := req.header("Transfer-Encoding"); !chunked {
+			if cl, ok := req.header("Content-Length"); ok && cl != strconv.Itoa(len(req.body)) && !(cl == "0" && req.body == nil) {
+				t.Fatalf("Content-Length %q but a body of %d bytes", cl, len(req.body))
+			}
 		}
 	})
 }

@@ -204,6 +204,9 @@ func readRequest(br *bufio.Reader, bw *bufio.Writer, nc net.Conn, idle time.Dura
 		if h[0] == ' ' || h[0] == '\t' {
 			return nil, errBadRequest // obsolete line folding
 		}
+		if strings.ContainsAny(h, "\r\x00") {
+			return nil, errBadRequest // a bare CR or a NUL in a field (RFC 9112, section 2.2)
+		}
 		name, value, ok := strings.Cut(h, ":")
 		if !ok || name == "" || strings.ContainsAny(name, " \t") {
 			return nil, errBadRequest

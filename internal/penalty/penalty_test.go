@@ -3,6 +3,8 @@ package penalty
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -240,23 +242,45 @@ func TestInvalidAddrIgnored(t *testing.T) {
 	}
 }
 
+// Concurrent failures, successes and dumps from many goroutines on overlapping addresses
+// leave the table as the same operations would one after another: every address has its one
+// record, each ended with a success (penalty 0), and the dump lists each address once.
 func TestConcurrent(t *testing.T) {
-	tab := New(nil)
-	done := make(chan struct{})
-	for g := range 4 {
+	now := time.Unix(1_700_000_000, 0)
+	tab := New(func() time.Time { return now })
+	const goroutines, ips = 4, 300
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
 		go func() {
-			defer func() { done <- struct{}{} }()
-			for i := range 500 {
-				ip := netip.AddrFrom4([4]byte{10, byte(g), byte(i >> 8), byte(i)})
+			defer wg.Done()
+			for i := range ips {
+				// Every goroutine works on the same addresses, so the records are contended.
+				ip := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
 				_, a := tab.Begin(ip)
-				tab.Fail(ip, a, "u", "p")
+				tab.Fail(ip, a, "u", "p"+strconv.Itoa(g))
 				tab.Succeed(ip, a+1)
-				_ = tab.Dump()
+				if len(tab.Dump()) > ips {
+					t.Errorf("dump lists more records than addresses")
+					return
+				}
 			}
 		}()
 	}
-	for range 4 {
-		<-done
+	wg.Wait()
+	d := tab.Dump()
+	if len(d) != ips || tab.Len() != ips {
+		t.Fatalf("%d records in the dump, Len %d, want %d", len(d), tab.Len(), ips)
+	}
+	seen := map[string]bool{}
+	for _, r := range d {
+		if seen[r.IP] {
+			t.Fatalf("%s listed twice", r.IP)
+		}
+		seen[r.IP] = true
+		if r.Penalty != 0 {
+			t.Fatalf("%s has penalty %d after its last authentication succeeded", r.IP, r.Penalty)
+		}
 	}
 }
 

@@ -45,21 +45,10 @@ var timingDependent = map[int]string{
 		"enough to forget 127.0.0.14 removed at 251; usher answers at once and still lists it as removed",
 }
 
-// sharedDir finds the shared conformance material: $USHER_SHARED, else ../shared beside the
-// clone (CI's layout).
+// sharedDir finds the shared conformance material ($USHER_SHARED, else ../shared beside the
+// clone, CI's layout); missing, it fails the run under `make test` and CI.
 func sharedDir(t *testing.T) string {
-	dir := os.Getenv("USHER_SHARED")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "conformance", "scenario.py")); err != nil {
-		t.Skipf("conformance material not found at %s (set USHER_SHARED to the shared directory): %v", dir, err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
+	return testenv.SharedDir(t, "conformance/scenario.py")
 }
 
 func TestDoveadmAPIConformance(t *testing.T) {
