@@ -184,17 +184,6 @@ func TestBadHandshake(t *testing.T) {
 	}
 }
 
-func TestEscape(t *testing.T) {
-	for _, s := range []string{"", "a\tb", "\x01", "x\r\n\x00y", "\x01t"} {
-		if got := Unescape(Escape(s)); got != s {
-			t.Fatalf("round trip %q -> %q", s, got)
-		}
-		if strings.ContainsAny(Escape(s), "\t\n\r\x00") {
-			t.Fatalf("escape left a separator in %q", Escape(s))
-		}
-	}
-}
-
 // FuzzCommandLine feeds arbitrary lines to the command dispatcher: it must
 // never panic, and a line it rejects must not have reached the director.
 func FuzzCommandLine(f *testing.F) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/usher-mail/usher/internal/router"
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // Director is what the admin protocol drives; *router.Router implements it.
@@ -57,7 +58,7 @@ func (s *Server) exec(ctx context.Context, line string) (reply []string, ok bool
 	if line == "" {
 		return nil, false
 	}
-	f := SplitLine(line)
+	f := tabescape.Split(line)
 	h, found := commands[f[0]]
 	if !found {
 		return nil, false
@@ -90,7 +91,7 @@ func (s *Server) hostList(ctx context.Context, args []string) ([]string, bool) {
 		if h.Down {
 			ud = "D"
 		}
-		out = append(out, JoinLine(h.IP.String(), strconv.Itoa(h.VhostCount), strconv.Itoa(h.Users),
+		out = append(out, tabescape.Join(h.IP.String(), strconv.Itoa(h.VhostCount), strconv.Itoa(h.Users),
 			h.Tag, ud, strconv.FormatInt(h.LastUpDown, 10)))
 	}
 	return append(out, ""), true
@@ -216,7 +217,7 @@ func (s *Server) userLookup(ctx context.Context, args []string) ([]string, bool)
 	if err != nil {
 		return []string{"TRYAGAIN"}, true
 	}
-	return []string{JoinLine(addrOrEmpty(l.Current), strconv.FormatInt(l.Expire, 10),
+	return []string{tabescape.Join(addrOrEmpty(l.Current), strconv.FormatInt(l.Expire, 10),
 		addrOrEmpty(l.Hashed), addrOrEmpty(l.Initial))}, true
 }
 
@@ -227,7 +228,7 @@ func (s *Server) userList(ctx context.Context, args []string) ([]string, bool) {
 	}
 	var out []string
 	for _, u := range s.dir.Users(ip) {
-		out = append(out, JoinLine(strconv.FormatUint(uint64(u.Hash), 10), strconv.FormatInt(u.Expire, 10), u.Host.String()))
+		out = append(out, tabescape.Join(strconv.FormatUint(uint64(u.Hash), 10), strconv.FormatInt(u.Expire, 10), u.Host.String()))
 	}
 	return append(out, ""), true
 }

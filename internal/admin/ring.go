@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/director"
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // Ring is the set of directors as DIRECTOR-LIST/ADD/REMOVE see it.
@@ -106,7 +107,7 @@ func (r *LocalRing) Remove(ctx context.Context, ip netip.Addr, port int) (bool, 
 func (s *Server) directorList(ctx context.Context, args []string) ([]string, bool) {
 	var out []string
 	for _, f := range s.ring.List() {
-		out = append(out, JoinLine(f...))
+		out = append(out, tabescape.Join(f...))
 	}
 	return append(out, ""), true
 }

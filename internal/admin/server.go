@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/netx"
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 const (
@@ -161,6 +162,6 @@ func readLine(r *bufio.Reader) (string, error) {
 // compatibleVersion accepts the doveadm side of the handshake: same service
 // name and major version, any minor.
 func compatibleVersion(line string) bool {
-	f := SplitLine(line)
+	f := tabescape.Split(line)
 	return len(f) >= 4 && f[0] == "VERSION" && f[1] == "director-doveadm" && f[2] == "1"
 }
