@@ -11,14 +11,12 @@ func (s *State) Apply(c Command) Result {
 	switch c.Op {
 	case OpHostSet, OpHostUpdate:
 		return Result{Code: s.applyHostSet(c)}
-	case OpHostUp, OpHostDown:
+	case OpHostUp, OpHostDown, OpHealthUp, OpHealthDown:
 		h := s.hostRec(c.IP)
 		if h == nil {
 			return Result{Code: NotFound}
 		}
-		if down := c.Op == OpHostDown; h.Down != down {
-			h.Down, h.LastUpDown = down, c.Now
-		}
+		h.applyUpDown(c.Op, c.Now)
 		return Result{}
 	case OpHostRemove:
 		if !c.IP.IsValid() {

@@ -25,15 +25,36 @@ func appendAddr(b []byte, ip netip.Addr) []byte {
 	return append(b, raw...)
 }
 
-func appendHost(b []byte, h Host) []byte {
+// Host flag bits. Commands (version 1) and version 1 snapshots carry only
+// hostDown; version 2 snapshots carry the health state too.
+const (
+	hostDown       = 1 << 0
+	hostHealthDown = 1 << 1
+	hostHoldUp     = 1 << 2
+	hostCauseShift = 3 // two bits of Cause
+	hostFlagsV1    = hostDown
+	hostFlagsV2    = hostDown | hostHealthDown | hostHoldUp | 3<<hostCauseShift
+)
+
+// appendHost writes h; ext adds the health state (snapshot version 2).
+func appendHost(b []byte, h Host, ext bool) []byte {
 	b = appendAddr(b, h.IP)
 	b = appendString(b, h.Tag)
 	b = binary.AppendVarint(b, int64(h.VhostCount))
-	down := byte(0)
+	flags := byte(0)
 	if h.Down {
-		down = 1
+		flags |= hostDown
 	}
-	b = append(b, down)
+	if ext {
+		if h.HealthDown {
+			flags |= hostHealthDown
+		}
+		if h.HoldUp {
+			flags |= hostHoldUp
+		}
+		flags |= byte(h.Cause) << hostCauseShift
+	}
+	b = append(b, flags)
 	b = binary.AppendVarint(b, h.LastUpDown)
 	return appendString(b, h.Hostname)
 }
@@ -116,20 +137,26 @@ func (d *decoder) addr() netip.Addr {
 	return ip
 }
 
-func (d *decoder) host() Host {
+// host reads what appendHost wrote; ext allows the version 2 flags.
+func (d *decoder) host(ext bool) Host {
 	h := Host{IP: d.addr(), Tag: d.str()}
 	vc := d.varint()
 	if vc < -1 || vc > MaxVhostCount {
 		d.fail()
 	}
 	h.VhostCount = int(vc)
-	switch d.byte() {
-	case 0:
-	case 1:
-		h.Down = true
-	default:
+	allowed := byte(hostFlagsV1)
+	if ext {
+		allowed = hostFlagsV2
+	}
+	flags := d.byte()
+	if flags&^allowed != 0 || Cause(flags>>hostCauseShift) >= causeCount {
 		d.fail()
 	}
+	h.Down = flags&hostDown != 0
+	h.HealthDown = flags&hostHealthDown != 0
+	h.HoldUp = flags&hostHoldUp != 0
+	h.Cause = Cause(flags >> hostCauseShift)
 	h.LastUpDown = d.varint()
 	h.Hostname = d.str()
 	return h

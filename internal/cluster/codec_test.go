@@ -16,6 +16,7 @@ func sampleCommands() []Command {
 		{Op: OpUserRefresh, Users: []UserKey{{"", 1}, {"x", 0xffffffff}}, Now: -5, VhostCount: -1},
 		{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: 100, Hostname: "mx"}, {IP: ip6, Tag: "a", VhostCount: -1, Down: true, LastUpDown: 9}}, VhostCount: -1},
 		{Op: OpExpire, Now: 1000, Expire: 900, VhostCount: -1},
+		{Op: OpHealthDown, IP: ip1, Now: 7, VhostCount: -1},
 	}
 }
 

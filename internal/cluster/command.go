@@ -70,7 +70,7 @@ func (c Command) MarshalBinary() ([]byte, error) {
 	if mask&fHosts != 0 {
 		b = binary.AppendUvarint(b, uint64(len(c.Hosts)))
 		for _, h := range c.Hosts {
-			b = appendHost(b, h)
+			b = appendHost(b, h, false)
 		}
 	}
 	if mask&fNow != 0 {
@@ -121,7 +121,7 @@ func (c *Command) UnmarshalBinary(data []byte) error {
 	if mask&fHosts != 0 {
 		c.Hosts = make([]Host, d.count(6))
 		for i := range c.Hosts {
-			c.Hosts[i] = d.host()
+			c.Hosts[i] = d.host(false)
 		}
 	}
 	if mask&fNow != 0 {

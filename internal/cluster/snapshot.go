@@ -5,10 +5,11 @@ import (
 	"fmt"
 )
 
-// Snapshot format, version 1 (deterministic: equal states give equal bytes):
+// Snapshot format, version 2 (deterministic: equal states give equal bytes):
 //
 //	"USHR" version flags(bit0 = initialised)
-//	hosts:      uvarint n, n * host (in host order)
+//	hosts:      uvarint n, n * host (in host order; version 2 adds the
+//	            health state to each host's flag byte, see appendHost)
 //	configured: uvarint n, n * host
 //	tags:       uvarint n, n * (name, uvarint users, users oldest first)
 //	user:       hash (4 bytes BE), uvarint host index, timestamp
@@ -17,7 +18,9 @@ import (
 // is stored as a uvarint delta: a million users take about 7 MB.
 const (
 	snapshotMagic   = "USHR"
-	snapshotVersion = 1
+	snapshotVersion = 2
+	// snapshotVersion1 is still read: it is version 2 without health state.
+	snapshotVersion1 = 1
 )
 
 // MarshalBinary encodes the whole state.
@@ -32,12 +35,12 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(len(s.hosts)))
 	index := make([]uint64, len(s.slotIP))
 	for i, h := range s.hosts {
-		b = appendHost(b, h.Host)
+		b = appendHost(b, h.Host, true)
 		index[h.slot] = uint64(i)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.configured)))
 	for _, h := range s.configured {
-		b = appendHost(b, h)
+		b = appendHost(b, h, false)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.tags)))
 	for _, d := range s.tags {
@@ -67,7 +70,8 @@ func (s *State) UnmarshalBinary(data []byte) error {
 	if string(d.bytes(4)) != snapshotMagic {
 		return fmt.Errorf("%w (snapshot magic)", errCorrupt)
 	}
-	if v := d.byte(); v != snapshotVersion {
+	v := d.byte()
+	if v != snapshotVersion && v != snapshotVersion1 {
 		return fmt.Errorf("cluster: snapshot version %d not supported", v)
 	}
 	flags := d.byte()
@@ -78,7 +82,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 	n.inited = flags == 1
 	hosts := make([]Host, d.count(6))
 	for i := range hosts {
-		hosts[i] = d.host()
+		hosts[i] = d.host(v == snapshotVersion)
 		if d.err == nil && !validHostAt(hosts, i) {
 			d.fail()
 		}
@@ -95,7 +99,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 	}
 	n.configured = make([]Host, d.count(6))
 	for i := range n.configured {
-		n.configured[i] = d.host()
+		n.configured[i] = d.host(false)
 		if d.err == nil && !validHostAt(n.configured, i) {
 			d.fail()
 		}

@@ -29,6 +29,16 @@ type Host struct {
 	Down       bool
 	LastUpDown int64 // unix seconds of the last up/down change, 0 = never
 	Hostname   string
+
+	// Why the host is in its up/down state, kept apart from Down so that the
+	// doveadm replies (which know only up/down) stay Dovecot's. See health.go.
+	Cause Cause
+	// HealthDown is the last verdict of usher's health checks that reached
+	// the log: true after OpHealthDown, false after OpHealthUp.
+	HealthDown bool
+	// HoldUp: an admin put the host up while the checks said down; the
+	// checks leave it up until they have passed again and then fail anew.
+	HoldUp bool
 }
 
 // User is one user->host mapping. Timestamp is the last time the mapping
@@ -64,12 +74,14 @@ const (
 	OpExpire         // garbage-collect users expired at Now
 	OpInitHosts      // apply director_mail_servers (see applyInitHosts)
 	OpKick           // close sessions on every director; changes no state (see Config.OnKick)
+	OpHealthDown     // the health checks found the host failing (see health.go)
+	OpHealthUp       // the health checks found the host passing again
 	opCount
 )
 
 var opNames = [...]string{"invalid", "host-set", "host-update", "host-up", "host-down",
 	"host-remove", "host-flush", "user-assign", "user-move", "user-refresh", "user-drop",
-	"expire", "init-hosts", "kick"}
+	"expire", "init-hosts", "kick", "health-down", "health-up"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) {
