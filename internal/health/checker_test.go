@@ -1,0 +1,182 @@
+package health
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// flapper is a listener that greets like IMAP while up and is closed while
+// down, switching every period.
+type flapper struct {
+	addr   netip.AddrPort
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	phases int // up/down switches so far
+}
+
+func startFlapper(t *testing.T, period time.Duration) *flapper {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flapper{addr: netip.MustParseAddrPort(l.Addr().String()), stop: make(chan struct{}), done: make(chan struct{})}
+	serve := func(l net.Listener) {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("* OK flapper ready\r\n"))
+			c.Close()
+		}
+	}
+	go func() {
+		defer close(f.done)
+		for {
+			go serve(l)
+			select {
+			case <-f.stop:
+				l.Close()
+				return
+			case <-time.After(period):
+			}
+			l.Close()
+			f.mu.Lock()
+			f.phases++
+			f.mu.Unlock()
+			select {
+			case <-f.stop:
+				return
+			case <-time.After(period):
+			}
+			if l, err = net.Listen("tcp", f.addr.String()); err != nil {
+				t.Errorf("relisten: %v", err)
+				return
+			}
+			f.mu.Lock()
+			f.phases++
+			f.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { close(f.stop); <-f.done })
+	return f
+}
+
+// fakeLog stands in for the replicated log: it records what a checker saw
+// and committed, in order.
+type fakeLog struct {
+	mu     sync.Mutex
+	down   bool
+	events []string // "+", "-" (check results), "D", "U" (committed verdicts)
+}
+
+func (l *fakeLog) deps(ip netip.Addr) Deps {
+	return Deps{
+		Active: func() bool { return true },
+		Targets: func() []Target {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return []Target{{IP: ip, HealthDown: l.down}}
+		},
+		Report: func(_ context.Context, _ netip.Addr, down bool) error {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.down = down
+			if down {
+				l.events = append(l.events, "D")
+			} else {
+				l.events = append(l.events, "U")
+			}
+			return nil
+		},
+		Observe: func(_ netip.Addr, err error) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if err == nil {
+				l.events = append(l.events, "+")
+			} else {
+				l.events = append(l.events, "-")
+			}
+		},
+	}
+}
+
+// checkHysteresis verifies that every committed verdict follows at least
+// fall failures (down) or rise passes (up) in a row since the last one,
+// and returns the number of transitions and failed checks.
+func checkHysteresis(t *testing.T, name string, events []string, fall, rise int) (transitions, failures int) {
+	t.Helper()
+	run, last := 0, ""
+	for i, e := range events {
+		switch e {
+		case "+", "-":
+			if e == "-" {
+				failures++
+			}
+			if e != last {
+				run = 0
+			}
+			run, last = run+1, e
+		case "D", "U":
+			transitions++
+			need, want := fall, "-"
+			if e == "U" {
+				need, want = rise, "+"
+			}
+			if last != want || run < need {
+				t.Errorf("%s: %s committed at event %d after %d x %q: %v", name, e, i, run, last, events)
+			}
+			run, last = 0, ""
+		}
+	}
+	return
+}
+
+// TestFlappingBackend: a listener up 2 s, down 2 s. With fall 3 at 0.5 s
+// the state may follow it but never faster than 3 failures / 2 passes in a
+// row; with fall 8 (4 s of failures) it never goes down at all.
+func TestFlappingBackend(t *testing.T) {
+	t.Parallel()
+	f := startFlapper(t, 2*time.Second)
+	var fast, slow fakeLog
+	probe := Probe{Kind: KindIMAP, Port: int(f.addr.Port()), Timeout: 400 * time.Millisecond}
+	cf := New(Config{Probe: probe, Interval: 500 * time.Millisecond, Fall: 3, Rise: 2}, fast.deps(f.addr.Addr()))
+	cs := New(Config{Probe: probe, Interval: 500 * time.Millisecond, Fall: 8, Rise: 2}, slow.deps(f.addr.Addr()))
+	// Two full cycles.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f.mu.Lock()
+		n := f.phases
+		f.mu.Unlock()
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flapper stuck")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cf.Close()
+	cs.Close()
+	fast.mu.Lock()
+	defer fast.mu.Unlock()
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	ft, ff := checkHysteresis(t, "fall 3", fast.events, 3, 2)
+	st, sf := checkHysteresis(t, "fall 8", slow.events, 8, 2)
+	t.Logf("fall 3: %d transitions, %d failed checks; fall 8: %d transitions, %d failed checks", ft, ff, st, sf)
+	if ff == 0 || sf == 0 {
+		t.Fatalf("the checks never saw the listener down: %v %v", fast.events, slow.events)
+	}
+	if ft > 4 {
+		t.Errorf("fall 3: %d transitions in two cycles: %v", ft, fast.events)
+	}
+	if st != 0 {
+		t.Errorf("fall 8 went down on a 2 s outage: %v", slow.events)
+	}
+}
