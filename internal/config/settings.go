@@ -53,6 +53,13 @@ type Settings struct {
 	DirectorRingSSL          bool   // director_ring_ssl: TLS on the ring port
 	DirectorRingSSLCA        string // director_ring_ssl_ca: PEM of the CA peers are verified against ("<path")
 	DirectorQueueTimeout     time.Duration
+	UsherHealthCheck         string // imap, pop3, lmtp or none
+	UsherHealthCheckInterval time.Duration
+	UsherHealthCheckTimeout  time.Duration
+	UsherHealthCheckFall     int
+	UsherHealthCheckRise     int
+	UsherHealthCheckUser     string
+	UsherHealthCheckPassword string // never log it
 
 	// Services holds Dovecot's default services (imap-login, pop3-login,
 	// managesieve-login, lmtp, doveadm, director) merged with the file's

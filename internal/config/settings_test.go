@@ -21,7 +21,9 @@ func TestDefaults(t *testing.T) {
 		s.LoginProxyTimeout != 30*time.Second || s.HAProxyTimeout != 3*time.Second || s.ImapMaxLineLength != 64<<10 ||
 		s.BackendIMAPPort != 143 || s.BackendPOP3Port != 110 || s.BackendLMTPPort != 24 || s.BackendSievePort != 4190 ||
 		s.BackendDoveadmPort != 0 || s.BackendSSL != "no" || s.UsherLoginTimeout != time.Minute ||
-		s.UsherMaxPreloginCommands != 30 || s.DirectorMailServers != "" || len(s.DirectorServers) != 0 {
+		s.UsherMaxPreloginCommands != 30 || s.DirectorMailServers != "" || len(s.DirectorServers) != 0 ||
+		s.UsherHealthCheck != "imap" || s.UsherHealthCheckInterval != 5*time.Second || s.UsherHealthCheckTimeout != 3*time.Second ||
+		s.UsherHealthCheckFall != 3 || s.UsherHealthCheckRise != 2 || s.UsherHealthCheckUser != "" {
 		t.Errorf("defaults = %+v", s)
 	}
 	if l, ok := s.Listener("imap-login", "imaps"); !ok || l.Port != 993 || !l.SSL || l.File != "" {
@@ -92,8 +94,17 @@ func TestSettingErrors(t *testing.T) {
 		{"imap_max_line_length = 3 kilo\n", "usher.conf:1: imap_max_line_length: Invalid size: 3 kilo"},
 		{"\n\ndirector_server = x\n", "usher.conf:3: Unknown setting: director_server"},
 		{"servce imap {\n}\n", "usher.conf:1: Unknown section: servce"},
+		{"usher_health_check = smtp\n", `usher.conf:1: usher_health_check: Invalid value "smtp" (use imap, pop3, lmtp, none)`},
+		{"usher_health_check_interval = 50 ms\n", "usher.conf:1: usher_health_check_interval: Invalid time interval: 50 ms (minimum 100ms)"},
+		{"usher_health_check_fall = 0\n", "usher.conf:1: usher_health_check_fall: Invalid number: 0 (minimum 1)"},
+		{"usher_health_check_rise = 101\n", "usher.conf:1: usher_health_check_rise: Invalid number 101: Number too large"},
 	} {
 		wantError(t, c.text, nil, c.msg)
+	}
+	wantError(t, "usher_health_check_password = </pw\n", map[string]string{"/pw": "a\nb"},
+		"usher.conf:1: usher_health_check_password: must be at most 1024 bytes without CR, LF or NUL")
+	if s, _ := mustParse(t, "usher_health_check_password = </pw\n", map[string]string{"/pw": "secret\n"}); s.UsherHealthCheckPassword != "secret" {
+		t.Errorf("password from a file: %q", s.UsherHealthCheckPassword)
 	}
 }
 

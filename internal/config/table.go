@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -95,7 +96,46 @@ func usherSettings() []setting {
 		{"director_ring_ssl_ca", "", field(func(s *Settings) *string { return &s.DirectorRingSSLCA }, asString)},
 		// Dovecot's request queue waits 30 s; usher makes it a setting.
 		{"director_queue_timeout", "30 secs", field(func(s *Settings) *time.Duration { return &s.DirectorQueueTimeout }, ParseDuration)},
+		// Built-in health checks (docs/cluster.md): what poolmon did, on
+		// one director at a time.
+		{"usher_health_check", "imap", field(func(s *Settings) *string { return &s.UsherHealthCheck }, oneOf("imap", "pop3", "lmtp", "none"))},
+		{"usher_health_check_interval", "5 secs", field(func(s *Settings) *time.Duration { return &s.UsherHealthCheckInterval }, durationAtLeast(100*time.Millisecond))},
+		{"usher_health_check_timeout", "3 secs", field(func(s *Settings) *time.Duration { return &s.UsherHealthCheckTimeout }, durationAtLeast(10*time.Millisecond))},
+		{"usher_health_check_fall", "3", field(func(s *Settings) *int { return &s.UsherHealthCheckFall }, countInRange(1, 100))},
+		{"usher_health_check_rise", "2", field(func(s *Settings) *int { return &s.UsherHealthCheckRise }, countInRange(1, 100))},
+		{"usher_health_check_user", "", field(func(s *Settings) *string { return &s.UsherHealthCheckUser }, asCredential)},
+		{"usher_health_check_password", "", field(func(s *Settings) *string { return &s.UsherHealthCheckPassword }, asCredential)},
 	}
+}
+
+func durationAtLeast(min time.Duration) func(string) (time.Duration, error) {
+	return func(v string) (time.Duration, error) {
+		d, err := ParseDuration(v)
+		if err == nil && d < min {
+			err = fmt.Errorf("Invalid time interval: %s (minimum %v)", v, min)
+		}
+		return d, err
+	}
+}
+
+func countInRange(lo, hi uint64) func(string) (int, error) {
+	return func(v string) (int, error) {
+		n, err := parseUint(v, hi)
+		if err == nil && uint64(n) < lo {
+			err = fmt.Errorf("Invalid number: %s (minimum %d)", v, lo)
+		}
+		return n, err
+	}
+}
+
+// asCredential refuses what cannot go into an IMAP or POP3 command line.
+// The line end of a `<file` value written by echo is not part of it.
+func asCredential(v string) (string, error) {
+	v = strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
+	if strings.ContainsAny(v, "\r\n\x00") || len(v) > 1024 {
+		return "", errors.New("must be at most 1024 bytes without CR, LF or NUL")
+	}
+	return v, nil
 }
 
 func lookupSetting(name string) (setting, bool) {
