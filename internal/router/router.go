@@ -65,6 +65,7 @@ type Router struct {
 	moving  map[key]time.Time   // users being killed: new logins wait
 	pending map[key]int64       // timestamp refreshes not yet in the log: key -> when (unix s)
 	names   map[string]struct{} // login names seen, for `director map`
+	jobs    jobTable            // drains, rebalances, evacuations (drain.go)
 
 	stop chan struct{}
 	done sync.WaitGroup
