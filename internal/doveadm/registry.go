@@ -209,5 +209,6 @@ func newRegistry() *registry {
 			})
 		}
 	}
+	r.cmds = append(r.cmds, usherCommands()...)
 	return r
 }

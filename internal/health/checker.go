@@ -66,13 +66,13 @@ type Checker struct {
 	done   chan struct{}
 }
 
-// New starts a checker; Close stops it.
-func New(cfg Config, deps Deps) *Checker {
+// New starts a checker that counts into m; Close stops it.
+func New(cfg Config, deps Deps, m *Metrics) *Checker {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
 	c := &Checker{
-		deps: deps, metrics: newMetrics(),
+		deps: deps, metrics: m,
 		trackers: map[netip.Addr]*tracker{}, evacuating: map[netip.Addr]bool{},
 		done: make(chan struct{}),
 	}
@@ -91,9 +91,6 @@ func (c *Checker) SetConfig(cfg Config) {
 	cfg.Fall, cfg.Rise = max(cfg.Fall, 1), max(cfg.Rise, 1)
 	c.cfg.Store(&cfg)
 }
-
-// Metrics are the checker's Prometheus collectors.
-func (c *Checker) Metrics() *Metrics { return c.metrics }
 
 // Close stops checking and waits for running evacuations to give up.
 func (c *Checker) Close() {

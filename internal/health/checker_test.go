@@ -145,8 +145,8 @@ func TestFlappingBackend(t *testing.T) {
 	f := startFlapper(t, 2*time.Second)
 	var fast, slow fakeLog
 	probe := Probe{Kind: KindIMAP, Port: int(f.addr.Port()), Timeout: 400 * time.Millisecond}
-	cf := New(Config{Probe: probe, Interval: 500 * time.Millisecond, Fall: 3, Rise: 2}, fast.deps(f.addr.Addr()))
-	cs := New(Config{Probe: probe, Interval: 500 * time.Millisecond, Fall: 8, Rise: 2}, slow.deps(f.addr.Addr()))
+	cf := New(Config{Probe: probe, Interval: 500 * time.Millisecond, Fall: 3, Rise: 2}, fast.deps(f.addr.Addr()), NewMetrics())
+	cs := New(Config{Probe: probe, Interval: 500 * time.Millisecond, Fall: 8, Rise: 2}, slow.deps(f.addr.Addr()), NewMetrics())
 	// Two full cycles.
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -8,14 +8,16 @@ import (
 
 // Metrics counts what this director's checker did. Only the checking
 // director's counters move; the backends' state with its cause is exported
-// by every director (internal/metrics).
+// by every director (internal/metrics). One Metrics outlives the checkers a
+// reload starts and stops.
 type Metrics struct {
 	checks, failures, transitions *prometheus.CounterVec
 	latency                       *prometheus.HistogramVec
 	active                        prometheus.Gauge
 }
 
-func newMetrics() *Metrics {
+// NewMetrics returns unregistered collectors.
+func NewMetrics() *Metrics {
 	return &Metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usher_health_checks_total", Help: "Health checks this director ran, per backend."}, []string{"backend"}),

@@ -26,6 +26,23 @@ type BackendState struct {
 	Up     bool
 	Vhosts int
 	Users  int
+	// Cause of the last up/down decision: "admin", "health" or "".
+	Cause      string
+	HealthDown bool // the health checks' committed verdict is "failing"
+	HoldUp     bool // an admin put it up while the checks failed
+}
+
+// JobSource is what a Source may also do: report drains, rebalances and
+// evacuations run by this director.
+type JobSource interface {
+	Jobs() []JobState
+}
+
+// JobState is the progress of one job.
+type JobState struct {
+	Kind, Backend                     string // Backend "" for a rebalance
+	Running                           bool
+	UsersLeft, InFlight, Moved, Total int
 }
 
 // raftStates are always exported, so a dashboard can alert on
@@ -50,6 +67,9 @@ type Collector struct {
 	src Source
 
 	sessions, up, vhosts, users, mappings *prometheus.Desc
+	down, failing, hold                   *prometheus.Desc
+	jobRunning, jobLeft, jobInFlight      *prometheus.Desc
+	jobMoved, jobTotal                    *prometheus.Desc
 	raftState, raftContact                *prometheus.Desc
 	raft                                  []*prometheus.Desc // parallel to raftGauges
 }
@@ -70,6 +90,23 @@ func NewCollector(src Source) *Collector {
 			"Vhost count (ring weight) of the backend; 0 means flushed out of the ring.", backend, nil),
 		users: prometheus.NewDesc("usher_backend_users",
 			"Live user mappings pointing at the backend.", backend, nil),
+		down: prometheus.NewDesc("usher_backend_down",
+			"1 if the backend is down for this cause (admin: HOST-DOWN/directorDown, health: usher's health checks).",
+			[]string{"backend", "tag", "cause"}, nil),
+		failing: prometheus.NewDesc("usher_backend_health_failing",
+			"1 if the health checks' last committed verdict on the backend is failing.", backend, nil),
+		hold: prometheus.NewDesc("usher_backend_admin_hold",
+			"1 if an admin put the backend up while its checks failed; the checks leave it up until they pass and fail anew.", backend, nil),
+		jobRunning: prometheus.NewDesc("usher_move_job_running",
+			"1 while this director runs the job (drain, rebalance, evacuate) on the backend.", []string{"job", "backend"}, nil),
+		jobLeft: prometheus.NewDesc("usher_move_job_users_left",
+			"Users still mapped to the backend being drained or evacuated.", []string{"job", "backend"}, nil),
+		jobInFlight: prometheus.NewDesc("usher_move_job_in_flight",
+			"User moves of the job between their kick and the end of the kick delay.", []string{"job", "backend"}, nil),
+		jobMoved: prometheus.NewDesc("usher_move_job_moved",
+			"Users the job has moved.", []string{"job", "backend"}, nil),
+		jobTotal: prometheus.NewDesc("usher_move_job_total",
+			"Users the job set out to move.", []string{"job", "backend"}, nil),
 		mappings: prometheus.NewDesc("usher_user_mappings",
 			"Live user -> backend mappings.", nil, nil),
 		raftState: prometheus.NewDesc("usher_raft_state",
@@ -85,7 +122,8 @@ func NewCollector(src Source) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.up, c.vhosts, c.users, c.mappings, c.raftState, c.raftContact} {
+	for _, d := range []*prometheus.Desc{c.sessions, c.up, c.vhosts, c.users, c.mappings, c.raftState, c.raftContact,
+		c.down, c.failing, c.hold, c.jobRunning, c.jobLeft, c.jobInFlight, c.jobMoved, c.jobTotal} {
 		ch <- d
 	}
 	for _, d := range c.raft {
@@ -116,9 +154,37 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.up, up, b.IP, b.Tag)
 		gauge(c.vhosts, float64(b.Vhosts), b.IP, b.Tag)
 		gauge(c.users, float64(b.Users), b.IP, b.Tag)
+		adminDown, healthDown := 0.0, 0.0
+		switch {
+		case b.Up:
+		case b.Cause == "health":
+			healthDown = 1
+		default: // admin, or down before usher kept causes
+			adminDown = 1
+		}
+		gauge(c.down, adminDown, b.IP, b.Tag, "admin")
+		gauge(c.down, healthDown, b.IP, b.Tag, "health")
+		gauge(c.failing, b01(b.HealthDown), b.IP, b.Tag)
+		gauge(c.hold, b01(b.HoldUp), b.IP, b.Tag)
+	}
+	if js, ok := c.src.(JobSource); ok {
+		for _, j := range js.Jobs() {
+			gauge(c.jobRunning, b01(j.Running), j.Kind, j.Backend)
+			gauge(c.jobLeft, float64(j.UsersLeft), j.Kind, j.Backend)
+			gauge(c.jobInFlight, float64(j.InFlight), j.Kind, j.Backend)
+			gauge(c.jobMoved, float64(j.Moved), j.Kind, j.Backend)
+			gauge(c.jobTotal, float64(j.Total), j.Kind, j.Backend)
+		}
 	}
 	gauge(c.mappings, float64(c.src.Mappings()))
 	c.collectRaft(c.src.Raft(), gauge)
+}
+
+func b01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (c *Collector) collectRaft(st map[string]string, gauge func(*prometheus.Desc, float64, ...string)) {

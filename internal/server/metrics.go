@@ -28,7 +28,19 @@ func (m metricsSource) Sessions() map[[2]string]int {
 func (m metricsSource) BackendStates() []metrics.BackendState {
 	var out []metrics.BackendState
 	for _, h := range m.srv.router.Hosts() {
-		out = append(out, metrics.BackendState{IP: h.IP.String(), Tag: h.Tag, Up: !h.Down, Vhosts: h.VhostCount, Users: h.Users})
+		out = append(out, metrics.BackendState{IP: h.IP.String(), Tag: h.Tag, Up: !h.Down, Vhosts: h.VhostCount, Users: h.Users,
+			Cause: h.Cause.String(), HealthDown: h.HealthDown, HoldUp: h.HoldUp})
+	}
+	return out
+}
+
+func (m metricsSource) Jobs() []metrics.JobState {
+	var out []metrics.JobState
+	for _, j := range m.srv.router.Jobs() {
+		out = append(out, metrics.JobState{
+			Kind: j.Kind, Backend: addrString(j.Host), Running: j.State == "running",
+			UsersLeft: j.UsersLeft, InFlight: j.InFlight, Moved: j.Moved, Total: j.Total,
+		})
 	}
 	return out
 }
@@ -60,6 +72,7 @@ func (srv *Server) ready() error {
 func (srv *Server) startMetrics(s *config.Settings, l *config.InetListener) error {
 	reg := prometheus.NewRegistry()
 	srv.stats.Register(reg)
+	srv.healthMetrics.Register(reg)
 	reg.MustRegister(metrics.NewCollector(metricsSource{srv}))
 	hs := &http.Server{
 		Handler:           metrics.NewHandler(reg, srv.ready),

@@ -21,6 +21,7 @@ import (
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/director"
 	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/health"
 	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/penalty"
 	"github.com/usher-mail/usher/internal/ring"
@@ -53,6 +54,9 @@ type Server struct {
 	apis      []*doveadm.Server
 	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
 
+	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
+	healthMetrics *health.Metrics
+
 	isReady atomic.Bool // state loaded and listeners up, for /readyz
 
 	stopOnce sync.Once
@@ -73,7 +77,9 @@ func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error)
 		penalties: penalty.New(time.Now),
 		stats:     stats.New(time.Now),
 		stopping:  make(chan struct{}),
-		stopped:   make(chan struct{}),
+
+		healthMetrics: health.NewMetrics(),
+		stopped:       make(chan struct{}),
 	}
 	if err := srv.open(); err != nil {
 		srv.Stop()
@@ -117,6 +123,7 @@ func (srv *Server) open() error {
 	if err := srv.startListeners(); err != nil {
 		return err
 	}
+	srv.setHealth(s)
 	srv.isReady.Store(true)
 	return nil
 }
@@ -240,6 +247,7 @@ func (srv *Server) shutdown() {
 	if srv.admin != nil {
 		srv.admin.Close()
 	}
+	srv.stopHealth()
 	if srv.router != nil {
 		srv.router.Close()
 	}

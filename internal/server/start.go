@@ -264,6 +264,7 @@ func (srv *Server) apply(s *config.Settings) {
 		return
 	}
 	srv.router.SetConfig(routerConfig(s, hosts))
+	srv.setHealth(s)
 	cfg := apiConfig(s)
 	cfg.Logger = srv.log
 	srv.mu.Lock()

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"net/netip"
+
+	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/health"
+)
+
+// The built-in health checks (docs/cluster.md "Health checks and drain").
+// The raft leader checks every backend: raft already elects exactly one
+// leader that the whole ring agrees on and fences a deposed one (it can
+// commit nothing), every verdict has to be committed by the leader anyway,
+// and a director cut off from the majority, which could not commit a
+// verdict, never checks. One director probing N backends every interval is
+// little load.
+
+func healthConfig(s *config.Settings, source netip.Addr) health.Config {
+	port := s.BackendIMAPPort
+	switch s.UsherHealthCheck {
+	case health.KindPOP3:
+		port = s.BackendPOP3Port
+	case health.KindLMTP:
+		port = s.BackendLMTPPort
+	}
+	return health.Config{
+		Probe: health.Probe{
+			Kind: s.UsherHealthCheck, Port: port, SSL: s.BackendSSL,
+			User: s.UsherHealthCheckUser, Password: s.UsherHealthCheckPassword,
+			Timeout: s.UsherHealthCheckTimeout, Source: source,
+		},
+		Interval: s.UsherHealthCheckInterval,
+		Fall:     s.UsherHealthCheckFall,
+		Rise:     s.UsherHealthCheckRise,
+	}
+}
+
+// probeSource: in a ring, probes leave from this director's ring address,
+// so that a backend's log tells which director checked it.
+func (srv *Server) probeSource(s *config.Settings) netip.Addr {
+	if srv.ring == nil {
+		return netip.Addr{}
+	}
+	return selfAddr(s).Addr()
+}
+
+// setHealth starts, reconfigures or stops the checker for s
+// (usher_health_check = none stops it).
+func (srv *Server) setHealth(s *config.Settings) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	switch {
+	case s.UsherHealthCheck == health.KindNone:
+		if srv.checker != nil {
+			srv.checker.Close()
+			srv.checker = nil
+		}
+	case srv.checker != nil:
+		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s)))
+	default:
+		srv.checker = health.New(healthConfig(s, srv.probeSource(s)), health.Deps{
+			Active:   srv.node.IsLeader,
+			Targets:  srv.healthTargets,
+			Report:   srv.router.SetHealth,
+			Evacuate: srv.router.Evacuate,
+			Logger:   srv.log,
+		}, srv.healthMetrics)
+	}
+}
+
+func (srv *Server) healthTargets() []health.Target {
+	var out []health.Target
+	for _, h := range srv.router.Hosts() {
+		out = append(out, health.Target{
+			IP: h.IP, HealthDown: h.HealthDown,
+			Evacuate: h.Down && h.Cause == cluster.CauseHealth && h.Users > 0,
+		})
+	}
+	return out
+}
+
+func (srv *Server) stopHealth() {
+	srv.mu.Lock()
+	c := srv.checker
+	srv.checker = nil
+	srv.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// CountBackend counts the proxied sessions to a backend (drain progress).
+func (k kicker) CountBackend(ip netip.Addr) int {
+	n := 0
+	for _, s := range k.r.List() {
+		if s.Backend.Addr() == ip {
+			n++
+		}
+	}
+	return n
+}
