@@ -46,6 +46,19 @@ func fakeDirector(c net.Conn) {
 		case "DIRECTOR-LIST":
 			out = []string{"127.0.0.10\t9090\tself\t0\tring synced\t3",
 				"127.0.0.20\t9090\tright\t0\tsynced\t1\t2048\t4096\t0\t512\t1795717625\t1795717626", ""}
+		case "USHER-HOST-HEALTH":
+			out = []string{"127.0.0.11\tup\t\tpassing\t0\t2\t0", "127.0.0.12\tdown\thealth\tfailing\t0\t1\t1795717625",
+				"127.0.0.13\tup\tadmin\tfailing\t1\t0\t1795717626", ""}
+		case "USHER-HOST-DRAIN":
+			out = []string{"drain\t" + f[1] + "\trunning\t2\t1\t2\t2\t0\t0\t2\t100\t"}
+			if f[1] == "10.9.9.9" {
+				out = []string{"NOTFOUND"}
+			}
+		case "USHER-REBALANCE":
+			out = []string{"rebalance\t\trunning\t0\t0\t5\t5\t0\t0\t9\t" + f[len(f)-1] + "\t"}
+		case "USHER-JOBS":
+			out = []string{"drain\t127.0.0.11\tdone\t0\t0\t0\t2\t2\t0\t2\t100\t",
+				"rebalance\t\tdone\t0\t0\t0\t5\t9\t0\t9\t5\t", ""}
 		case "HOST-UP", "HOST-DOWN", "HOST-REMOVE", "HOST-FLUSH", "HOST-RESET-USERS", "USER-MOVE", "HOST-UPDATE", "DIRECTOR-REMOVE":
 			out = []string{"OK"}
 			for _, a := range f[1:] {

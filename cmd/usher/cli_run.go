@@ -52,6 +52,9 @@ func runVerb(ctx context.Context, c *cli.Client, g globals, v *verb, p map[strin
 		return exTempFail
 	}
 
+	if v.follow {
+		return follow(ctx, c, g, v, p, res, stdout, stderr)
+	}
 	format, template := g.format, ""
 	if format == "" {
 		format = cli.Table
@@ -89,7 +92,7 @@ func failed(v *verb, p map[string]any, code int, stdout, stderr io.Writer) int {
 	switch {
 	case code == exUsage:
 		fmt.Fprintf(stderr, "usage: usher %s %s\n", name, v.usage)
-	case code == 68 && (name == "director up" || name == "director down" || name == "director remove"):
+	case code == 68 && (name == "director up" || name == "director down" || name == "director remove" || name == "director drain"):
 		fmt.Fprintf(stderr, "Error: %s: doesn't exist\n", str("host"))
 	case code == 68 && name == "director flush":
 		fmt.Fprintf(stderr, "Warning: %s: doesn't exist\n", str("host"))

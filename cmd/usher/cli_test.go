@@ -20,6 +20,7 @@ var update = flag.Bool("update", false, "rewrite testdata/cli/*.golden")
 
 func TestMain(m *testing.M) {
 	time.Local = time.UTC // the API prints local times; goldens must not depend on TZ
+	followEvery = 10 * time.Millisecond
 	os.Exit(m.Run())
 }
 
@@ -78,6 +79,7 @@ func TestVerbsGolden(t *testing.T) {
 		"director dump", "director dump -a /run/usher/director-admin", "director ring status",
 		"who", "who -1", "who user0*", "who -1 127.0.0.1", "kick user002", "penalty", "penalty 127.0.0.0/8",
 		"stats dump", "stats dump -f count,avg", "oldstats dump global", "proxy list", "proxy kick user001 user002",
+		"director health", "director jobs", "director drain 127.0.0.11",
 	}
 	formats := map[string]string{"table": "", "tab": "-f tab ", "flow": "-f flow ", "json": "-f json "}
 	for _, verb := range withOutput {
@@ -99,7 +101,7 @@ func TestVerbsGolden(t *testing.T) {
 		"director flush all", "director flush -F --max-parallel 5 10.9.9.9", "director ring add 127.0.0.30 9090",
 		"director ring remove 10.9.9.9", "kick nobody", "stats reset", "oldstats dump bogus", "reload",
 		"service stop pop3-login", "service stop nosuch", "director status -a /nonexistent",
-		"who 10.0.0.0/8 127.0.0.0/8",
+		"who 10.0.0.0/8 127.0.0.0/8", "director drain 10.9.9.9", "director rebalance --max-parallel 5",
 	}
 	for _, verb := range noOutput {
 		name := strings.NewReplacer(" ", "_", "/", "", "-", "").Replace(verb)

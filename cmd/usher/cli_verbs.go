@@ -44,6 +44,9 @@ type verb struct {
 	defaultFormat func(p map[string]any) cli.Format
 	// template is the formatted layout when defaultFormat picks cli.Formatted.
 	template func(p map[string]any) string
+	// follow: the command starts a background job; its progress is printed
+	// until it ends (cli_follow.go).
+	follow bool
 }
 
 func (v *verb) name() string { return strings.Join(v.words, " ") }
@@ -138,6 +141,21 @@ func verbs() []*verb {
 				}
 				return "doveadm director %{command} %{host} %{vhost_count}\n"
 			}},
+		// usher's own verbs (no doveadm equivalent): health checks and moving users.
+		{words: []string{"director", "health"}, cmd: "usherDirectorHealth", usage: dirA,
+			opts: []opt{optSocket},
+			headers: func(map[string]any) []cli.Header {
+				h := simple("mail server ip", "state", "cause", "checks", "admin-hold", "users", "state-changed")
+				h[4].Title, h[6].Title = "admin hold", "state changed"
+				return h
+			}},
+		{words: []string{"director", "drain"}, cmd: "usherDirectorDrain", usage: dirA + " [--max-parallel <n>] <host>",
+			opts: []opt{optSocket, {0, "max-parallel", "maxParallel", kInt}}, pos: []posArg{{"host", kStr}}, required: 1,
+			follow: true},
+		{words: []string{"director", "rebalance"}, cmd: "usherDirectorRebalance", usage: dirA + " [--max-parallel <n>]",
+			opts: []opt{optSocket, {0, "max-parallel", "maxParallel", kInt}}, follow: true},
+		{words: []string{"director", "jobs"}, cmd: "usherDirectorJobs", usage: dirA, opts: []opt{optSocket},
+			headers: fixed(progressHeaders())},
 		{words: []string{"director", "ring", "add"}, cmd: "directorRingAdd", usage: dirA + " <ip> [<port>]",
 			opts: []opt{optSocket}, pos: []posArg{{"ip", kStr}, {"port", kStr}}, required: 1},
 		{words: []string{"director", "ring", "remove"}, cmd: "directorRingRemove", usage: dirA + " <ip> [<port>]",
