@@ -47,6 +47,7 @@ type director struct {
 	LMTPPort int
 	APIPort  int
 	Admin    int
+	Metrics  int
 	conf     string
 	log      *testenv.LogBuffer
 
@@ -63,6 +64,13 @@ func (d *director) addr(port int) string {
 // named in mailServers (default: all of cl's) and starts them together, as
 // a site's first start does.
 func startRing(t testing.TB, cl *testenv.Cluster, n int, mailServers string) []*director {
+	t.Helper()
+	return startRingWith(t, cl, n, mailServers, "")
+}
+
+// startRingWith is startRing with extra settings appended to every
+// director's config.
+func startRingWith(t testing.TB, cl *testenv.Cluster, n int, mailServers, extra string) []*director {
 	t.Helper()
 	bs := cl.Backends()
 	if mailServers == "" {
@@ -83,6 +91,7 @@ func startRing(t testing.TB, cl *testenv.Cluster, n int, mailServers string) []*
 		d.LMTPPort = testenv.FreePort(t, d.IP)
 		d.APIPort = testenv.FreePort(t, d.IP)
 		d.Admin = testenv.FreePort(t, d.IP)
+		d.Metrics = testenv.FreePort(t, d.IP)
 		members = append(members, d.ringAddr())
 		ds[i] = d
 	}
@@ -131,8 +140,14 @@ service director {
     port = %[10]d
   }
 }
+service usher {
+  inet_listener metrics {
+    port = %[11]d
+  }
+}
+%[12]s
 `, d.IP, dir, strings.Join(members, " "), mailServers, bs[0].IMAPPort, bs[0].LMTPPort,
-			d.IMAPPort, d.LMTPPort, d.APIPort, d.Admin)
+			d.IMAPPort, d.LMTPPort, d.APIPort, d.Admin, d.Metrics, extra)
 		d.conf = filepath.Join(dir, "usher.conf")
 		if err := os.WriteFile(d.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
