@@ -310,4 +310,3 @@ func TestHealthChecks(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
