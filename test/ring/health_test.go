@@ -128,15 +128,21 @@ func (p *probeLog) waitProbes(t *testing.T, ds []*director, n int) map[string]in
 	}
 }
 
+// scrape returns d's /metrics ("" if it does not answer).
+func scrape(t *testing.T, d *director) string {
+	resp, err := http.Get("http://" + d.addr(d.Metrics) + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // metric reads one sample from d's /metrics (0 if absent).
 func metric(t *testing.T, d *director, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + d.addr(d.Metrics) + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(strings.NewReader(scrape(t, d)))
 	for sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			v, _ := strconv.ParseFloat(rest, 64)
