@@ -66,6 +66,11 @@ func (p *Probe) Check(ctx context.Context, ip netip.Addr) error {
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
+	return p.dialogue(raw, dest)
+}
+
+// dialogue runs the check's protocol on a connected stream.
+func (p *Probe) dialogue(raw net.Conn, dest netip.AddrPort) error {
 	c := &conn{nc: raw}
 	if p.SSL == "yes" {
 		tc, err := login.ClientTLS(raw, p.TLS, dest)

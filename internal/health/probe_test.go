@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -101,4 +102,31 @@ func TestProbeTimeout(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("check took %v", d)
 	}
+}
+
+// FuzzProbeReplies: whatever a backend answers, a check ends (no panic,
+// no hang past the stream's end) and never passes on an empty answer.
+func FuzzProbeReplies(f *testing.F) {
+	f.Add(uint8(0), []byte("* OK ready\r\nh2 OK logged in\r\nh3 OK bye\r\n"))
+	f.Add(uint8(1), []byte("+OK ready\r\n+OK\r\n+OK\r\n"))
+	f.Add(uint8(2), []byte("220 lmtp\r\n250-x\r\n250 ok\r\n"))
+	f.Add(uint8(0), []byte("* OK\r\nh1 OK begin\r\n"))
+	f.Fuzz(func(t *testing.T, kind uint8, reply []byte) {
+		p := Probe{Kind: []string{KindIMAP, KindPOP3, KindLMTP}[kind%3], User: "u", Password: "p"}
+		if kind&4 != 0 {
+			p.SSL = "starttls"
+		}
+		client, server := net.Pipe()
+		go func() {
+			go io.Copy(io.Discard, server)
+			server.Write(reply)
+			server.Close()
+		}()
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		err := p.dialogue(client, netip.MustParseAddrPort("127.0.0.1:143"))
+		client.Close()
+		if err == nil && len(reply) == 0 {
+			t.Fatal("empty answer passed")
+		}
+	})
 }

@@ -215,3 +215,45 @@ func TestHandlerNilReady(t *testing.T) {
 		t.Errorf("/readyz with nil ready = %d", code)
 	}
 }
+
+type jobSource struct {
+	*fakeSource
+	jobs []JobState
+}
+
+func (j jobSource) Jobs() []JobState { return j.jobs }
+
+// TestCollectorCausesAndJobs: why a backend is down, the checks' verdict,
+// an admin's hold, and drain progress.
+func TestCollectorCausesAndJobs(t *testing.T) {
+	src := jobSource{fakeSource: &fakeSource{backends: []BackendState{
+		{IP: "127.0.0.11", Up: true, Cause: "admin", HealthDown: true, HoldUp: true},
+		{IP: "127.0.0.12", Cause: "health", HealthDown: true},
+		{IP: "127.0.0.13", Cause: "admin"},
+	}}, jobs: []JobState{{Kind: "drain", Backend: "127.0.0.13", Running: true, UsersLeft: 7, InFlight: 3, Moved: 5, Total: 12}}}
+	want := `
+# HELP usher_backend_down 1 if the backend is down for this cause (admin: HOST-DOWN/directorDown, health: usher's health checks).
+# TYPE usher_backend_down gauge
+usher_backend_down{backend="127.0.0.11",cause="admin",tag=""} 0
+usher_backend_down{backend="127.0.0.11",cause="health",tag=""} 0
+usher_backend_down{backend="127.0.0.12",cause="admin",tag=""} 0
+usher_backend_down{backend="127.0.0.12",cause="health",tag=""} 1
+usher_backend_down{backend="127.0.0.13",cause="admin",tag=""} 1
+usher_backend_down{backend="127.0.0.13",cause="health",tag=""} 0
+# HELP usher_backend_admin_hold 1 if an admin put the backend up while its checks failed; the checks leave it up until they pass and fail anew.
+# TYPE usher_backend_admin_hold gauge
+usher_backend_admin_hold{backend="127.0.0.11",tag=""} 1
+usher_backend_admin_hold{backend="127.0.0.12",tag=""} 0
+usher_backend_admin_hold{backend="127.0.0.13",tag=""} 0
+# HELP usher_move_job_users_left Users still mapped to the backend being drained or evacuated.
+# TYPE usher_move_job_users_left gauge
+usher_move_job_users_left{backend="127.0.0.13",job="drain"} 7
+# HELP usher_move_job_in_flight User moves of the job between their kick and the end of the kick delay.
+# TYPE usher_move_job_in_flight gauge
+usher_move_job_in_flight{backend="127.0.0.13",job="drain"} 3
+`
+	if err := testutil.CollectAndCompare(NewCollector(src), strings.NewReader(want),
+		"usher_backend_down", "usher_backend_admin_hold", "usher_move_job_users_left", "usher_move_job_in_flight"); err != nil {
+		t.Error(err)
+	}
+}
