@@ -19,12 +19,17 @@ func usherCommands() []*command {
 	}
 }
 
+// listOf sends line and reads the list it answers.
+func (a *adminConn) listOf(line string) ([]string, error) {
+	if err := a.sendRaw(line); err != nil {
+		return nil, err
+	}
+	return a.readList()
+}
+
 func cmdUsherHealth(c *cmdCtx) (*table, int) {
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw("USHER-HOST-HEALTH"); err != nil {
-			return nil, exitOf(err)
-		}
-		lines, err := a.readList()
+		lines, err := a.listOf("USHER-HOST-HEALTH")
 		if err != nil {
 			return nil, exitOf(err)
 		}
@@ -104,10 +109,7 @@ func cmdUsherRebalance(c *cmdCtx) (*table, int) { return c.progressCommand("USHE
 
 func cmdUsherJobs(c *cmdCtx) (*table, int) {
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw("USHER-JOBS"); err != nil {
-			return nil, exitOf(err)
-		}
-		lines, err := a.readList()
+		lines, err := a.listOf("USHER-JOBS")
 		if err != nil {
 			return nil, exitOf(err)
 		}
