@@ -60,6 +60,10 @@ type Checker struct {
 	mu         sync.Mutex
 	trackers   map[netip.Addr]*tracker
 	evacuating map[netip.Addr]bool
+	// active ends when this director stops checking: its evacuations stop
+	// then, and the next checker takes them over.
+	active       context.Context
+	activeCancel context.CancelFunc
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -122,6 +126,9 @@ func (c *Checker) run() {
 			}
 		case !active:
 			active, next = true, now
+			c.mu.Lock()
+			c.active, c.activeCancel = context.WithCancel(c.ctx)
+			c.mu.Unlock()
 			c.metrics.active.Set(1)
 			c.deps.Logger.Info("health checks: this director checks the backends")
 			fallthrough
@@ -141,6 +148,9 @@ func (c *Checker) run() {
 func (c *Checker) reset() {
 	c.mu.Lock()
 	c.trackers = map[netip.Addr]*tracker{}
+	if c.activeCancel != nil {
+		c.activeCancel()
+	}
 	c.mu.Unlock()
 	c.metrics.active.Set(0)
 }
@@ -225,7 +235,8 @@ func (c *Checker) round() {
 	}
 }
 
-// evacuate moves a host's users off in the background, once at a time.
+// evacuate moves a host's users off in the background, once at a time,
+// while this director is the checking one.
 func (c *Checker) evacuate(ip netip.Addr) {
 	c.mu.Lock()
 	if c.evacuating[ip] {
@@ -233,6 +244,7 @@ func (c *Checker) evacuate(ip netip.Addr) {
 		return
 	}
 	c.evacuating[ip] = true
+	ctx := c.active
 	c.mu.Unlock()
 	go func() {
 		defer func() {
@@ -240,6 +252,6 @@ func (c *Checker) evacuate(ip netip.Addr) {
 			delete(c.evacuating, ip)
 			c.mu.Unlock()
 		}()
-		c.deps.Evacuate(c.ctx, ip)
+		c.deps.Evacuate(ctx, ip)
 	}()
 }

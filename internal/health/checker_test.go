@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -178,5 +179,48 @@ func TestFlappingBackend(t *testing.T) {
 	}
 	if st != 0 {
 		t.Errorf("fall 8 went down on a 2 s outage: %v", slow.events)
+	}
+}
+
+// TestEvacuationFollowsActivity: a backend down by the checks with users is
+// evacuated once at a time, and the evacuation stops when this director
+// stops being the checking one.
+func TestEvacuationFollowsActivity(t *testing.T) {
+	t.Parallel()
+	var active atomic.Bool
+	active.Store(true)
+	started := make(chan struct{}, 10)
+	stopped := make(chan struct{}, 10)
+	var rounds atomic.Int32
+	ip := netip.MustParseAddr("127.0.0.1")
+	c := New(Config{Probe: Probe{Kind: KindIMAP, Port: 1}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}, Deps{
+		Active:  active.Load,
+		Targets: func() []Target { return []Target{{IP: ip, HealthDown: true, Evacuate: true}} },
+		Report:  func(context.Context, netip.Addr, bool) error { return nil },
+		Observe: func(netip.Addr, error) { rounds.Add(1) },
+		Evacuate: func(ctx context.Context, _ netip.Addr) {
+			started <- struct{}{}
+			<-ctx.Done()
+			stopped <- struct{}{}
+		},
+	}, NewMetrics())
+	defer c.Close()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no evacuation")
+	}
+	// Several more rounds: no second evacuation of the host.
+	for n := rounds.Load(); rounds.Load() < n+3; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(started) != 0 {
+		t.Fatal("a second evacuation of the same host started")
+	}
+	active.Store(false)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("evacuation went on after the director stopped checking")
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/netip"
 
 	"github.com/usher-mail/usher/internal/cluster"
@@ -37,12 +38,21 @@ func healthConfig(s *config.Settings, source netip.Addr) health.Config {
 }
 
 // probeSource: in a ring, probes leave from this director's ring address,
-// so that a backend's log tells which director checked it.
+// so that a backend's log tells which director checked it. An address this
+// machine cannot send from (a ring address behind NAT, say) would fail
+// every probe and put every backend down: the system picks then.
 func (srv *Server) probeSource(s *config.Settings) netip.Addr {
 	if srv.ring == nil {
 		return netip.Addr{}
 	}
-	return selfAddr(s).Addr()
+	ip := selfAddr(s).Addr()
+	c, err := net.ListenPacket("udp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		srv.log.Warn("health checks: not sent from the ring address", "addr", ip.String(), "err", err)
+		return netip.Addr{}
+	}
+	c.Close()
+	return ip
 }
 
 // setHealth starts, reconfigures or stops the checker for s
