@@ -211,7 +211,11 @@ func TestEvacuationFollowsActivity(t *testing.T) {
 		t.Fatal("no evacuation")
 	}
 	// Several more rounds: no second evacuation of the host.
+	deadline := time.Now().Add(10 * time.Second)
 	for n := rounds.Load(); rounds.Load() < n+3; {
+		if time.Now().After(deadline) {
+			t.Fatal("the checker stopped checking")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if len(started) != 0 {
