@@ -174,7 +174,7 @@ func goldenConfig() Config {
 var (
 	inbandErr = regexp.MustCompile(`^\[\["error",\{"type":"exitCode", "exitCode":(64|75)\},"tag1"\]\]$`)
 	// usher's deliberate deviations (compare.py --target usher) within 001-131.
-	devInband = map[int]bool{103: true, 105: true, 109: true, 122: true, 123: true, 125: true, 126: true, 127: true}
+	devInband = map[int]bool{105: true, 109: true, 122: true, 123: true, 125: true, 126: true, 127: true}
 )
 
 func TestGoldenStateless(t *testing.T) {
@@ -234,6 +234,9 @@ func checkGolden(g *goldenCase, got *httpResp) string {
 			wantStatus, wantReason, wantHeaders = 200, "OK", jsonHeaders
 			bodyOK = inbandErr.MatchString
 		}
+	case g.Seq == 103: // a null boolean, on which 2.3 died, is left out as every null is
+		wantStatus, wantReason, wantHeaders = 200, "OK", jsonHeaders
+		bodyOK = func(s string) bool { return s == `[["doveadmResponse",[],"tag1"]]` }
 	case g.Seq == 91: // statsReset exists in usher (spec 0)
 		bodyOK = func(s string) bool { return s == `[["doveadmResponse",[],"tag1"]]` }
 	}

@@ -197,6 +197,7 @@ func (p *reqParser) command() error {
 // params reads the parameter object of a known command into vals.
 func (p *reqParser) params(cmd *command, vals map[string]param) (invalid, usage bool, err error) {
 	specs := cmd.allParams()
+	seen := map[string]bool{}
 	for {
 		t, err := p.next()
 		if err != nil {
@@ -230,8 +231,13 @@ func (p *reqParser) params(cmd *command, vals map[string]param) (invalid, usage 
 			}
 			continue
 		}
-		if _, dup := vals[spec.name]; dup {
+		if seen[spec.name] {
 			return invalid, usage, bad("Parameter `%s' is duplicated", spec.name)
+		}
+		seen[spec.name] = true
+		if t.kind == tokNull {
+			// 2.3 treats null as a parameter that was not given, whatever its type.
+			continue
 		}
 		v, verdict, err := p.value(spec, t)
 		if err != nil {
@@ -253,9 +259,9 @@ const (
 	valueUsage
 )
 
-// value converts the value starting at token t by the parameter's declared type
-// (reference 1.6). Where 2.3 would crash (null, or nested JSON for a scalar) the verdict is
-// valueUsage: spec 0 answers those with the in-band exit code 64.
+// value converts the value starting at token t (never null: the caller drops those) by the
+// parameter's declared type (reference 1.6). Where 2.3 would crash (nested JSON for a scalar)
+// the verdict is valueUsage: spec 0 answers those with the in-band exit code 64.
 func (p *reqParser) value(spec *paramSpec, t token) (param, int, error) {
 	if spec.typ == typeArray {
 		switch t.kind {
@@ -282,8 +288,6 @@ func (p *reqParser) value(spec *paramSpec, t token) (param, int, error) {
 	switch t.kind {
 	case tokArrStart, tokObjStart:
 		return param{}, valueUsage, p.skip(t)
-	case tokNull:
-		return param{}, valueUsage, nil
 	}
 	text := t.text
 	switch spec.typ {
