@@ -25,25 +25,55 @@ type userFile struct {
 	size    int64
 	loaded  bool
 	users   map[string]entry
+	dummy   string // a stored password of the file's most common scheme, see decoy
 }
 
-// lookup returns the user's entry; err is set when the file cannot be read.
-func (f *userFile) lookup(user string) (entry, bool, error) {
+// lookup returns the user's entry; err is set when the file cannot be read. decoy is what an
+// unknown user's password is checked against, so that a login for a name not in the file
+// costs what one for a name in it costs (the answer does not tell which names exist).
+func (f *userFile) lookup(user string) (e entry, found bool, decoy string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, err := os.Stat(f.path)
 	if err != nil {
-		return entry{}, false, err
+		return entry{}, false, "", err
 	}
 	if !f.loaded || !st.ModTime().Equal(f.modTime) || st.Size() != f.size {
 		data, err := os.ReadFile(f.path)
 		if err != nil {
-			return entry{}, false, err
+			return entry{}, false, "", err
 		}
 		f.users, f.modTime, f.size, f.loaded = parseUsers(data), st.ModTime(), st.Size(), true
+		f.dummy = commonestPassword(f.users)
 	}
-	e, ok := f.users[user]
-	return e, ok, nil
+	e, found = f.users[user]
+	return e, found, f.dummy, nil
+}
+
+// commonestPassword returns a stored password of the scheme most entries use (its {SCHEME}
+// prefix, or none), the smallest such value so the choice does not depend on map order.
+// Another user's hash is a decoy of exactly that scheme's cost (same rounds, cost, memory);
+// the result of checking against it is always discarded.
+func commonestPassword(users map[string]entry) string {
+	count := map[string]int{}
+	pick := map[string]string{}
+	for _, e := range users {
+		if e.password == "" || e.nopassword {
+			continue
+		}
+		scheme, _ := SplitScheme(e.password, "")
+		count[scheme]++
+		if p, ok := pick[scheme]; !ok || e.password < p {
+			pick[scheme] = e.password
+		}
+	}
+	best, bestN := "", 0
+	for scheme, n := range count {
+		if n > bestN || (n == bestN && scheme < best) {
+			best, bestN = scheme, n
+		}
+	}
+	return pick[best]
 }
 
 // parseUsers reads passwd-file lines "user:password:uid:gid:gecos:home:shell:extra fields".

@@ -4,8 +4,11 @@
 //
 // Supported: passdb { driver = passwd-file  args = [scheme=S] [username_format=F] PATH } with
 // %-variables in PATH (%s service, %u, %n, %d), and driver = static with password=P or
-// nopassword=y. Schemes: PLAIN, CLEARTEXT, CRYPT/SHA256-CRYPT/SHA512-CRYPT ($5$, $6$),
-// SHA/SHA1, SHA256, SHA512, SSHA, SSHA256, SSHA512, PLAIN-MD5, SMD5 (with .HEX/.B64).
+// nopassword=y. Schemes: PLAIN, CLEARTEXT, CRYPT (by prefix: $1$, $2y$, $5$, $6$),
+// MD5-CRYPT, BLF-CRYPT, SHA256-CRYPT, SHA512-CRYPT, SHA/SHA1, SHA256, SHA512, SSHA, SSHA256,
+// SSHA512, PLAIN-MD5, SMD5 (with .HEX/.B64), PBKDF2, ARGON2ID, ARGON2I. Every comparison is
+// constant-time and an unknown user's password is checked against a decoy hash of the
+// file's commonest scheme, so neither a near match nor a missing user shows in the timing.
 package passdb
 
 import (
@@ -140,23 +143,31 @@ func (db *DB) check(src source, service, user, pass string) (bool, error) {
 		return equal([]byte(src.password), []byte(pass)), nil
 	}
 	v := vars{user: user, service: service}
-	e, found, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
-	if err != nil || !found {
+	e, found, decoy, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
+	if err != nil {
 		return false, err
 	}
 	if e.nopassword {
 		return true, nil
 	}
-	if e.password == "" {
+	if !found || e.password == "" {
+		// Spend what a known user's check spends, then refuse whatever the decoy said.
+		if decoy != "" {
+			scheme, stored := SplitScheme(decoy, src.scheme)
+			checkStored(scheme, stored, pass)
+		}
 		return false, nil
 	}
 	scheme, stored := SplitScheme(e.password, src.scheme)
-	ok, err := Check(scheme, stored, pass)
+	ok, err := checkStored(scheme, stored, pass)
 	if err != nil {
 		return false, fmt.Errorf("user %s: %w %s", user, err, scheme)
 	}
 	return ok, nil
 }
+
+// checkStored is Check; a test replaces it to see which hashes a login computes.
+var checkStored = Check
 
 func (db *DB) file(path string) *userFile {
 	db.mu.Lock()

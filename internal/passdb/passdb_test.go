@@ -24,6 +24,15 @@ var dovecotHashes = []struct{ stored, pass string }{
 	{"{SHA256.HEX}d74ff0ee8da3b9806b18c877dbf29bbde50b5bd8e4dad7a3a725000feb82e8f1", "pass"},
 	{"{PLAIN}pass", "pass"},
 	{"{CLEARTEXT}pass", "pass"},
+	{"{BLF-CRYPT}$2y$05$sL7HFmxXE.95USV2caF6aOHQ1NcWuMmHGqN8E5YrEvRPEoqoyYQve", "pass"},
+	{"{BLF-CRYPT}$2y$08$R0iyWg0TaMuO5VOkOTib8Ozt1JInF2JPpnc2Sy7RGvwDJ0n2ObmGa", "pässword long long long long long long long long long long long long long long x"},
+	{"{CRYPT}$2y$05$sL7HFmxXE.95USV2caF6aOHQ1NcWuMmHGqN8E5YrEvRPEoqoyYQve", "pass"},
+	{"{MD5-CRYPT}$1$yFtsp4uA$OATW22lsr9CsOESIIgfQb0", "pass"},
+	{"{MD5-CRYPT}$1$UlVcx9E7$bRtFRDaqRsWdy/lzIa6Iz.", "pässword long long long long"},
+	{"{CRYPT}$1$yFtsp4uA$OATW22lsr9CsOESIIgfQb0", "pass"},
+	{"{PBKDF2}$1$F0TlHCjIQO6V7Y5H$5000$3ed396ded5e50916d818b2a97c9279f854859db9", "pass"},
+	{"{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU", "pass"},
+	{"{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$wkQTH1vhwlBp41K6dlHYog$BPydl/qARwQeGyn508o/FZ3dGsV1MswzDRac5FV+6jk", "pass"},
 }
 
 func TestDovecotHashes(t *testing.T) {
@@ -33,7 +42,7 @@ func TestDovecotHashes(t *testing.T) {
 		if err != nil || !ok {
 			t.Errorf("%s: ok=%v err=%v, want match", h.stored, ok, err)
 		}
-		ok, err = Check(scheme, stored, h.pass+"x")
+		ok, err = Check(scheme, stored, "x"+h.pass)
 		if err != nil || ok {
 			t.Errorf("%s with a wrong password: ok=%v err=%v", h.stored, ok, err)
 		}
@@ -57,11 +66,41 @@ func TestShaCryptVectors(t *testing.T) {
 }
 
 func TestUnknownScheme(t *testing.T) {
-	if _, err := Check("BLF-CRYPT", "$2y$05$abc", "pass"); !errors.Is(err, ErrUnknownScheme) {
-		t.Errorf("BLF-CRYPT: err = %v, want ErrUnknownScheme", err)
-	}
 	if _, err := Check("CRYPT", "abDES", "pass"); !errors.Is(err, ErrUnknownScheme) {
 		t.Errorf("DES crypt: err = %v, want ErrUnknownScheme", err)
+	}
+	if _, err := Check("SCRAM-SHA-256", "x", "pass"); !errors.Is(err, ErrUnknownScheme) {
+		t.Errorf("SCRAM-SHA-256: err = %v, want ErrUnknownScheme", err)
+	}
+}
+
+// bcrypt reads only the first 72 bytes of a password, as crypt_blowfish (Dovecot's
+// BLF-CRYPT) does; more work than the limits is a temporary error, not a wrong password.
+func TestSlowHashLimits(t *testing.T) {
+	long := "pässword long long long long long long long long long long long long long long x"
+	if ok, err := Check("BLF-CRYPT", "$2y$08$R0iyWg0TaMuO5VOkOTib8Ozt1JInF2JPpnc2Sy7RGvwDJ0n2ObmGa", long[:72]+"other tail"); !ok || err != nil {
+		t.Errorf("bcrypt past 72 bytes: ok=%v err=%v, want a match", ok, err)
+	}
+	for _, c := range []struct{ scheme, stored string }{
+		{"BLF-CRYPT", "$2y$17$R0iyWg0TaMuO5VOkOTib8Ozt1JInF2JPpnc2Sy7RGvwDJ0n2ObmGa"},
+		{"PBKDF2", "$1$F0TlHCjIQO6V7Y5H$10000001$3ed396ded5e50916d818b2a97c9279f854859db9"},
+		{"ARGON2ID", "$argon2id$v=19$m=1048577,t=3,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU"},
+		{"ARGON2ID", "$argon2id$v=19$m=65536,t=65,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU"},
+	} {
+		if ok, err := Check(c.scheme, c.stored, "pass"); ok || !errors.Is(err, ErrTooCostly) {
+			t.Errorf("%s %s: ok=%v err=%v, want ErrTooCostly", c.scheme, c.stored, ok, err)
+		}
+	}
+	for _, c := range []struct{ scheme, stored string }{
+		{"PBKDF2", "$1$salt$0$3ed3"}, {"PBKDF2", "$1$salt$5000$zz"}, {"PBKDF2", "$2$salt$5000$3ed3"},
+		{"ARGON2ID", "$argon2id$v=16$m=65536,t=3,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU"},
+		{"ARGON2ID", "$argon2id$v=19$m=65536,t=3,p=0$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU"},
+		{"ARGON2ID", "$argon2d$v=19$m=65536,t=3,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU"},
+		{"BLF-CRYPT", "$2y$05$short"}, {"MD5-CRYPT", "$1$"},
+	} {
+		if ok, err := Check(c.scheme, c.stored, "pass"); ok || err != nil {
+			t.Errorf("malformed %s %s: ok=%v err=%v, want a plain refusal", c.scheme, c.stored, ok, err)
+		}
 	}
 }
 
@@ -145,7 +184,7 @@ func TestNew(t *testing.T) {
 	for _, p := range []config.Passdb{
 		{Driver: "ldap", Args: "/etc/ldap.conf", File: "u.conf", Line: 7},
 		{Driver: "passwd-file", Args: "", File: "u.conf", Line: 7},
-		{Driver: "passwd-file", Args: "scheme=BLF-CRYPT /x", File: "u.conf", Line: 7},
+		{Driver: "passwd-file", Args: "scheme=DES-CRYPT /x", File: "u.conf", Line: 7},
 		{Driver: "passwd-file", Args: "bogus=1 /x", File: "u.conf", Line: 7},
 	} {
 		if _, err := New([]config.Passdb{p}, ""); err == nil || !strings.HasPrefix(err.Error(), "u.conf:7: ") {
@@ -170,6 +209,11 @@ func FuzzCheck(f *testing.F) {
 	}
 	f.Add("{SHA512-CRYPT}$6$rounds=99999999999999999999$x$", "p")
 	f.Add("{SSHA256.HEX}zz", "")
+	f.Add("{BLF-CRYPT}$2y$04$sL7HFmxXE.95USV2caF6aOHQ1NcWuMmHGqN8E5YrEvRPEoqoyYQve", "pass")
+	f.Add("{PBKDF2}$1$F0TlHCjIQO6V7Y5H$50$3ed396ded5e50916d818b2a97c9279f854859db9", "pass")
+	f.Add("{ARGON2ID}$argon2id$v=19$m=64,t=1,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU", "pass")
+	// Large work factors are slow by design: the fuzzer explores the parsers under low limits.
+	maxBcryptCost, maxPBKDF2Rounds, maxArgon2MemKiB, maxArgon2Passes = 6, 2000, 256, 2
 	f.Fuzz(func(t *testing.T, stored, pass string) {
 		if strings.Contains(stored, "rounds=") {
 			t.Skip("large round counts are slow by design")

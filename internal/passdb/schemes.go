@@ -32,8 +32,9 @@ func SplitScheme(stored, def string) (scheme, value string) {
 func Supported(scheme string) bool {
 	name, _, _ := strings.Cut(strings.ToUpper(scheme), ".")
 	switch name {
-	case "PLAIN", "CLEARTEXT", "CRYPT", "SHA256-CRYPT", "SHA512-CRYPT", "SHA", "SHA1", "SHA256",
-		"SHA512", "SSHA", "SSHA256", "SSHA512", "PLAIN-MD5", "LDAP-MD5", "SMD5":
+	case "PLAIN", "CLEARTEXT", "CRYPT", "SHA256-CRYPT", "SHA512-CRYPT", "MD5-CRYPT", "MD5",
+		"BLF-CRYPT", "SHA", "SHA1", "SHA256", "SHA512", "SSHA", "SSHA256", "SSHA512", "PLAIN-MD5",
+		"LDAP-MD5", "SMD5", "PBKDF2", "ARGON2ID", "ARGON2I":
 		return true
 	}
 	return false
@@ -47,12 +48,23 @@ func Check(scheme, stored, pass string) (bool, error) {
 	switch name {
 	case "PLAIN", "CLEARTEXT":
 		return equal([]byte(stored), []byte(pass)), nil
-	case "CRYPT", "SHA256-CRYPT", "SHA512-CRYPT":
-		if !strings.HasPrefix(stored, "$5$") && !strings.HasPrefix(stored, "$6$") {
-			return false, ErrUnknownScheme
+	case "CRYPT", "SHA256-CRYPT", "SHA512-CRYPT", "MD5-CRYPT", "MD5", "BLF-CRYPT":
+		// Like crypt(3), the stored value's prefix picks the algorithm, whatever the name.
+		switch {
+		case strings.HasPrefix(stored, "$5$"), strings.HasPrefix(stored, "$6$"):
+			got, ok := shaCrypt(pass, stored)
+			return ok && equal([]byte(got), []byte(stored)), nil
+		case strings.HasPrefix(stored, "$1$"):
+			got, ok := md5Crypt(pass, stored)
+			return ok && equal([]byte(got), []byte(stored)), nil
+		case strings.HasPrefix(stored, "$2"):
+			return bcryptCheck(stored, pass)
 		}
-		got, ok := shaCrypt(pass, stored)
-		return ok && equal([]byte(got), []byte(stored)), nil
+		return false, ErrUnknownScheme
+	case "PBKDF2":
+		return pbkdf2Check(stored, pass)
+	case "ARGON2ID", "ARGON2I":
+		return argon2Check(stored, pass)
 	case "SHA", "SHA1":
 		return digestCheck(sha1.New, enc, stored, pass, false)
 	case "SHA256":
