@@ -213,6 +213,8 @@ func FuzzCheck(f *testing.F) {
 	f.Add("{PBKDF2}$1$F0TlHCjIQO6V7Y5H$50$3ed396ded5e50916d818b2a97c9279f854859db9", "pass")
 	f.Add("{ARGON2ID}$argon2id$v=19$m=64,t=1,p=1$C67uXoitVEsq4vkCcd/zcQ$+kukPjaE2+9FYIX9rsQehG0wKefh1+rVBeTBBjB0gVU", "pass")
 	// Large work factors are slow by design: the fuzzer explores the parsers under low limits.
+	bc, pr, am, ap := maxBcryptCost, maxPBKDF2Rounds, maxArgon2MemKiB, maxArgon2Passes
+	f.Cleanup(func() { maxBcryptCost, maxPBKDF2Rounds, maxArgon2MemKiB, maxArgon2Passes = bc, pr, am, ap })
 	maxBcryptCost, maxPBKDF2Rounds, maxArgon2MemKiB, maxArgon2Passes = 6, 2000, 256, 2
 	f.Fuzz(func(t *testing.T, stored, pass string) {
 		if strings.Contains(stored, "rounds=") {
