@@ -23,6 +23,7 @@ type Settings struct {
 	LoginTrustedNetworks     []netip.Prefix
 	LoginGreeting            string
 	LoginProxyTimeout        time.Duration
+	LoginProxyMaxReconnects  int           // login_proxy_max_reconnects: backend connect retries, 1 s apart
 	AuthFailureDelay         time.Duration // auth_failure_delay: a failed login is answered this late
 	MailMaxUserIPConnections int
 	AuthUsernameFormat       string

@@ -57,6 +57,7 @@ func dovecotSettings() []setting {
 		{"login_greeting", "Dovecot ready.", field(func(s *Settings) *string { return &s.LoginGreeting }, asString)},
 		{"auth_failure_delay", "2 secs", field(func(s *Settings) *time.Duration { return &s.AuthFailureDelay }, parseSeconds)},
 		{"login_proxy_timeout", "30 secs", field(func(s *Settings) *time.Duration { return &s.LoginProxyTimeout }, ParseDuration)},
+		{"login_proxy_max_reconnects", "3", field(func(s *Settings) *int { return &s.LoginProxyMaxReconnects }, asUint)},
 		{"mail_max_userip_connections", "10", field(func(s *Settings) *int { return &s.MailMaxUserIPConnections }, asUint)},
 		{"auth_username_format", "%Lu", field(func(s *Settings) *string { return &s.AuthUsernameFormat }, asString)},
 		{"doveadm_password", "", field(func(s *Settings) *string { return &s.DoveadmPassword }, asString)},

@@ -142,6 +142,10 @@ func (c *conn) loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, re
 		_ = nc.SetDeadline(time.Time{})
 		return bs, login.Result{Kind: login.ResultOK}
 	case "NO":
+		if _, ok := cutPrefixFold(rest, "[UNAVAILABLE]"); ok {
+			// retried like a connect failure, passed on once the reconnects are spent
+			return nil, login.Result{Kind: login.ResultUnavailable, Text: "NO " + rest, Err: fmt.Errorf("backend: %q", reply)}
+		}
 		if strings.HasPrefix(rest, "[") && !strings.HasPrefix(strings.ToUpper(rest), "[AUTHENTICATIONFAILED]") {
 			return nil, login.Result{Kind: login.ResultForward, Text: "NO " + rest}
 		}

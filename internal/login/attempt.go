@@ -27,7 +27,10 @@ func (cr Creds) LoginUser() string {
 type Outcome int
 
 const (
-	ResultUnavailable Outcome = iota // connect, remote or protocol failure
+	// ResultUnavailable is a connect, remote or protocol failure, or the backend's own
+	// "temporarily unavailable" (its line in Text, passed on when the reconnects are spent);
+	// it is retried (reconnect.go).
+	ResultUnavailable Outcome = iota
 	ResultOK
 	// ResultAuthFailed counts as a penalty; Text, when set, is the backend's line for the
 	// client, otherwise the client gets the protocol's own AuthFailed text.
@@ -136,8 +139,11 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 	}
 
 	dest := netip.AddrPortFrom(host, uint16(a.BackendPort))
-	bs, res := f.Backend(ctx, dest)
 	blog := func() *slog.Logger { return logger().With("backend", dest.String()) }
+	bs, res, ok := backendLogin(ctx, env, f, dest, blog)
+	if !ok {
+		return sess, false
+	}
 	switch res.Kind {
 	case ResultOK:
 		env.Stats.AuthSuccess(a.Service, time.Since(start))
@@ -161,6 +167,10 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 		return fail(t.Config, false)
 	default:
 		blog().Warn("backend unavailable", "err", res.Err)
+		if res.Text != "" {
+			// the backend's own "temporarily unavailable", passed on once the retries are spent
+			return fail(res.Text, false)
+		}
 		return fail(t.Unavailable, false)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -18,7 +19,7 @@ func DialBackend[S any](ctx context.Context, dest netip.AddrPort, ssl string, ba
 	var zero S
 	raw, err := netx.BackendDialer().DialContext(ctx, "tcp", dest.String())
 	if err != nil {
-		return zero, Unavailable("connect: %w", err)
+		return zero, Result{Kind: ResultUnavailable, Err: fmt.Errorf("%w: %w", ErrConnect, err)}
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = raw.SetDeadline(dl)

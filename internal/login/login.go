@@ -95,6 +95,8 @@ type Env struct {
 	AuthFailureDelay time.Duration
 	// ProxyTimeout bounds connecting to and logging in on a backend.
 	ProxyTimeout time.Duration
+	// MaxReconnects is login_proxy_max_reconnects (Dovecot's default 3; 0 here: none).
+	MaxReconnects int
 }
 
 // WithDefaults returns a copy of e where unset optional parts are replaced by no-ops and

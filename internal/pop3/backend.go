@@ -106,6 +106,9 @@ func loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply string
 		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, login.Result{Kind: login.ResultOK}
 	case strings.HasPrefix(reply, "-ERR [AUTH]"), reply == "-ERR", strings.HasPrefix(reply, "-ERR ") && !strings.HasPrefix(reply, "-ERR ["):
 		return nil, login.Result{Kind: login.ResultAuthFailed, Text: reply}
+	case strings.HasPrefix(reply, "-ERR [SYS/TEMP]"):
+		// retried like a connect failure, passed on once the reconnects are spent
+		return nil, login.Result{Kind: login.ResultUnavailable, Text: reply, Err: fmt.Errorf("backend: %q", reply)}
 	case strings.HasPrefix(reply, "-ERR ["):
 		return nil, login.Result{Kind: login.ResultForward, Text: reply}
 	}

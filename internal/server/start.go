@@ -79,6 +79,7 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 		MaxUserIPConnections: s.MailMaxUserIPConnections,
 		Hostname:             host,
 		ProxyTimeout:         s.LoginProxyTimeout,
+		MaxReconnects:        s.LoginProxyMaxReconnects,
 		AuthFailureDelay:     s.AuthFailureDelay,
 	}
 }
