@@ -39,7 +39,8 @@ type Settings struct {
 	DirectorMaxParallelKicks int
 	HAProxyTrustedNetworks   []netip.Prefix
 	HAProxyTimeout           time.Duration
-	ImapMaxLineLength        int // bytes
+	ImapMaxLineLength        int  // bytes
+	ImapIDRetain             bool // imap_id_retain: pass the client's ID parameters on to the backend
 
 	// usher's own settings; see usherSettings for their names and defaults.
 	BackendIMAPPort          int

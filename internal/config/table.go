@@ -73,6 +73,7 @@ func dovecotSettings() []setting {
 		{"haproxy_trusted_networks", "", field(func(s *Settings) *[]netip.Prefix { return &s.HAProxyTrustedNetworks }, asNetworks)},
 		{"haproxy_timeout", "3 secs", field(func(s *Settings) *time.Duration { return &s.HAProxyTimeout }, parseSeconds)},
 		{"imap_max_line_length", "64 k", field(func(s *Settings) *int { return &s.ImapMaxLineLength }, asSize)},
+		{"imap_id_retain", "no", field(func(s *Settings) *bool { return &s.ImapIDRetain }, parseBool)},
 	}
 }
 

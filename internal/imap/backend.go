@@ -39,7 +39,7 @@ func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.C
 	cfg := c.s.cfg
 	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
 		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
-			return c.backendDialogue(nc, br, dest, cr)
+			return c.backendDialogue(ctx, nc, br, dest, cr)
 		})
 	if res.Kind == login.ResultOK {
 		bs.user = cr.LoginUser()
@@ -47,7 +47,7 @@ func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.C
 	return bs, res
 }
 
-func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
 	ssl := c.s.cfg.BackendSSL
 	banner, err := backendLine(br)
 	if err != nil {
@@ -96,7 +96,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 	}
 	first := make([]byte, 0, 256+len(chunks[0]))
 	if caps.has("ID") {
-		first = c.appendID(first)
+		first = c.appendID(first, c.ForwardFields(ctx))
 	}
 	first = append(first, chunks[0]...)
 	chunks = chunks[1:]
@@ -210,9 +210,15 @@ func untilTagged(br *bufio.Reader, tag string) (string, []string, error) {
 	}
 }
 
-// appendID appends the ID command that forwards who the client really is; the backend
-// trusts it if it trusts us.
-func (c *conn) appendID(b []byte) []byte {
+// appendID appends the ID command that forwards who the client really is, with the client's
+// own ID parameters first (imap_id_retain) and the forward fields as x-forward-<key> last, as
+// Dovecot's proxy does; the backend trusts it if it trusts us.
+func (c *conn) appendID(b []byte, forward []string) []byte {
+	b = append(b, "I ID ("...)
+	if c.clientID != "" {
+		b = append(b, c.clientID...)
+		b = append(b, ' ')
+	}
 	kv := []string{
 		"x-session-id", c.SessionID,
 		"x-originating-ip", c.Remote.Addr().String(),
@@ -221,7 +227,12 @@ func (c *conn) appendID(b []byte) []byte {
 		"x-connected-port", strconv.Itoa(int(c.Local.Port())),
 		"x-proxy-ttl", strconv.Itoa(c.TTL - 1),
 	}
-	b = append(b, "I ID ("...)
+	for _, f := range forward {
+		k, v, _ := strings.Cut(f, "=")
+		if quotable(k) && quotable(v) {
+			kv = append(kv, "x-forward-"+k, v)
+		}
+	}
 	for i, s := range kv {
 		if i > 0 {
 			b = append(b, ' ')

@@ -20,6 +20,8 @@ type conn struct {
 	// capsSeen: the client asked CAPABILITY itself, so after login it gets the backend's
 	// capabilities as an untagged line rather than a response code (as Dovecot does).
 	capsSeen bool
+	// clientID is the client's own ID parameters, rendered for the backend's ID (imap_id_retain).
+	clientID string
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -174,15 +176,24 @@ func (c *conn) cmdID(a arg) bool {
 	trusted := c.s.env.IsTrusted(c.Peer.Addr())
 	rip, rport := c.Remote.Addr(), c.Remote.Port()
 	lip, lport := c.Local.Addr(), c.Local.Port()
+	c.clientID = ""
 	for i := 0; i < len(a.list); i += 2 {
 		k, v := a.list[i], a.list[i+1]
 		if k.kind == argList || v.kind == argList {
 			return false
 		}
+		key := strings.ToLower(k.s)
+		if c.s.cfg.IDRetain && !reservedIDKey(key) {
+			c.retainID(k.s, v)
+		}
 		if !trusted || v.isNIL() {
 			continue
 		}
-		switch strings.ToLower(k.s) {
+		if name, ok := strings.CutPrefix(key, "x-forward-"); ok && name != "" {
+			c.Forward = login.MergeForward(c.Forward, []string{k.s[len("x-forward-"):] + "=" + v.s})
+			continue
+		}
+		switch key {
 		case "x-originating-ip":
 			if ip, err := netip.ParseAddr(v.s); err == nil {
 				rip = ip.Unmap()
@@ -211,6 +222,43 @@ func (c *conn) cmdID(a arg) bool {
 	}
 	c.Remote, c.Local = netip.AddrPortFrom(rip, rport), netip.AddrPortFrom(lip, lport)
 	return true
+}
+
+// reservedIDKey: the ID keys a proxy sets itself, never passed on as the client's own.
+func reservedIDKey(key string) bool {
+	switch key {
+	case "x-originating-ip", "x-originating-port", "x-connected-ip", "x-connected-port",
+		"x-proxy-ttl", "x-session-id", "x-session-ext-id":
+		return true
+	}
+	return strings.HasPrefix(key, "x-forward-")
+}
+
+// maxClientID bounds the retained ID parameters (Dovecot's LOGIN_MAX_CLIENT_ID_LEN): a pair
+// that would take them to this length is dropped, except the first.
+const maxClientID = 256
+
+// retainID adds one of the client's ID parameters to what the backend's ID will carry.
+// A value that cannot be quoted is left out rather than sent as a literal.
+func (c *conn) retainID(k string, v arg) {
+	val := "NIL"
+	if !v.isNIL() {
+		if !quotable(v.s) {
+			return
+		}
+		val = quote(v.s)
+	}
+	if !quotable(k) {
+		return
+	}
+	pair := quote(k) + " " + val
+	if c.clientID != "" {
+		if len(c.clientID)+1+len(pair) >= maxClientID {
+			return
+		}
+		c.clientID += " "
+	}
+	c.clientID += pair
 }
 
 func parsePort(s string) (uint16, bool) {

@@ -44,6 +44,9 @@ type Config struct {
 	BackendSSL string
 	// BackendTLS is used for TLS to backends (nil: a default config).
 	BackendTLS *tls.Config
+	// IDRetain is imap_id_retain: the client's own ID parameters are passed on to the
+	// backend in the proxy's ID command (Dovecot's default is no).
+	IDRetain bool
 }
 
 func (c Config) withDefaults() Config {

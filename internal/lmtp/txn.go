@@ -119,7 +119,14 @@ func (c *conn) cmdRcpt(cmd *command) {
 		c.reply(b.failedReply(c)...)
 		return
 	}
-	rep, err := b.command("RCPT TO:<" + cmd.path + ">")
+	rcpt := "RCPT TO:<" + cmd.path + ">"
+	if _, ok := b.caps["XRCPTFORWARD"]; ok {
+		// the passdb's forward_* fields, as Dovecot's LMTP proxy passes them on
+		if fwd := c.s.env.ForwardFields(Service, user); len(fwd) > 0 {
+			rcpt += " XRCPTFORWARD=" + login.EncodeForward(fwd)
+		}
+	}
+	rep, err := b.command(rcpt)
 	if err != nil {
 		b.fail(err)
 		c.reply(b.failedReply(c)...)

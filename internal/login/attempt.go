@@ -121,6 +121,7 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
 	defer cancel()
+	ctx = withForward(ctx, env.ForwardFields(a.Service, a.User))
 	host, err := env.Router.Route(ctx, user)
 	if err != nil {
 		logger().Info("routing failed", "err", err)

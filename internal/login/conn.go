@@ -34,6 +34,9 @@ type Conn struct {
 	Remote, Local netip.AddrPort
 	SessionID     string
 	TTL           int // hops left, see ProxyTTL
+	// Forward are forward fields ("key=value") a trusted proxy in front passed on; see
+	// forward.go.
+	Forward []string
 
 	// lastLine turns a text into the protocol's parting line (IMAP "* BYE", POP3 "-ERR", ...).
 	lastLine func(text string) string

@@ -13,9 +13,10 @@ type XClient struct {
 	Port    uint16
 	Session string
 	TTL     int
+	Forward []string // FORWARD=: forward fields, see forward.go
 }
 
-// ParseXCLIENT reads "ADDR=ip PORT=n SESSION=id TTL=n". Unknown keys are ignored, as Dovecot
+// ParseXCLIENT reads "ADDR=ip PORT=n SESSION=id TTL=n FORWARD=b64". Unknown keys are ignored, as Dovecot
 // does, so newer proxies can send more; a malformed known value fails the whole command.
 func ParseXCLIENT(args string) (XClient, bool) {
 	x := XClient{TTL: -1}
@@ -42,6 +43,12 @@ func ParseXCLIENT(args string) (XClient, bool) {
 				return XClient{}, false
 			}
 			x.Session = v
+		case "FORWARD":
+			f, ok := DecodeForward(v)
+			if !ok {
+				return XClient{}, false
+			}
+			x.Forward = f
 		case "TTL":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 || n > 255 {
@@ -53,8 +60,12 @@ func ParseXCLIENT(args string) (XClient, bool) {
 	return x, true
 }
 
-// Apply overrides the client address, session id and TTL of a connection with what x carries.
-func (x XClient) Apply(remote *netip.AddrPort, session *string, ttl *int) {
+// Apply overrides the client address, session id, TTL and forward fields of a connection
+// with what x carries.
+func (x XClient) Apply(remote *netip.AddrPort, session *string, ttl *int, forward *[]string) {
+	if x.Forward != nil {
+		*forward = x.Forward
+	}
 	if x.Addr.IsValid() {
 		*remote = netip.AddrPortFrom(x.Addr, remote.Port())
 	}

@@ -13,6 +13,7 @@ import (
 type entry struct {
 	password   string
 	nopassword bool
+	forward    []string // forward_* extra fields, as "key=value" without the prefix
 }
 
 // userFile is a passwd-file, re-read when its size or modification time changes (as Dovecot
@@ -107,8 +108,30 @@ func parseUsers(data []byte) map[string]entry {
 					e.nopassword = true
 				}
 			}
+			e.forward = forwardFields(fields[7])
 		}
 		users[user] = e
 	}
 	return users
+}
+
+// forwardFields picks the forward_<key>=<value> fields out of space-separated extra fields.
+func forwardFields(extra string) []string {
+	var out []string
+	for _, f := range strings.Fields(extra) {
+		if rest, ok := cutPrefixFold(f, "forward_"); ok && rest != "" && rest[0] != '=' {
+			if !strings.Contains(rest, "=") {
+				rest += "=" // a bare field is a yes/no flag, "key" alone means set
+			}
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
 }

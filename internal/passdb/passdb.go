@@ -40,11 +40,12 @@ type source struct {
 	// static
 	password   string
 	nopassword bool
+	forward    []string // static's forward_* args
 }
 
 // New builds the checker for settings' passdb sections. It returns nil (check nothing, the
-// backends decide) when there is no passdb or every passdb accepts any password, which is
-// Dovecot's "proxy=y nopassword=y" director setup. Unsupported drivers are errors naming the
+// backends decide) when there is no passdb or every passdb accepts any password and returns
+// no forward_* fields, which is Dovecot's "proxy=y nopassword=y" director setup. Unsupported drivers are errors naming the
 // section's file and line. usernameFormat is auth_username_format.
 func New(passdbs []config.Passdb, usernameFormat string) (*DB, error) {
 	db := &DB{usernameFormat: usernameFormat, files: map[string]*userFile{}}
@@ -54,7 +55,7 @@ func New(passdbs []config.Passdb, usernameFormat string) (*DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: passdb: %w", p.File, p.Line, err)
 		}
-		if !(src.driver == "static" && src.nopassword) {
+		if !(src.driver == "static" && src.nopassword) || len(src.forward) > 0 {
 			checks = true
 		}
 		db.dbs = append(db.dbs, src)
@@ -93,6 +94,7 @@ func parseSource(p config.Passdb) (source, error) {
 			return src, fmt.Errorf("passwd-file: unsupported scheme %s", src.scheme)
 		}
 	case "static":
+		src.forward = forwardFields(p.Args)
 		for _, a := range args {
 			k, v, _ := strings.Cut(a, "=")
 			switch k {
@@ -164,6 +166,24 @@ func (db *DB) check(src source, service, user, pass string) (bool, error) {
 		return false, fmt.Errorf("user %s: %w %s", user, err, scheme)
 	}
 	return ok, nil
+}
+
+// ForwardFields returns user's forward_* fields ("key=value", without the prefix) from the
+// first passdb that knows the user (a static one knows everyone), for the proxy to pass on
+// to the backend as Dovecot does.
+func (db *DB) ForwardFields(service, user string) []string {
+	user = db.Username(user)
+	for _, src := range db.dbs {
+		if src.driver == "static" {
+			return src.forward
+		}
+		v := vars{user: user, service: service}
+		e, found, _, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
+		if err == nil && found {
+			return e.forward
+		}
+	}
+	return nil
 }
 
 // checkStored is Check; a test replaces it to see which hashes a login computes.

@@ -32,7 +32,7 @@ func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.C
 	cfg := c.s.cfg
 	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
 		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
-			return c.backendDialogue(nc, br, dest, cr)
+			return c.backendDialogue(ctx, nc, br, dest, cr)
 		})
 	if res.Kind == login.ResultOK {
 		bs.user = cr.LoginUser()
@@ -40,7 +40,7 @@ func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.C
 	return bs, res
 }
 
-func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
 	ssl := c.s.cfg.BackendSSL
 	banner, err := readLine(br, maxBackendLine)
 	if err != nil {
@@ -68,8 +68,12 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		nc, br = tc, login.NewReader(tc)
 	}
 	if xclient {
-		line, err := ask(fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
-			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1))
+		cmd := fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
+			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1)
+		if fwd := c.ForwardFields(ctx); len(fwd) > 0 {
+			cmd += " FORWARD=" + login.EncodeForward(fwd)
+		}
+		line, err := ask(cmd)
 		if err != nil || !strings.HasPrefix(line, "+OK") {
 			return nil, login.Unavailable("XCLIENT refused: %q %v", line, err)
 		}

@@ -156,7 +156,7 @@ func (c *conn) cmdXCLIENT(args string) bool {
 	if !ok {
 		return c.Reply("-ERR Invalid parameters") == nil
 	}
-	x.Apply(&c.Remote, &c.SessionID, &c.TTL)
+	x.Apply(&c.Remote, &c.SessionID, &c.TTL, &c.Forward)
 	return c.Reply("+OK Updated") == nil
 }
 

@@ -35,6 +35,17 @@ func (p passdbCheck) Verify(service, user, pass string) (bool, error) {
 	return ok, err
 }
 
+// ForwardFields are user's forward_* fields from the passdb, for the backend login.
+func (p passdbCheck) ForwardFields(service, user string) []string {
+	p.srv.mu.Lock()
+	db := p.srv.passdb
+	p.srv.mu.Unlock()
+	if db == nil {
+		return nil
+	}
+	return db.ForwardFields(service, user)
+}
+
 // loginStats feeds the front-ends' events to the stats. The commands a front-end sees are
 // pre-login commands, which Dovecot's imap_command metric never counts on a director.
 type loginStats struct{ *stats.Stats }

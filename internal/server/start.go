@@ -110,7 +110,7 @@ func (srv *Server) newFrontEnd(proto string, s *config.Settings, l *config.InetL
 		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
 		MaxLineLength: s.ImapMaxLineLength, LoginTimeout: s.UsherLoginTimeout,
 		MaxCommands: s.UsherMaxPreloginCommands,
-		BackendPort: s.BackendIMAPPort, BackendSSL: s.BackendSSL,
+		BackendPort: s.BackendIMAPPort, BackendSSL: s.BackendSSL, IDRetain: s.ImapIDRetain,
 	}, env)
 }
 

@@ -179,7 +179,7 @@ func (c *conn) cmdXCLIENT(args []token) bool {
 	if !ok {
 		return false
 	}
-	x.Apply(&c.Remote, &c.SessionID, &c.TTL)
+	x.Apply(&c.Remote, &c.SessionID, &c.TTL, &c.Forward)
 	return true
 }
 
