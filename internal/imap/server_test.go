@@ -462,3 +462,48 @@ func TestAuthFailureDelay(t *testing.T) {
 	c.send("b LOGIN u1 pass")
 	c.expectPrefix("b OK ")
 }
+
+// forwardPassdb is a passdb that accepts every password and returns forward fields.
+type forwardPassdb struct{ fields []string }
+
+func (forwardPassdb) Verify(string, string, string) (bool, error) { return true, nil }
+func (p forwardPassdb) ForwardFields(string, string) []string { return p.fields }
+
+// With imap_id_retain the client's own ID parameters go first in the backend's ID, without the
+// keys only a proxy may set; the forward fields (a trusted client's x-forward-*, the passdb's
+// on top) go last as x-forward-*, as Dovecot's proxy writes them.
+func TestIDRetainAndForward(t *testing.T) {
+	h := newHarness(t, Config{IDRetain: true}, func(env *login.Env, _ *Server) {
+		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		env.Passdb = forwardPassdb{[]string{"plan=gold"}}
+	})
+	c := h.dial()
+	c.expect(greeting)
+	c.send(`a ID ("name" "mua" "x-originating-ip" "198.51.100.9" "X-Forward-Plan" "silver" "x-forward-tenant" "acme" "os" NIL "long" "` + strings.Repeat("v", 300) + `")`)
+	c.line()
+	c.line()
+	c.send("b LOGIN u1 pass")
+	c.expectPrefix("b OK ")
+	got := h.backend.received()[0]
+	if !strings.HasPrefix(got, `I ID ("name" "mua" "os" NIL "x-session-id" "`) ||
+		!strings.HasSuffix(got, `"x-proxy-ttl" "4" "x-forward-tenant" "acme" "x-forward-plan" "gold")`) ||
+		strings.Contains(got, "vvv") || strings.Contains(got, "silver") {
+		t.Errorf("ID %q", got)
+	}
+}
+
+// Without imap_id_retain (Dovecot's default) nothing of the client's ID is passed on, and an
+// untrusted client's x-forward-* are ignored.
+func TestIDNotRetained(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	c := h.dial()
+	c.expect(greeting)
+	c.send(`a ID ("name" "mua" "x-forward-tenant" "acme")`)
+	c.line()
+	c.line()
+	c.send("b LOGIN u1 pass")
+	c.expectPrefix("b OK ")
+	if got := h.backend.received()[0]; !strings.HasPrefix(got, `I ID ("x-session-id" "`) || strings.Contains(got, "mua") || strings.Contains(got, "acme") {
+		t.Errorf("ID %q", got)
+	}
+}

@@ -235,3 +235,26 @@ func FuzzParseUsers(f *testing.F) {
 		}
 	})
 }
+
+// forward_* extra fields come back without the prefix, from the first passdb that knows the
+// user; a static passdb with forward_* args is kept even when it checks no password.
+func TestForwardFields(t *testing.T) {
+	path := writeUsers(t, t.TempDir(), "users", "bob:{PLAIN}x::::::forward_tenant=acme FORWARD_Plan=gold proxy=y forward_=bad\n")
+	db, err := New([]config.Passdb{{Driver: "passwd-file", Args: path}, {Driver: "static", Args: "nopassword=y forward_src=static"}}, "%Ln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(db.ForwardFields("imap", "Bob@example.com"), "|"); got != "tenant=acme|Plan=gold" {
+		t.Errorf("bob: %q", got)
+	}
+	if got := strings.Join(db.ForwardFields("imap", "alice"), "|"); got != "src=static" {
+		t.Errorf("alice: %q", got)
+	}
+	only, err := New([]config.Passdb{{Driver: "static", Args: "proxy=y nopassword=y forward_x=1"}}, "")
+	if err != nil || only == nil {
+		t.Fatalf("static nopassword with forward fields: %v, %v", only, err)
+	}
+	if ok, err := only.Verify("imap", "anyone", "anything"); !ok || err != nil {
+		t.Errorf("nopassword refused: %v %v", ok, err)
+	}
+}
