@@ -467,7 +467,7 @@ func TestAuthFailureDelay(t *testing.T) {
 type forwardPassdb struct{ fields []string }
 
 func (forwardPassdb) Verify(string, string, string) (bool, error) { return true, nil }
-func (p forwardPassdb) ForwardFields(string, string) []string { return p.fields }
+func (p forwardPassdb) ForwardFields(string, string) []string     { return p.fields }
 
 // With imap_id_retain the client's own ID parameters go first in the backend's ID, without the
 // keys only a proxy may set; the forward fields (a trusted client's x-forward-*, the passdb's
