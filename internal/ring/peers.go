@@ -18,8 +18,10 @@ type peerStats struct {
 	role        atomic.Value // string, from the last ping answer
 	reachable   atomic.Bool
 	applied     atomic.Uint64
-	behindPeak  atomic.Uint64
 	lastPingAns atomic.Int64
+	bufPeak     atomic.Int64 // largest send queue seen, in bytes
+
+	conns map[*countingConn]struct{} // live connections with the peer; peerTable.mu
 }
 
 // peerTable keys stats by ring address. The whole ring is also counted in
@@ -29,10 +31,20 @@ type peerTable struct {
 	mu    sync.Mutex
 	peers map[string]*peerStats
 	total peerStats
+
+	// members are the ring addresses of the last forget; removed are former members still
+	// listed as "removed" (Dovecot keeps a removed director until a timer started by the
+	// first removal of a batch fires, then forgets the whole batch).
+	members      map[string]bool
+	removed      map[string]int64 // address -> its last failed contact, unix seconds
+	removedUntil time.Time
 }
 
+// removedListed is Dovecot's DIRECTOR_DELAYED_DIR_REMOVE_MSECS.
+const removedListed = 30 * time.Second
+
 func newPeerTable(now func() time.Time) *peerTable {
-	return &peerTable{now: now, peers: map[string]*peerStats{}}
+	return &peerTable{now: now, peers: map[string]*peerStats{}, removed: map[string]int64{}}
 }
 
 func (t *peerTable) get(addr string) *peerStats {
@@ -47,15 +59,98 @@ func (t *peerTable) get(addr string) *peerStats {
 	return p
 }
 
-// forget drops a removed peer's stats.
+// forget drops the stats of peers not in keep, the ring's members; a member that left is
+// listed as removed for a while (markRemoved).
 func (t *peerTable) forget(keep map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for a := range t.members {
+		if !keep[a] {
+			t.markRemovedLocked(a)
+		}
+	}
+	for a := range keep {
+		delete(t.removed, a) // added again
+	}
+	t.members = keep
 	for a := range t.peers {
 		if !keep[a] {
 			delete(t.peers, a)
 		}
 	}
+}
+
+// markRemoved lists addr as a removed director from now on.
+func (t *peerTable) markRemoved(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.markRemovedLocked(addr)
+}
+
+func (t *peerTable) markRemovedLocked(addr string) {
+	t.expireLocked()
+	if _, ok := t.removed[addr]; ok {
+		return
+	}
+	var failed int64
+	if p, ok := t.peers[addr]; ok {
+		failed = p.lastFailed.Load()
+	}
+	if len(t.removed) == 0 {
+		t.removedUntil = t.now().Add(removedListed)
+	}
+	t.removed[addr] = failed
+}
+
+// removedList returns the removed directors still listed, and their last failed contact.
+func (t *peerTable) removedList() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expireLocked()
+	out := make(map[string]int64, len(t.removed))
+	for a, f := range t.removed {
+		out[a] = f
+	}
+	return out
+}
+
+// expireLocked forgets the removed directors once the batch's time is up.
+func (t *peerTable) expireLocked() {
+	if len(t.removed) > 0 && !t.now().Before(t.removedUntil) {
+		clear(t.removed)
+	}
+}
+
+// unremove is for a director added again.
+func (t *peerTable) unremove(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.removed, addr)
+}
+
+// buffered returns the bytes written to p's live connections (all connections for the
+// total) that the peer has not received yet, and records the peak.
+func (t *peerTable) buffered(p *peerStats) (now, peak int64) {
+	t.mu.Lock()
+	var conns []*countingConn
+	if p == &t.total {
+		for _, q := range t.peers {
+			for c := range q.conns {
+				conns = append(conns, c)
+			}
+		}
+	} else {
+		for c := range p.conns {
+			conns = append(conns, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		now += sendQueue(c.Conn)
+	}
+	peak = max(p.bufPeak.Load(), now)
+	p.bufPeak.Store(peak)
+	return now, peak
 }
 
 func (t *peerTable) failed(addr string) {
@@ -64,15 +159,30 @@ func (t *peerTable) failed(addr string) {
 	t.total.lastFailed.Store(now)
 }
 
-// count wraps c so its bytes are counted for addr.
+// count wraps c so its bytes are counted for addr, and its send queue too while it is open.
 func (t *peerTable) count(addr string, c net.Conn) net.Conn {
-	return &countingConn{Conn: c, p: t.get(addr), total: &t.total, now: t.now}
+	cc := &countingConn{Conn: c, p: t.get(addr), total: &t.total, now: t.now, t: t}
+	t.mu.Lock()
+	if cc.p.conns == nil {
+		cc.p.conns = map[*countingConn]struct{}{}
+	}
+	cc.p.conns[cc] = struct{}{}
+	t.mu.Unlock()
+	return cc
 }
 
 type countingConn struct {
 	net.Conn
 	p, total *peerStats
 	now      func() time.Time
+	t        *peerTable
+}
+
+func (c *countingConn) Close() error {
+	c.t.mu.Lock()
+	delete(c.p.conns, c)
+	c.t.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/usher-mail/usher/internal/cluster"
 	"github.com/usher-mail/usher/internal/director"
 )
 
@@ -111,6 +112,12 @@ func (r *Ring) List() [][]string {
 		}
 		rows = append(rows, row{ap, f})
 	}
+	for addr, failed := range r.peers.removedList() {
+		if !listed(servers, addr) {
+			ap, _ := netip.ParseAddrPort(addr)
+			rows = append(rows, row{ap, []string{ap.Addr().String(), strconv.Itoa(int(ap.Port())), "removed", itoa(failed), ""}})
+		}
+	}
 	sort.SliceStable(rows, func(i, j int) bool {
 		if c := director.CompareAddr(rows[i].ap.Addr(), rows[j].ap.Addr()); c != 0 {
 			return c < 0
@@ -126,6 +133,15 @@ func (r *Ring) List() [][]string {
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
+func listed(servers []cluster.Server, addr string) bool {
+	for _, s := range servers {
+		if s.Address == addr {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Ring) selfRow(ip, port string, commit, applied uint64) []string {
 	t := &r.peers.total
 	status := "ring handshaking"
@@ -139,14 +155,9 @@ func (r *Ring) selfRow(ip, port string, commit, applied uint64) []string {
 	case "Leader", "Follower", "Candidate":
 		status += ", " + lower(role)
 	}
-	var behind uint64
-	if commit > applied {
-		behind = commit - applied
-	}
-	peak := max(t.behindPeak.Load(), behind)
-	t.behindPeak.Store(peak)
+	buf, peak := r.peers.buffered(t)
 	return []string{ip, port, "self", itoa(t.lastFailed.Load()), status, "0",
-		itoa(t.in.Load()), itoa(t.out.Load()), strconv.FormatUint(behind, 10), strconv.FormatUint(peak, 10),
+		itoa(t.in.Load()), itoa(t.out.Load()), itoa(buf), itoa(peak),
 		itoa(t.lastRead.Load()), itoa(t.lastWrite.Load())}
 }
 
@@ -165,10 +176,9 @@ func (r *Ring) peerRow(ip, port, addr string, applied uint64) []string {
 		}
 		ping = itoa(p.pingMicros.Load() / 1000)
 	}
-	peak := max(p.behindPeak.Load(), behind)
-	p.behindPeak.Store(peak)
+	buf, peak := r.peers.buffered(p)
 	return []string{ip, port, typ, itoa(p.lastFailed.Load()), status, ping,
-		itoa(p.in.Load()), itoa(p.out.Load()), strconv.FormatUint(behind, 10), strconv.FormatUint(peak, 10),
+		itoa(p.in.Load()), itoa(p.out.Load()), itoa(buf), itoa(peak),
 		itoa(p.lastRead.Load()), itoa(p.lastWrite.Load())}
 }
 
@@ -186,6 +196,7 @@ func lower(s string) string {
 // Adding a member again answers OK, as Dovecot does.
 func (r *Ring) Add(ctx context.Context, ip netip.Addr, port int) error {
 	addr := netip.AddrPortFrom(ip.Unmap(), uint16(port)).String()
+	r.peers.unremove(addr)
 	return r.node.AddVoter(ctx, addr, addr)
 }
 
@@ -210,6 +221,7 @@ func (r *Ring) Remove(ctx context.Context, ip netip.Addr, port int) (bool, error
 		if err := r.node.RemoveServer(ctx, s.ID); err != nil {
 			return true, err
 		}
+		r.peers.markRemoved(s.Address)
 	}
 	return found, nil
 }
