@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // Forward fields (Dovecot's forward_*): "key=value" pairs a passdb returns as forward_key=value,
@@ -91,14 +93,7 @@ func boundForward(fields []string) []string {
 // EncodeForward renders fields as Dovecot sends FORWARD= and XRCPTFORWARD=: base64 of the
 // fields joined by TAB, each tab-escaped.
 func EncodeForward(fields []string) string {
-	var b strings.Builder
-	for i, f := range fields {
-		if i > 0 {
-			b.WriteByte('\t')
-		}
-		b.WriteString(tabEscaper.Replace(f))
-	}
-	return base64.StdEncoding.EncodeToString([]byte(b.String()))
+	return base64.StdEncoding.EncodeToString([]byte(tabescape.Join(fields...)))
 }
 
 // DecodeForward reads EncodeForward's form; fields without '=' are dropped.
@@ -108,17 +103,10 @@ func DecodeForward(s string) ([]string, bool) {
 		return nil, false
 	}
 	var out []string
-	for _, f := range strings.Split(string(raw), "\t") {
-		f = tabUnescaper.Replace(f)
+	for _, f := range tabescape.Split(string(raw)) {
 		if k, _, ok := strings.Cut(f, "="); ok && k != "" {
 			out = append(out, f)
 		}
 	}
 	return boundForward(out), true
 }
-
-// Dovecot's tab-escaping: \001 is the escape character.
-var (
-	tabEscaper   = strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\r", "\x01r", "\n", "\x01n")
-	tabUnescaper = strings.NewReplacer("\x011", "\x01", "\x01t", "\t", "\x01r", "\r", "\x01n", "\n")
-)
