@@ -48,26 +48,7 @@ func md5Crypt(pass, setting string) (string, bool) {
 	}
 	sum := h.Sum(nil)
 
-	for i := range 1000 {
-		h := md5.New()
-		if i&1 != 0 {
-			h.Write(p)
-		} else {
-			h.Write(sum)
-		}
-		if i%3 != 0 {
-			h.Write(s)
-		}
-		if i%7 != 0 {
-			h.Write(p)
-		}
-		if i&1 != 0 {
-			h.Write(sum)
-		} else {
-			h.Write(p)
-		}
-		sum = h.Sum(sum[:0])
-	}
+	sum = cryptRounds(md5.New, sum, p, s, 1000)
 
 	var b strings.Builder
 	b.WriteString("$1$" + salt + "$")

@@ -124,9 +124,15 @@ func shaCryptSum(newHash func() hash.Hash, pass, salt []byte, rounds int) []byte
 	}
 	s := repeatTo(h.Sum(nil), len(salt))
 
-	c := a
+	return cryptRounds(newHash, a, p, s, rounds)
+}
+
+// cryptRounds is the stretching loop MD5-crypt and SHA-crypt share: each round hashes the
+// previous digest c with p (and s every round not divisible by 3, p again every round not
+// divisible by 7), in an order that alternates with the round's parity.
+func cryptRounds(newHash func() hash.Hash, c, p, s []byte, rounds int) []byte {
 	for i := range rounds {
-		h = newHash()
+		h := newHash()
 		if i&1 != 0 {
 			h.Write(p)
 		} else {
