@@ -118,6 +118,8 @@ func (b *fakeBackend) serve(c net.Conn) {
 		switch {
 		case user == "busy":
 			say(cmd.tag + " NO [INUSE] Mailbox is locked.")
+		case user == "tempfail":
+			say(cmd.tag + " NO [UNAVAILABLE] Internal error occurred.")
 		case pass == "pass" || pass == "p\"a\\ss" || pass == "pässwörd":
 			loggedIn = true
 			say("* OK untagged noise")

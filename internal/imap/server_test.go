@@ -507,3 +507,24 @@ func TestIDNotRetained(t *testing.T) {
 		t.Errorf("ID %q", got)
 	}
 }
+
+// A backend's "NO [UNAVAILABLE]" is retried like a connect failure and passed on once the
+// reconnects are spent; other NO codes are passed on at once.
+func TestBackendUnavailableRetried(t *testing.T) {
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxReconnects = 1 })
+	c := h.dial()
+	c.expect(greeting)
+	c.send("a LOGIN tempfail pass")
+	c.expect("a NO [UNAVAILABLE] Internal error occurred.")
+	c.send("b LOGIN busy pass")
+	c.expect("b NO [INUSE] Mailbox is locked.")
+	logins := 0
+	for _, l := range h.backend.received() {
+		if strings.HasPrefix(l, "L LOGIN ") {
+			logins++
+		}
+	}
+	if logins != 3 {
+		t.Errorf("%d backend logins, want 3 (tempfail twice, busy once)", logins)
+	}
+}

@@ -101,6 +101,8 @@ func (b *fakeBackend) serve(c net.Conn) {
 		switch {
 		case user == "busy":
 			say("-ERR [IN-USE] Mailbox is locked.")
+		case user == "tempfail":
+			say("-ERR [SYS/TEMP] Try again later.")
 		case pass == "pass" || pass == "pä ss":
 			loggedIn = true
 			say("+OK Logged in.")

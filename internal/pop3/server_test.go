@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"net"
 	"net/netip"
 	"strings"
@@ -423,5 +424,52 @@ func TestPassdbRefusesBeforeRouting(t *testing.T) {
 	c.expectPrefix("+OK")
 	if pdb.Calls() != 2 {
 		t.Fatalf("passdb lookups = %d", pdb.Calls())
+	}
+}
+
+// forwardPassdb is a passdb that accepts every password and returns forward fields.
+type forwardPassdb struct{ fields []string }
+
+func (forwardPassdb) Verify(string, string, string) (bool, error) { return true, nil }
+func (p forwardPassdb) ForwardFields(string, string) []string     { return p.fields }
+
+// A trusted proxy's FORWARD= fields and the passdb's (which win on the same key) go to the
+// backend in XCLIENT FORWARD=, base64 of the tab-joined fields, as Dovecot sends them.
+func TestXCLIENTForward(t *testing.T) {
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		env.Passdb = forwardPassdb{[]string{"plan=gold"}}
+	})
+	c := h.dial()
+	c.expect("+OK [XCLIENT] Dovecot ready.")
+	c.send("XCLIENT FORWARD=" + login.EncodeForward([]string{"ip=192.0.2.1", "plan=silver"}))
+	c.expect("+OK Updated")
+	c.send("AUTH PLAIN AHUxAHBhc3M=")
+	c.expect("+OK Logged in.")
+	got := h.backend.received()[0]
+	want := " FORWARD=" + base64.StdEncoding.EncodeToString([]byte("ip=192.0.2.1\tplan=gold"))
+	if !strings.HasPrefix(got, "XCLIENT ADDR=") || !strings.HasSuffix(got, want) {
+		t.Errorf("XCLIENT %q, want it to end with %q", got, want)
+	}
+}
+
+// A backend's "-ERR [SYS/TEMP]" is retried like a connect failure and passed on once the
+// reconnects are spent.
+func TestBackendTempFailRetried(t *testing.T) {
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxReconnects = 1 })
+	c := h.dial()
+	c.expect("+OK Dovecot ready.")
+	c.send("USER tempfail")
+	c.expect("+OK")
+	c.send("PASS pass")
+	c.expect("-ERR [SYS/TEMP] Try again later.")
+	n := 0
+	for _, l := range h.backend.received() {
+		if strings.HasPrefix(l, "PASS ") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d backend logins, want 2 (one reconnect)", n)
 	}
 }
