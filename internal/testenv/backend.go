@@ -115,6 +115,25 @@ func (b *Backend) Stop() error {
 	return nil
 }
 
+// AddConfig restarts the backend with extra appended to its configuration, unless the
+// configuration already holds it.
+func (b *Backend) AddConfig(extra string) error {
+	conf, err := os.ReadFile(b.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(string(conf), extra) {
+		return nil
+	}
+	if err := b.Stop(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(b.ConfigPath, append(conf, extra...), 0o644); err != nil {
+		return err
+	}
+	return b.Start()
+}
+
 // Kill simulates a crashed backend host: SIGKILL to every process of the instance, so open
 // sessions are cut without a BYE. Kill on a stopped backend is a no-op.
 func (b *Backend) Kill() error {

@@ -79,7 +79,9 @@ func TestDoveadmAPIConformance(t *testing.T) {
 		Ports: scenarioPorts,
 	})
 	for _, b := range cl.Backends() {
-		addAnchorMetric(t, b)
+		if err := b.AddConfig(anchorMetric); err != nil {
+			t.Fatal(err)
+		}
 	}
 	startUsher(t)
 
@@ -154,27 +156,6 @@ metric proxy_session_finished {
   filter = event=proxy_session_finished
 }
 `
-
-// addAnchorMetric restarts a backend with anchorMetric added to its configuration, unless the
-// configuration already has it.
-func addAnchorMetric(t *testing.T, b *testenv.Backend) {
-	conf, err := os.ReadFile(b.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(conf), "metric proxy_session_finished") {
-		return
-	}
-	if err := b.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(b.ConfigPath, append(conf, anchorMetric...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // casesByTarget splits the golden case numbers into those answered by the director and those
 // sent to a backend's API.

@@ -26,17 +26,7 @@ func TestForwardFieldsReachBackend(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{N: 1, Users: 3})
 	b := cl.Backends()[0]
-	conf, err := os.ReadFile(b.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(b.ConfigPath, append(conf, backendDebug...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
+	if err := b.AddConfig(backendDebug); err != nil {
 		t.Fatal(err)
 	}
 	users := filepath.Join(t.TempDir(), "users")
