@@ -463,19 +463,13 @@ func TestAuthFailureDelay(t *testing.T) {
 	c.expectPrefix("b OK ")
 }
 
-// forwardPassdb is a passdb that accepts every password and returns forward fields.
-type forwardPassdb struct{ fields []string }
-
-func (forwardPassdb) Verify(string, string, string) (bool, error) { return true, nil }
-func (p forwardPassdb) ForwardFields(string, string) []string     { return p.fields }
-
 // With imap_id_retain the client's own ID parameters go first in the backend's ID, without the
 // keys only a proxy may set; the forward fields (a trusted client's x-forward-*, the passdb's
 // on top) go last as x-forward-*, as Dovecot's proxy writes them.
 func TestIDRetainAndForward(t *testing.T) {
 	h := newHarness(t, Config{IDRetain: true}, func(env *login.Env, _ *Server) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-		env.Passdb = forwardPassdb{[]string{"plan=gold"}}
+		env.Passdb = &logintest.Passdb{Users: map[string]string{"u1": "pass"}, Forward: []string{"plan=gold"}}
 	})
 	c := h.dial()
 	c.expect(greeting)

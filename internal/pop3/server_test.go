@@ -427,18 +427,12 @@ func TestPassdbRefusesBeforeRouting(t *testing.T) {
 	}
 }
 
-// forwardPassdb is a passdb that accepts every password and returns forward fields.
-type forwardPassdb struct{ fields []string }
-
-func (forwardPassdb) Verify(string, string, string) (bool, error) { return true, nil }
-func (p forwardPassdb) ForwardFields(string, string) []string     { return p.fields }
-
 // A trusted proxy's FORWARD= fields and the passdb's (which win on the same key) go to the
 // backend in XCLIENT FORWARD=, base64 of the tab-joined fields, as Dovecot sends them.
 func TestXCLIENTForward(t *testing.T) {
 	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-		env.Passdb = forwardPassdb{[]string{"plan=gold"}}
+		env.Passdb = &logintest.Passdb{Users: map[string]string{"u1": "pass"}, Forward: []string{"plan=gold"}}
 	})
 	c := h.dial()
 	c.expect("+OK [XCLIENT] Dovecot ready.")

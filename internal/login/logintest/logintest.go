@@ -247,12 +247,17 @@ func Env(backend netip.Addr) (*login.Env, *Router, *Penalties, *Sessions, *Stats
 	return env, r, p, s, st
 }
 
-// Passdb accepts only the passwords in its map; Calls counts lookups.
+// Passdb accepts only the passwords in its map; Calls counts lookups. Forward are the
+// forward fields it returns for every user.
 type Passdb struct {
-	mu    sync.Mutex
-	Users map[string]string
-	calls int
+	mu      sync.Mutex
+	Users   map[string]string
+	Forward []string
+	calls   int
 }
+
+// ForwardFields implements login.ForwardPassdb.
+func (p *Passdb) ForwardFields(service, user string) []string { return p.Forward }
 
 // Verify implements login.Passdb.
 func (p *Passdb) Verify(service, user, pass string) (bool, error) {
