@@ -13,6 +13,7 @@ const usage = `usher: a director for mail clusters (Dovecot 2.3 director compati
 Usage:
   usher serve [-c FILE]       run the director with the given config file
   usher serve -dev            run a demo director with two built-in backends on loopback
+  usher import -a SOCKET      carry a running Dovecot 2.3 director's hosts and users over
   usher version               print the version
   usher help                  this text
 
@@ -35,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "import":
+		return importCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-V":
 		fmt.Fprintln(stdout, "usher", version)
 		return 0
