@@ -14,6 +14,7 @@ Usage:
   usher serve [-c FILE]       run the director with the given config file
   usher serve -dev            run a demo director with two built-in backends on loopback
   usher import -a SOCKET      carry a running Dovecot 2.3 director's hosts and users over
+  usher config check [-c FILE] check the config; print the settings that differ from defaults
   usher version               print the version
   usher help                  this text
 
@@ -36,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "config":
+		return configCmd(args[1:], stdout, stderr)
 	case "import":
 		return importCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-V":
