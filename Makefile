@@ -4,7 +4,7 @@ GO       ?= go
 FUZZTIME ?= 10s
 PKGS     ?= ./...
 
-.PHONY: test deps vet unit fuzz build run-dev
+.PHONY: test deps vet unit fuzz build run-dev deb deb-test
 
 # Tests that need Dovecot fail instead of skipping: `make test` installs it first.
 export USHER_REQUIRE_DOVECOT ?= 1
@@ -12,6 +12,7 @@ export USHER_REQUIRE_DOVECOT ?= 1
 test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(if $(filter ./...,$(PKGS)),./scripts/test-deb.sh)
 	$(MAKE) --no-print-directory fuzz
 
 deps:
@@ -36,6 +37,10 @@ fuzz:
 
 build:
 	$(GO) build -o bin/usher ./cmd/usher
+
+# The Debian package (bin/usher_VERSION_ARCH.deb); deb-test installs, checks and purges it (root).
+deb: ; ./scripts/build-deb.sh
+deb-test: ; ./scripts/test-deb.sh
 
 run-dev:
 	$(GO) run ./cmd/usher serve -dev

@@ -11,6 +11,7 @@ die() { log "$*"; exit 1; }
 packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
           curl isync swaks sieve-connect python3 haproxy
           util-linux  # taskset, for the pinned benchmark harness (bench -pin)
+          systemd man-db  # systemd-analyze verify and man --warnings, for scripts/test-deb.sh
           make gcc libc6-dev)  # -race needs cgo, hence a C toolchain
 missing=()
 for p in "${packages[@]}"; do

@@ -49,13 +49,15 @@ type usher struct {
 	Dir      string
 	conf     string
 	log      *testenv.LogBuffer
+	env      []string // added to the process's environment
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
 }
 
 type usherOpts struct {
-	extra string // more config lines
+	extra string   // more config lines
+	env   []string // more environment variables
 }
 
 // startUsher writes a config for a director in front of cl's backends and
@@ -65,7 +67,7 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	bs := cl.Backends()
 	ip := bs[0].IP.As4()
 	ip[3] = 10
-	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &testenv.LogBuffer{}}
+	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &testenv.LogBuffer{}, env: o.env}
 	u.IMAPPort = testenv.FreePort(t, u.IP)
 	u.IMAPS = testenv.FreePort(t, u.IP)
 	u.POP3Port = testenv.FreePort(t, u.IP)
@@ -161,6 +163,7 @@ func (u *usher) start() {
 	u.t.Helper()
 	cmd := exec.Command(usherBin, "serve", "-c", u.conf)
 	cmd.Stdout, cmd.Stderr = u.log, u.log
+	cmd.Env = append(os.Environ(), u.env...)
 	if err := cmd.Start(); err != nil {
 		u.t.Fatal(err)
 	}
