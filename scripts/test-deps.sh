@@ -12,6 +12,7 @@ packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-manages
           curl isync swaks sieve-connect python3 haproxy
           util-linux  # taskset, for the pinned benchmark harness (bench -pin)
           systemd man-db  # systemd-analyze verify and man --warnings, for scripts/test-deb.sh
+          chromium  # renders the status page headless (test/e2e TestStatusPage)
           make gcc libc6-dev)  # -race needs cgo, hence a C toolchain
 missing=()
 for p in "${packages[@]}"; do

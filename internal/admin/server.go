@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usher-mail/usher/internal/netx"
@@ -28,6 +29,8 @@ type Server struct {
 	dir  Director
 	ring Ring
 	log  *slog.Logger
+
+	observer atomic.Pointer[Observer]
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -121,6 +124,7 @@ func (s *Server) ServeConn(c net.Conn) {
 			continue
 		}
 		reply, ok := s.exec(context.Background(), line)
+		s.observe(line, reply)
 		if !ok {
 			s.log.Warn("director-admin: invalid command, closing", "remote", c.RemoteAddr().String())
 			return

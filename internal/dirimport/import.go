@@ -9,7 +9,15 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/usher-mail/usher/internal/admin"
 )
+
+// Client is the director-admin client the import reads and writes with.
+type Client = admin.Client
+
+// Dial connects to a director-admin socket: a path or host:port.
+func Dial(addr string, timeout time.Duration) (*Client, error) { return admin.Dial(addr, timeout) }
 
 // Report counts what an import did. A second import of the same source
 // reports everything unchanged.

@@ -83,6 +83,13 @@ func ParseUser(f []string) (User, error) {
 	return User{Hash: uint32(hash), Expire: exp, IP: ip.Unmap()}, nil
 }
 
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
 func validTag(t string) bool {
 	if len(t) > maxTag {
 		return false

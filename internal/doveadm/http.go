@@ -375,6 +375,8 @@ func (s *Server) handle(req *request) (*response, []func()) {
 		route = "api"
 	case req.method == "POST" && req.path == "/doveadm/v1":
 		route = "exec"
+	case req.method == "GET" && s.page(req.path) != nil:
+		route = "page"
 	}
 	if route == "" {
 		r := textResponse(404, "Path Not Found", "Path Not Found")
@@ -389,6 +391,8 @@ func (s *Server) handle(req *request) (*response, []func()) {
 		return jsonResponse([]byte(mountList)), nil
 	case "api":
 		return jsonResponse(s.api), nil
+	case "page":
+		return pageResponse(s.base, s.page(req.path), req), nil
 	}
 	status, out, after := s.execBody(s.base, cfg, req.body)
 	switch status {

@@ -75,6 +75,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]bool // value: idle, waiting for a request
+	pages     map[string]Page   // GET paths beside the API (Mount)
 	shutdown  bool
 	wg        sync.WaitGroup
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sessions"
 	"github.com/usher-mail/usher/internal/stats"
+	"github.com/usher-mail/usher/internal/status"
 )
 
 // ShutdownGrace bounds how long SIGTERM waits for proxied sessions to end
@@ -53,6 +54,7 @@ type Server struct {
 	admin     *admin.Server
 	apis      []*doveadm.Server
 	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
+	events    *status.Events
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
 	healthMetrics *health.Metrics
@@ -76,6 +78,7 @@ func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error)
 		sessions:  sessions.New(),
 		penalties: penalty.New(time.Now),
 		stats:     stats.New(time.Now),
+		events:    &status.Events{},
 		stopping:  make(chan struct{}),
 
 		healthMetrics: health.NewMetrics(),
@@ -120,6 +123,7 @@ func (srv *Server) open() error {
 	srv.router = router.New(srv.node, kicker{srv.sessions}, routerConfig(s, hosts), srv.log)
 	rt.Store(srv.router)
 	srv.admin = admin.NewServer(srv.router, ringAdmin, srv.log)
+	srv.recordEvents()
 	if err := srv.startListeners(); err != nil {
 		return err
 	}

@@ -234,6 +234,7 @@ func (srv *Server) startAPI(s *config.Settings, l *config.InetListener, tc *tls.
 	cfg := apiConfig(s)
 	cfg.Logger = srv.log
 	api := doveadm.NewServer(cfg, apiServices{srv})
+	srv.mountStatus(api)
 	srv.mu.Lock()
 	srv.apis = append(srv.apis, api)
 	srv.mu.Unlock()

@@ -1,25 +1,25 @@
-package dirimport
+package admin
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/usher-mail/usher/internal/tabescape"
 	"net"
 	"strings"
 	"time"
-
-	"github.com/usher-mail/usher/internal/tabescape"
 )
 
-// Bounds on what a director may send us: a site maps millions of users, but
-// a row is short and a listing ends.
+// Bounds on what a director may send a client: a site maps millions of
+// users, but a row is short and a listing ends.
 const (
-	maxLine = 4096
-	maxRows = 50_000_000
+	maxReplyLine = 4096
+	maxRows      = 50_000_000
 )
 
 // Client speaks the director-admin protocol (doveadm's side) to a Dovecot
-// 2.3 director or to usher: one command at a time.
+// 2.3 director or to usher, one command at a time: `usher import` and the
+// status page use it.
 type Client struct {
 	conn    net.Conn
 	r       *bufio.Reader
@@ -37,11 +37,16 @@ func Dial(addr string, timeout time.Duration) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, maxLine), timeout: timeout}
-	if _, err := c.send("VERSION", "director-doveadm", "1", "0"); err != nil {
-		conn.Close()
-		return nil, err
-	}
+	return NewClient(conn, timeout)
+}
+
+// NewClient does the handshake on conn (e.g. Server.Pipe) and returns a
+// client that owns it.
+func NewClient(conn net.Conn, timeout time.Duration) (*Client, error) {
+	addr := conn.RemoteAddr().String()
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, maxReplyLine), timeout: timeout}
+	// The server speaks first (Dovecot's director and usher both greet on
+	// connect); on a synchronous pipe, writing first would wait for ever.
 	greet, err := c.readLine()
 	if err != nil {
 		conn.Close()
@@ -50,6 +55,10 @@ func Dial(addr string, timeout time.Duration) (*Client, error) {
 	if f := tabescape.Split(greet); len(f) < 3 || f[0] != "VERSION" || f[1] != "director-doveadm" || f[2] != "1" {
 		conn.Close()
 		return nil, fmt.Errorf("%s: not a director-admin socket (handshake %q)", addr, trunc(greet))
+	}
+	if _, err := c.send("VERSION", "director-doveadm", "1", "0"); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	return c, nil
 }

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/status"
+)
+
+// mountStatus serves the status page at /status on an API listener, behind
+// the API's authentication. It reads what the API reads: this usher's
+// director-admin protocol in-process and the proxied sessions of proxyList.
+func (srv *Server) mountStatus(api *doveadm.Server) {
+	src := &status.Source{
+		Admin: func(ctx context.Context) (net.Conn, error) { return srv.admin.Pipe(), nil },
+		Sessions: func() []status.Session {
+			var out []status.Session
+			for _, s := range (apiServices{srv}).ProxySessions() {
+				out = append(out, status.Session{User: s.User, Service: s.Service, Backend: s.DestIP})
+			}
+			return out
+		},
+		Leader: func() string {
+			addr, _ := srv.node.Leader()
+			return addr
+		},
+		Events: srv.events,
+		Now:    time.Now,
+	}
+	api.Mount("/status", func(ctx context.Context, accept string) (string, []byte) {
+		return status.Render(src.Read(ctx), accept)
+	})
+}
+
+// recordEvents keeps the director-admin commands that change something (from
+// the API, the CLI, doveadm or poolmon) for the status page.
+func (srv *Server) recordEvents() {
+	srv.admin.Observe(func(fields []string, reply string) {
+		srv.events.Command(time.Now(), fields, reply)
+	})
+}
