@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs, when missing, what usher's tests need on Debian 12 (real Dovecot 2.3 backends, the
-# real clients the end-to-end tests drive, a C toolchain for -race), and stops the system-wide
-# Dovecot the package starts, so the tests' own instances have the machine to themselves.
+# real clients the end-to-end tests drive, a C toolchain for -race, Chromium, promtool and
+# systemd-analyze for the service tests), and stops the system-wide Dovecot and Prometheus the
+# packages start, so the tests' own instances have the machine to themselves.
 # Idempotent: does nothing when everything is there. `make test` runs it first.
 set -euo pipefail
 log() { echo "test-deps: $*" >&2; }
@@ -13,6 +14,7 @@ packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-manages
           util-linux  # taskset, for the pinned benchmark harness (bench -pin)
           systemd man-db  # systemd-analyze verify and man --warnings, for scripts/test-deb.sh
           chromium  # renders the status page headless (test/e2e TestStatusPage)
+          prometheus  # promtool check/test rules on dist/prometheus (test/e2e); the server is not started
           make gcc libc6-dev)  # -race needs cgo, hence a C toolchain
 missing=()
 for p in "${packages[@]}"; do
@@ -57,7 +59,17 @@ stop_system_dovecot() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
 }
+# The prometheus package is there for promtool only; its server must not run.
+stop_system_prometheus() {
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    "${SUDO[@]}" invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+    "${SUDO[@]}" update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+}
 if [ "$privileged" = yes ] && { [ "$installed_now" = yes ] || [ "${CI:-}" = true ]; }; then
   stop_system_dovecot
+  stop_system_prometheus
 fi
 

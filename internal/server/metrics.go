@@ -73,7 +73,7 @@ func (srv *Server) startMetrics(s *config.Settings, l *config.InetListener) erro
 	reg := prometheus.NewRegistry()
 	srv.stats.Register(reg)
 	srv.healthMetrics.Register(reg)
-	reg.MustRegister(metrics.NewCollector(metricsSource{srv}))
+	reg.MustRegister(metrics.NewCollector(metricsSource{srv}), penaltyGauge(srv))
 	hs := &http.Server{
 		Handler:           metrics.NewHandler(reg, srv.ready),
 		ReadHeaderTimeout: 10 * time.Second,
