@@ -1,57 +1,16 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/testenv"
-)
-
-// chromium runs headless Chromium on url and returns what it printed (the
-// DOM, or nothing for a screenshot). It may reach nothing but ip: every
-// other name resolves to nothing and background services are off.
-func chromium(t *testing.T, ip netip.Addr, port int, url string, args ...string) string {
-	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv(testenv.RequireEnv) == "1" {
-			t.Fatal("chromium not found (scripts/test-deps.sh installs Debian's chromium)")
-		}
-		t.Skip("chromium not found")
-	}
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-default-apps", "--disable-extensions", "--user-data-dir=" + t.TempDir(),
-		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE " + ip.String(),
-		// random ports may be on Chromium's list of unsafe ones (10080 is)
-		"--explicitly-allowed-ports=" + strconv.Itoa(port)}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
-	var stderr testenv.LogBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	return string(out)
-}
-
-var (
-	hostRow   = regexp.MustCompile(`<tr data-ip="([^"]+)">.*?<span class="state [a-z]+">([A-Za-z]+)</span>.*?<td class="num users">(\d+)</td>`)
-	ringRow   = regexp.MustCompile(`<tr data-addr="([^"]+)">`)
-	leaderTag = regexp.MustCompile(`id="leader">([^<]+)<`)
-	sessTag   = regexp.MustCompile(`id="sessions">(\d+)<`)
 )
 
 // TestStatusPage renders /status in headless Chromium against usher with
@@ -78,12 +37,10 @@ func TestStatusPage(t *testing.T) {
 	hosts := u.mustAPI("directorStatus", nil)
 	ring := u.mustAPI("directorRingStatus", nil)
 	url := fmt.Sprintf("http://doveadm:hellodoveadm@%s/status", u.addr(u.APIPort))
-	dom := chromium(t, u.IP, u.APIPort, url, "--dump-dom")
+	dom := testenv.Chromium(t, u.IP, u.APIPort, url, "--dump-dom")
 
-	got := map[string][2]string{}
-	for _, m := range hostRow.FindAllStringSubmatch(dom, -1) {
-		got[m[1]] = [2]string{m[2], m[3]}
-	}
+	page := testenv.ParseStatusDOM(dom)
+	got := page.Hosts
 	if len(got) != len(hosts) {
 		t.Fatalf("page shows %d backends, the API %d:\n%v\n%s", len(got), len(hosts), hosts, dom)
 	}
@@ -104,28 +61,22 @@ func TestStatusPage(t *testing.T) {
 	if total != 12 || got[down.IP.String()][0] != "Down" {
 		t.Errorf("API: %d mapped users (want 12), page: %v", total, got)
 	}
-	var members []string
-	for _, m := range ringRow.FindAllStringSubmatch(dom, -1) {
-		members = append(members, m[1])
-	}
+	members := page.Ring
 	if len(members) != len(ring) || len(ring) != 1 {
 		t.Fatalf("ring: page %v, API %v", members, ring)
 	}
 	if want := fmt.Sprintf("%v:%v", ring[0]["director ip"], ring[0]["port"]); members[0] != want {
 		t.Errorf("ring member: page %q, API %q (%v)", members[0], want, ring[0])
 	}
-	if m := leaderTag.FindStringSubmatch(dom); m == nil || m[1] != members[0] {
-		t.Errorf("leader: page %v, want %s", m, members[0])
-	}
-	if m := sessTag.FindStringSubmatch(dom); m == nil || m[1] != "5" {
-		t.Errorf("sessions: page %v, want 5", m)
+	if page.Leader != members[0] || page.Sessions != "5" {
+		t.Errorf("page: leader %q (want %s), sessions %q (want 5)", page.Leader, members[0], page.Sessions)
 	}
 	if !strings.Contains(dom, "HOST-DOWN "+down.IP.String()) {
 		t.Errorf("the down event is not among the recent events")
 	}
 
 	// Without credentials: refused, to Chromium and to anyone.
-	if dom := chromium(t, u.IP, u.APIPort, fmt.Sprintf("http://%s/status", u.addr(u.APIPort)), "--dump-dom"); strings.Contains(dom, "data-ip") {
+	if dom := testenv.Chromium(t, u.IP, u.APIPort, fmt.Sprintf("http://%s/status", u.addr(u.APIPort)), "--dump-dom"); strings.Contains(dom, "data-ip") {
 		t.Errorf("unauthenticated page shows backends:\n%s", dom)
 	}
 	for _, pass := range []string{"", "wrong"} {
@@ -149,7 +100,7 @@ func TestStatusPage(t *testing.T) {
 	}
 
 	shot := filepath.Join(t.TempDir(), "status.png")
-	chromium(t, u.IP, u.APIPort, url, "--screenshot="+shot, "--window-size=1100,900", "--hide-scrollbars")
+	testenv.Chromium(t, u.IP, u.APIPort, url, "--screenshot="+shot, "--window-size=1100,900", "--hide-scrollbars")
 	if st, err := os.Stat(shot); err != nil || st.Size() < 10_000 {
 		t.Fatalf("screenshot: %v", err)
 	}

@@ -1,0 +1,75 @@
+package ring
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/usher-mail/usher/internal/testenv"
+)
+
+// TestStatusPageShowsTheRing renders a follower's status page in headless
+// Chromium: the three members and the leader as directorRingStatus and the
+// leader's role show them, and the backends with the user counts
+// directorStatus gives at the same moment.
+func TestStatusPageShowsTheRing(t *testing.T) {
+	cl := testenv.StartDovecot(t, testenv.Options{N: 2, Users: 10})
+	ds := startRing(t, cl, 3, "")
+	leader := waitLeader(t, ds)
+	users := cl.Users()
+	for i, u := range users { // mapped through every director
+		if err := imapLogin(ds[i%3].addr(ds[i%3].IMAPPort), u, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var follower *director
+	for _, d := range ds {
+		if d != leader {
+			follower = d
+			break
+		}
+	}
+	follower.mustAPI("directorMove", map[string]any{"user": users[0], "host": cl.Backends()[0].IP.String()})
+	// The follower has applied every mapping before the API and the page are compared.
+	var hosts []map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		hosts = follower.mustAPI("directorStatus", nil)
+		n := 0
+		for _, h := range hosts {
+			c, _ := strconv.Atoi(fmt.Sprint(h["users"]))
+			n += c
+		}
+		if n == len(users) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower maps %d users, want %d: %v", n, len(users), hosts)
+		}
+	}
+	ring := follower.mustAPI("directorRingStatus", nil)
+	dom := testenv.Chromium(t, follower.IP, follower.APIPort,
+		fmt.Sprintf("http://doveadm:hellodoveadm@%s/status", follower.addr(follower.APIPort)), "--dump-dom")
+	page := testenv.ParseStatusDOM(dom)
+
+	var want []string
+	for _, r := range ring {
+		want = append(want, fmt.Sprintf("%v:%v", r["director ip"], r["port"]))
+	}
+	if len(want) != 3 || !slices.Equal(page.Ring, want) {
+		t.Errorf("ring: page %v, API %v", page.Ring, ring)
+	}
+	if page.Leader != leader.ringAddr() {
+		t.Errorf("leader: page %q, want %s", page.Leader, leader.ringAddr())
+	}
+	if len(page.Hosts) != len(hosts) {
+		t.Fatalf("backends: page %v, API %v", page.Hosts, hosts)
+	}
+	for _, h := range hosts {
+		ip := fmt.Sprint(h["mail server ip"])
+		if got := page.Hosts[ip]; got != [2]string{"Up", fmt.Sprint(h["users"])} {
+			t.Errorf("backend %s: page %v, API %v", ip, got, h)
+		}
+	}
+}
