@@ -53,31 +53,22 @@ func (r *Report) problem(format string, args ...any) {
 // mappings that have expired since they were listed.
 func Import(src, dst *Client, userExpire time.Duration, now time.Time) (Report, error) {
 	var rep Report
-	var hosts []Host
-	if err := src.List(func(f []string) error {
-		h, err := ParseHost(f)
-		hosts = append(hosts, h)
-		return err
-	}, "HOST-LIST"); err != nil {
+	hosts, err := list(src, "HOST-LIST", ParseHost)
+	if err != nil {
 		return rep, fmt.Errorf("source: %w", err)
 	}
-	var users []User
-	if err := src.List(func(f []string) error {
-		u, err := ParseUser(f)
-		users = append(users, u)
-		return err
-	}, "USER-LIST"); err != nil {
+	users, err := list(src, "USER-LIST", ParseUser)
+	if err != nil {
 		return rep, fmt.Errorf("source: %w", err)
 	}
 	rep.Hosts, rep.Users = len(hosts), len(users)
-
-	have := map[netip.Addr]Host{}
-	if err := dst.List(func(f []string) error {
-		h, err := ParseHost(f)
-		have[h.IP] = h
-		return err
-	}, "HOST-LIST"); err != nil {
+	current, err := list(dst, "HOST-LIST", ParseHost)
+	if err != nil {
 		return rep, fmt.Errorf("usher: %w", err)
+	}
+	have := map[netip.Addr]Host{}
+	for _, h := range current {
+		have[h.IP] = h
 	}
 	usable := map[netip.Addr]bool{}
 	for _, h := range hosts {
@@ -184,4 +175,15 @@ func expectOK(reply string, err error) error {
 		return fmt.Errorf("usher replied %q", trunc(reply))
 	}
 	return nil
+}
+
+// list runs a listing command and parses every row; a bad row fails it all.
+func list[T any](c *Client, cmd string, parse func([]string) (T, error)) ([]T, error) {
+	var out []T
+	err := c.List(func(f []string) error {
+		v, err := parse(f)
+		out = append(out, v)
+		return err
+	}, cmd)
+	return out, err
 }

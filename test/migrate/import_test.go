@@ -36,17 +36,7 @@ const (
 
 var usherBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildUsher(true)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	usherBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin)) }
 
 // anchor is a running ../shared/anchor deployment in full mode.
 type anchor struct {
@@ -337,7 +327,6 @@ func TestImportFromDovecotDirector(t *testing.T) {
 			t.Errorf("%s: through usher on %s, Dovecot had it on %s", name, got[name], where[name])
 		}
 	}
-	t.Logf("before 3rd import %v", time.Since(t0))
 	if out3 := u.runImport(t, a.adminSocket()); !strings.Contains(out3, " 0 imported,") || !strings.Contains(out3, " 0 added, 0 updated,") {
 		t.Errorf("import after the logins through usher changed something:\n%s", out3)
 	}
