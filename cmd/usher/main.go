@@ -14,7 +14,8 @@ Usage:
   usher serve [-c FILE]       run the director with the given config file
   usher serve -dev            run a demo director with two built-in backends on loopback
   usher import -a SOCKET      carry a running Dovecot 2.3 director's hosts and users over
-  usher config check [-c FILE] check the config; print the settings that differ from defaults
+  usher config check [-c FILE]
+                              check the config; print the settings that differ from defaults
   usher version               print the version
   usher help                  this text
 

@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/usher-mail/usher/internal/tabescape"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // Bounds on what a director may send a client: a site maps millions of

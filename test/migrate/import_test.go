@@ -60,23 +60,17 @@ func (a *anchor) backends() []*testenv.Backend {
 // startAnchor runs setup.sh on a random 127.X.Y.0/24 of its own, so it
 // cannot meet another test's anchor, and tears it down at the end.
 func startAnchor(t *testing.T) *anchor {
-	shared := os.Getenv("USHER_SHARED")
-	if shared == "" {
-		shared = filepath.Join("..", "..", "..", "shared")
-	}
+	shared := testenv.SharedDir(t, filepath.Join("anchor", "setup.sh"))
 	setup := filepath.Join(shared, "anchor", "setup.sh")
-	if _, err := os.Stat(setup); err != nil {
-		t.Skipf("anchor not found at %s (set USHER_SHARED to the shared directory): %v", setup, err)
-	}
 	testenv.RequireDovecot(t)
 	if os.Getuid() != 0 {
+		if os.Getenv(testenv.RequireEnv) == "1" {
+			t.Fatal("the anchor needs root (Dovecot switches to the mail uid)")
+		}
 		t.Skip("the anchor needs root (Dovecot switches to the mail uid)")
 	}
-	net3 := func(last byte) netip.Addr {
-		return netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(100)), byte(rand.IntN(250)), last})
-	}
-	base := net3(0).As4()
-	ip := func(last byte) netip.Addr { b := base; b[3] = last; return netip.AddrFrom4(b) }
+	x, y := byte(100+rand.IntN(100)), byte(rand.IntN(250))
+	ip := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{127, x, y, last}) }
 	dir, err := os.MkdirTemp("", "usher-migrate-")
 	if err != nil {
 		t.Fatal(err)
