@@ -24,6 +24,9 @@ const (
 // import during a cut-over never moves a user who already logs in through
 // usher. ErrNotFound: usher has no such backend.
 func (r *Router) ImportUser(ctx context.Context, hash uint32, ip netip.Addr, ts int64) (ImportResult, error) {
+	// Logins of the last second are refreshes not yet in the log: flush them
+	// so a user active through usher counts as newer.
+	r.flushRefreshes()
 	var (
 		host     cluster.Host
 		known    bool
