@@ -69,6 +69,11 @@ type Server struct {
 
 // New opens the state and binds every listener of s; Run serves them.
 func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error) {
+	return newServer(confPath, s, log, true)
+}
+
+// newServer opens the state and, when listen is set, binds the listeners.
+func newServer(confPath string, s *config.Settings, log *slog.Logger, listen bool) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -84,7 +89,7 @@ func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error)
 		healthMetrics: health.NewMetrics(),
 		stopped:       make(chan struct{}),
 	}
-	if err := srv.open(); err != nil {
+	if err := srv.open(listen); err != nil {
 		srv.Stop()
 		srv.Wait()
 		return nil, err
@@ -92,7 +97,7 @@ func New(confPath string, s *config.Settings, log *slog.Logger) (*Server, error)
 	return srv, nil
 }
 
-func (srv *Server) open() error {
+func (srv *Server) open(listen bool) error {
 	s := srv.settings
 	hosts, err := parseHosts(s)
 	if err != nil {
@@ -124,6 +129,9 @@ func (srv *Server) open() error {
 	rt.Store(srv.router)
 	srv.admin = admin.NewServer(srv.router, ringAdmin, srv.log)
 	srv.recordEvents()
+	if !listen {
+		return nil
+	}
 	if err := srv.startListeners(); err != nil {
 		return err
 	}

@@ -291,7 +291,8 @@ func TestImportFromDovecotDirector(t *testing.T) {
 	}
 
 	t.Logf("moves after %v", time.Since(t0))
-	u := startUsher(t, a)
+	u := newUsher(t, a, 20)
+	u.start(t)
 	t.Logf("usher up after %v", time.Since(t0))
 	usherAdmin := adminDial(t, u.adminSocket)
 	// Without the import usher would send the moved users to their ring position.
@@ -324,6 +325,22 @@ func TestImportFromDovecotDirector(t *testing.T) {
 	if out3 := u.runImport(t, a.adminSocket()); !strings.Contains(out3, " 0 imported,") || !strings.Contains(out3, " 0 added, 0 updated,") {
 		t.Errorf("import after the logins through usher changed something:\n%s", out3)
 	}
+
+	// -offline refuses the state of a running usher (it holds the lock) and changes nothing.
+	cmd := exec.Command(usherBin, "import", "-a", a.adminSocket(), "-c", u.conf, "-offline")
+	if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 75 || !strings.Contains(string(out), "state") {
+		t.Errorf("offline import into a running usher: %v\n%s", err, out)
+	}
+	// The same into a stopped usher's state_dir: a second director, not started yet.
+	off := newUsher(t, a, 21)
+	if out := off.runImport(t, a.adminSocket(), "-offline"); out != want1 {
+		t.Fatalf("offline import:\n%s\nwant:\n%s", out, want1)
+	}
+	if out := off.runImport(t, a.adminSocket(), "-offline"); out != want2 {
+		t.Fatalf("second offline import:\n%s\nwant:\n%s", out, want2)
+	}
+	off.start(t)
+	checkSameState(t, adminDial(t, a.adminSocket()), adminDial(t, off.adminSocket))
 }
 
 // checkSameState compares the two directors' HOST-LIST (address, vhosts,

@@ -15,18 +15,19 @@ import (
 	"github.com/usher-mail/usher/internal/testenv"
 )
 
-// usherProc is a running usher in front of the anchor's backends, on the
-// anchor's subnet (.20), with the hashing and expiry a carried-over Dovecot
-// config would give it.
+// usherProc is an usher in front of the anchor's backends, on the anchor's
+// subnet, with the hashing and expiry a carried-over Dovecot config would
+// give it.
 type usherProc struct {
 	imap, adminSocket, conf string
 	log                     *testenv.LogBuffer
 }
 
-func startUsher(t *testing.T, a *anchor) *usherProc {
+// newUsher writes the config of an usher at .last of the anchor's subnet.
+func newUsher(t *testing.T, a *anchor, last byte) *usherProc {
 	t.Helper()
 	b := a.b1.As4()
-	b[3] = 20
+	b[3] = last
 	ip := netip.AddrFrom4(b)
 	dir := t.TempDir()
 	imap := testenv.FreePort(t, ip)
@@ -66,6 +67,12 @@ service director {
 	if err := os.WriteFile(u.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return u
+}
+
+// start runs usher until the test ends.
+func (u *usherProc) start(t *testing.T) {
+	t.Helper()
 	cmd := exec.Command(usherBin, "serve", "-c", u.conf)
 	cmd.Stdout, cmd.Stderr = u.log, u.log
 	if err := cmd.Start(); err != nil {
@@ -90,7 +97,7 @@ service director {
 			}
 		}
 		if err1 == nil && err2 == nil {
-			return u
+			return
 		}
 		select {
 		case <-exited:
@@ -106,9 +113,9 @@ service director {
 
 // runImport runs `usher import` against the Dovecot director at src and
 // returns its report; any failure fails the test.
-func (u *usherProc) runImport(t *testing.T, src string) string {
+func (u *usherProc) runImport(t *testing.T, src string, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(usherBin, "import", "-a", src, "-c", u.conf)
+	cmd := exec.Command(usherBin, append([]string{"import", "-a", src, "-c", u.conf}, extra...)...)
 	var stderr testenv.LogBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
