@@ -70,31 +70,23 @@ func serve(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	notify := func(state string) {
-		if err := sdNotify(state); err != nil {
-			log.Warn("systemd notification", "err", err)
-		}
+	// systemd (Type=notify): ready once every listener is up; Reload and
+	// Stop tell it about reloads and the shutdown, from a signal or the API.
+	if err := server.Notify("READY=1"); err != nil {
+		log.Warn("systemd notification", "err", err)
 	}
-	notify("READY=1")
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				notify(sdReloading())
-				if err := srv.Reload(); err != nil {
-					notify("READY=1\nSTATUS=reload rejected, running settings kept: " + oneLine(err.Error()))
-				} else {
-					notify("READY=1\nSTATUS=configuration reloaded")
-				}
+				srv.Reload()
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
-			notify("STOPPING=1")
 			srv.Stop()
 			srv.Wait()
 			return 0
 		case <-srv.Done():
-			notify("STOPPING=1")
 			srv.Wait()
 			return 0
 		}

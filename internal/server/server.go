@@ -227,6 +227,9 @@ func selfAddr(s *config.Settings) netip.AddrPort {
 // Stop begins a graceful shutdown; Wait returns when it is complete.
 func (srv *Server) Stop() {
 	srv.stopOnce.Do(func() {
+		if srv.isReady.Load() {
+			srv.notify("STOPPING=1")
+		}
 		close(srv.stopping)
 		srv.wg.Add(1)
 		go func() {
@@ -290,6 +293,17 @@ func (srv *Server) Reload() error {
 	if srv.confPath == "" {
 		return errors.New("no config file to reload (dev mode)")
 	}
+	srv.notify(sdReloading())
+	err := srv.reload()
+	if err != nil {
+		srv.notify("READY=1\nSTATUS=reload rejected, running settings kept: " + oneLine(err.Error()))
+	} else {
+		srv.notify("READY=1\nSTATUS=configuration reloaded")
+	}
+	return err
+}
+
+func (srv *Server) reload() error {
 	s, warns, err := config.Load(srv.confPath)
 	if err != nil {
 		srv.log.Error("reload rejected, keeping the running settings", "err", err)

@@ -14,7 +14,8 @@ import (
 
 // TestSystemdNotify plays systemd for a Type=notify unit: a datagram socket
 // in NOTIFY_SOCKET sees READY=1 once usher serves, RELOADING=1 (with
-// MONOTONIC_USEC) and READY=1 again around a SIGHUP, STOPPING=1 on SIGTERM.
+// MONOTONIC_USEC) and READY=1 again around a SIGHUP and the API's reload,
+// STOPPING=1 on SIGTERM.
 func TestSystemdNotify(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{N: 1, Users: 2})
@@ -50,6 +51,14 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	if m := next("READY=1 after reload"); !strings.HasPrefix(m, "READY=1\nSTATUS=configuration reloaded") {
 		t.Fatalf("after the reload %q, want READY=1", m)
+	}
+	// The API's reload is the same reload.
+	u.mustAPI("reload", nil)
+	if m := next("RELOADING=1 from the API"); !strings.HasPrefix(m, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Fatalf("on the API's reload %q", m)
+	}
+	if m := next("READY=1 after the API's reload"); !strings.HasPrefix(m, "READY=1\n") {
+		t.Fatalf("after the API's reload %q", m)
 	}
 	done := make(chan int)
 	go func() { done <- u.stop() }()

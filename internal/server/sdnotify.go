@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"fmt"
@@ -10,12 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sdNotify tells the service manager about a state change (sd_notify(3)):
+// Notify tells the service manager about a state change (sd_notify(3)):
 // one datagram to the unix socket named by $NOTIFY_SOCKET, which systemd sets
 // for Type=notify units. Without it (not under systemd) it does nothing. A
 // name starting with '@' is in the abstract namespace, which Go's unix
 // addresses already understand.
-func sdNotify(state string) error {
+func Notify(state string) error {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
 		return nil
@@ -42,3 +42,11 @@ func sdReloading() string {
 
 // oneLine keeps a STATUS= value on its one line of the message.
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// notify sends state, logging a failure: a lost notification must not stop
+// usher, systemd then times out on its own.
+func (srv *Server) notify(state string) {
+	if err := Notify(state); err != nil {
+		srv.log.Warn("systemd notification", "err", err)
+	}
+}
