@@ -61,6 +61,7 @@ func (a apiServices) KickSessions(match func(doveadm.Conn) bool) []string {
 	kicked := a.srv.sessions.Kick(func(s sessions.Session) bool {
 		return match(doveadm.Conn{User: s.User, Service: s.Service, IP: addrString(s.Client.Addr()), Pid: pid})
 	}, "Kicked by admin")
+	a.srv.kickEvent("kick", kicked)
 	return sortedUsers(kicked)
 }
 
@@ -126,12 +127,14 @@ func (a apiServices) ProxyKick(users []string, passdbField, host string) int {
 		want[u] = true
 	}
 	hostIP, _ := netip.ParseAddr(host)
-	return len(a.srv.sessions.Kick(func(s sessions.Session) bool {
+	kicked := a.srv.sessions.Kick(func(s sessions.Session) bool {
 		if host != "" {
 			return s.Backend.Addr() == hostIP
 		}
 		return want[s.User]
-	}, "Kicked by admin"))
+	}, "Kicked by admin")
+	a.srv.kickEvent("proxy kick", kicked)
+	return len(kicked)
 }
 
 func (a apiServices) StopService(names []string) []string { return a.srv.StopServices(names) }

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/sessions"
 	"github.com/usher-mail/usher/internal/status"
 )
 
@@ -32,6 +35,21 @@ func (srv *Server) mountStatus(api *doveadm.Server) {
 	api.Mount("/status", func(ctx context.Context, accept string) (string, []byte) {
 		return status.Render(src.Read(ctx), accept)
 	})
+}
+
+// kickEvent records the API's session kicks (kick, proxy kick) for the
+// status page; director kicks come through the admin protocol.
+func (srv *Server) kickEvent(cmd string, kicked []sessions.Session) {
+	if len(kicked) == 0 {
+		return
+	}
+	users := sortedUsers(kicked)
+	what := fmt.Sprintf("%s %s", cmd, strings.Join(users[:min(len(users), 5)], " "))
+	if len(users) > 5 {
+		what += fmt.Sprintf(" and %d more", len(users)-5)
+	}
+	srv.events.Add(status.Event{Time: time.Now(), Kind: "user", What: what,
+		Result: fmt.Sprintf("%d session(s) closed", len(kicked))})
 }
 
 // recordEvents keeps the director-admin commands that change something (from

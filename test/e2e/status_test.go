@@ -20,16 +20,18 @@ func TestStatusPage(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 20})
 	u := startUsher(t, cl, usherOpts{})
-	// Users mapped to both backends, five of them with an open session.
+	// Users mapped to both backends, six of them with an open session, then one kicked.
 	for i, user := range cl.Users()[:12] {
 		c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
 		if _, tagged := c.cmd(t, "a", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "a OK") {
 			t.Fatalf("login %s: %q", user, tagged)
 		}
-		if i >= 5 {
+		if i >= 6 {
 			c.cmd(t, "b", "LOGOUT")
 		}
 	}
+	kicked := cl.Users()[5]
+	u.mustAPI("kick", map[string]any{"mask": []string{kicked}})
 	down := cl.Backends()[1]
 	u.mustAPI("directorDown", map[string]any{"host": down.IP.String()})
 	waitFor(t, "five sessions", func() bool { return len(u.mustAPI("proxyList", nil)) == 5 })
@@ -71,8 +73,8 @@ func TestStatusPage(t *testing.T) {
 	if page.Leader != members[0] || page.Sessions != "5" {
 		t.Errorf("page: leader %q (want %s), sessions %q (want 5)", page.Leader, members[0], page.Sessions)
 	}
-	if !strings.Contains(dom, "HOST-DOWN "+down.IP.String()) {
-		t.Errorf("the down event is not among the recent events")
+	if !strings.Contains(dom, "HOST-DOWN "+down.IP.String()) || !strings.Contains(dom, "kick "+kicked) {
+		t.Errorf("the down event or the kick is not among the recent events")
 	}
 
 	// Without credentials: refused, to Chromium and to anyone.
