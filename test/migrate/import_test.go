@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,36 @@ func (a *anchor) backends() []*testenv.Backend {
 	return out
 }
 
+// stopAll sends SIGTERM to the three Dovecot masters at once and waits for
+// them (teardown.sh stops them one after the other, about 3 s each); only
+// pids this anchor's setup.sh recorded, and only while they run its config.
+func (a *anchor) stopAll() {
+	var pids []int
+	for _, name := range []string{"director", "b1", "b2"} {
+		data, err := os.ReadFile(filepath.Join(a.dir, name, "run", "master.pid"))
+		pid, err2 := strconv.Atoi(strings.TrimSpace(string(data)))
+		cmdline, err3 := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		conf := filepath.Join(a.dir, name, "dovecot.conf")
+		if err != nil || err2 != nil || err3 != nil || !strings.Contains(string(cmdline), conf) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGTERM) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		alive := 0
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return
+		}
+	}
+}
+
 // startAnchor runs setup.sh on a random 127.X.Y.0/24 of its own, so it
 // cannot meet another test's anchor, and tears it down at the end.
 func startAnchor(t *testing.T) *anchor {
@@ -84,6 +115,7 @@ func startAnchor(t *testing.T) *anchor {
 			t.Logf("Dovecot director log (end):\n%s", log[max(0, len(log)-3000):])
 		}
 		t1 := time.Now()
+		a.stopAll()
 		td := exec.Command(filepath.Join(shared, "anchor", "teardown.sh"), "--purge")
 		td.Env = a.env
 		if out, err := td.CombinedOutput(); err != nil {
@@ -158,7 +190,7 @@ func whereLoggedIn(t *testing.T, addr string, users []string, backends []*testen
 		sessions := make([]*imapSession, len(part))
 		errs := make([]error, len(part))
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, 16)
+		sem := make(chan struct{}, 32)
 		for i, u := range part {
 			wg.Add(1)
 			sem <- struct{}{}
