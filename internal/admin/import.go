@@ -8,21 +8,21 @@ import (
 	"github.com/usher-mail/usher/internal/router"
 )
 
-// Importer is what USER-IMPORT needs; *router.Router implements it.
+// Importer is what USHER-USER-IMPORT needs; *router.Router implements it.
 type Importer interface {
 	ImportUser(ctx context.Context, hash uint32, ip netip.Addr, ts int64) (router.ImportResult, error)
 }
 
-// USER-IMPORT is usher's own command (Dovecot has none like it): it sets a
+// USHER-USER-IMPORT is usher's own command (Dovecot has none like it): it sets a
 // user mapping with a given last-use timestamp, for `usher import`, which
 // carries a Dovecot 2.3 director's mappings over.
 //
-//	USER-IMPORT <hash> <unix timestamp> <ip>
+//	USHER-USER-IMPORT <hash> <unix timestamp> <ip>
 //
 // Replies: OK (written), UNCHANGED (usher had it), NEWER (usher maps the user
 // elsewhere, more recently, and keeps that), NOTFOUND (no such backend).
 func init() {
-	commands["USER-IMPORT"] = (*Server).userImport
+	commands["USHER-USER-IMPORT"] = (*Server).userImport
 }
 
 func (s *Server) userImport(ctx context.Context, args []string) ([]string, bool) {

@@ -100,9 +100,9 @@ func Import(src, dst *Client, userExpire time.Duration, now time.Time) (Report, 
 			rep.problem("user hash %d: backend %s was not imported", u.Hash, u.IP)
 			continue
 		}
-		reply, err := dst.Cmd("USER-IMPORT", strconv.FormatUint(uint64(u.Hash), 10), strconv.FormatInt(ts, 10), u.IP.String())
+		reply, err := dst.Cmd("USHER-USER-IMPORT", strconv.FormatUint(uint64(u.Hash), 10), strconv.FormatInt(ts, 10), u.IP.String())
 		if err != nil {
-			return rep, fmt.Errorf("usher: USER-IMPORT: %w", err)
+			return rep, fmt.Errorf("usher: USHER-USER-IMPORT: %w", err)
 		}
 		switch reply {
 		case "OK":

@@ -72,7 +72,7 @@ func (srv *Server) setHealth(s *config.Settings) {
 		srv.checker = health.New(healthConfig(s, srv.probeSource(s)), health.Deps{
 			Active:   srv.node.IsLeader,
 			Targets:  srv.healthTargets,
-			Report:   srv.router.SetHealth,
+			Report:   srv.reportHealth,
 			Evacuate: srv.router.Evacuate,
 			Logger:   srv.log,
 		}, srv.healthMetrics)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -50,6 +51,21 @@ func (srv *Server) kickEvent(cmd string, kicked []sessions.Session) {
 	}
 	srv.events.Add(status.Event{Time: time.Now(), Kind: "user", What: what,
 		Result: fmt.Sprintf("%d session(s) closed", len(kicked))})
+}
+
+// reportHealth commits a health check verdict and keeps it as a recent
+// event (on the checking director, which is the one committing it).
+func (srv *Server) reportHealth(ctx context.Context, ip netip.Addr, down bool) error {
+	err := srv.router.SetHealth(ctx, ip, down)
+	verdict, result := "up", "OK"
+	if down {
+		verdict = "down"
+	}
+	if err != nil {
+		result = err.Error()
+	}
+	srv.events.Add(status.Event{Time: time.Now(), Kind: "host", What: "health checks: " + ip.String() + " " + verdict, Result: result})
+	return err
 }
 
 // recordEvents keeps the director-admin commands that change something (from

@@ -63,22 +63,23 @@ var eventKinds = map[string]string{
 	"HOST-REMOVE": "host", "HOST-FLUSH": "host", "HOST-RESET-USERS": "host",
 	"USER-MOVE": "user", "USER-KICK": "user", "USER-KICK-ALT": "user",
 	"DIRECTOR-ADD": "ring", "DIRECTOR-REMOVE": "ring",
+	"USHER-HOST-DRAIN": "user", "USHER-REBALANCE": "user",
 }
 
 // maxWhat bounds an event's text (a kick-alt value can be long).
 const maxWhat = 200
 
-// importWindow joins the USER-IMPORT commands of one `usher import` run
+// importWindow joins the USHER-USER-IMPORT commands of one `usher import` run
 // into one event.
 const importWindow = time.Minute
 
 // Command records a director-admin command if it is a change. The
-// USER-IMPORTs of an import become one event that counts them.
+// USHER-USER-IMPORTs of an import become one event that counts them.
 func (e *Events) Command(now time.Time, fields []string, reply string) {
 	if len(fields) == 0 {
 		return
 	}
-	if fields[0] == "USER-IMPORT" {
+	if fields[0] == "USHER-USER-IMPORT" {
 		e.countImport(now, reply)
 		return
 	}
@@ -115,14 +116,14 @@ func (e *Events) countImport(now time.Time, reply string) {
 	e.push(ev)
 }
 
-// count adds one USER-IMPORT reply to an import event's text.
+// count adds one USHER-USER-IMPORT reply to an import event's text.
 func (ev *Event) count(reply string) {
 	ev.imports[reply]++
 	n := 0
 	for _, c := range ev.imports {
 		n += c
 	}
-	ev.What = fmt.Sprintf("USER-IMPORT of %d mappings", n)
+	ev.What = fmt.Sprintf("USHER-USER-IMPORT of %d mappings", n)
 	ev.Result = ""
 	for _, r := range []string{"OK", "UNCHANGED", "NEWER", "NOTFOUND"} {
 		if c := ev.imports[r]; c > 0 {

@@ -61,9 +61,9 @@ func Text(snap *Snapshot) []byte {
 	for _, m := range snap.Ring {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Addr, dash(m.Type), dash(m.Status), dash(m.PingMs), yes(m.Leader))
 	}
-	fmt.Fprintf(tw, "\nbackends\nBACKEND\tTAG\tSTATE\tCAUSE\tVHOSTS\tUSERS\tSESSIONS\n")
+	fmt.Fprintf(tw, "\nbackends\nBACKEND\tTAG\tSTATE\tCAUSE\tCHECKS\tVHOSTS\tUSERS\tSESSIONS\n")
 	for _, h := range snap.Backends {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", h.IP, dash(h.Tag), h.State, dash(h.Cause), h.Vhosts, h.Users, h.Sessions)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", h.IP, dash(h.Tag), h.State, dash(h.Cause), dash(h.Checks), h.Vhosts, h.Users, h.Sessions)
 	}
 	fmt.Fprintf(tw, "\nsessions\nPROTOCOL\tSESSIONS\n")
 	for _, c := range snap.PerProtocol {

@@ -46,9 +46,11 @@ type Member struct {
 	Leader bool
 }
 
-// Backend is one HOST-LIST row with the sessions proxied to it. State is
-// what the page shows in the state column ("Up" or "Down"); Cause says why
-// when something knows it.
+// Backend is one HOST-LIST row with the sessions proxied to it and its
+// USHER-HOST-HEALTH row. State is what the page shows in the state column
+// ("Up" or "Down"); Cause says who decided it (admin, health), Checks what
+// the health checks say (passing, failing; "held up" when an admin's HOST-UP
+// overrides failing checks).
 type Backend struct {
 	IP, Tag    string
 	Vhosts     int
@@ -56,6 +58,7 @@ type Backend struct {
 	Sessions   int // live sessions through this director
 	State      string
 	Cause      string
+	Checks     string
 	LastUpDown time.Time
 }
 
@@ -136,6 +139,23 @@ func (src *Source) readAdmin(ctx context.Context, snap *Snapshot) error {
 		snap.Backends = append(snap.Backends, b)
 		return err
 	}, "HOST-LIST"); err != nil {
+		return err
+	}
+	// USHER-HOST-HEALTH: ip state cause checks hold users changed.
+	if err := c.List(func(f []string) error {
+		if len(f) < 5 {
+			return fmt.Errorf("USHER-HOST-HEALTH row with %d fields", len(f))
+		}
+		for i := range snap.Backends {
+			if b := &snap.Backends[i]; b.IP == f[0] {
+				b.Cause, b.Checks = f[2], f[3]
+				if f[4] == "1" {
+					b.Checks = "held up"
+				}
+			}
+		}
+		return nil
+	}, "USHER-HOST-HEALTH"); err != nil {
 		return err
 	}
 	return c.List(func(f []string) error {

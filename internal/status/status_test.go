@@ -19,11 +19,11 @@ func TestEventsBoundedNewestFirst(t *testing.T) {
 	if len(got) != maxEvents || !got[0].Time.Equal(t0.Add((maxEvents+6)*time.Second)) || got[0].What != "HOST-UP 10.0.0.1" {
 		t.Fatalf("%d events, newest %+v", len(got), got[0])
 	}
-	// The USER-IMPORTs of one import are one event.
+	// The USHER-USER-IMPORTs of one import are one event.
 	for _, r := range []string{"OK", "OK", "UNCHANGED"} {
-		e.Command(t0.Add(time.Hour), []string{"USER-IMPORT", "1", "2", "10.0.0.1"}, r)
+		e.Command(t0.Add(time.Hour), []string{"USHER-USER-IMPORT", "1", "2", "10.0.0.1"}, r)
 	}
-	if ev := e.Recent()[0]; ev.Kind != "import" || ev.What != "USER-IMPORT of 3 mappings" || ev.Result != "OK 2 UNCHANGED 1" {
+	if ev := e.Recent()[0]; ev.Kind != "import" || ev.What != "USHER-USER-IMPORT of 3 mappings" || ev.Result != "OK 2 UNCHANGED 1" {
 		t.Fatalf("import event %+v", ev)
 	}
 	e.Command(t0, []string{"USER-KICK-ALT", "x", strings.Repeat("y", 1000)}, "OK")

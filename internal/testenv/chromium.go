@@ -51,11 +51,11 @@ type StatusDOM struct {
 	Leader   string
 	Sessions string
 	Ring     []string             // ring members, ip:port
-	Hosts    map[string][2]string // backend ip -> state (Up, Down), mapped users
+	Hosts    map[string][3]string // backend ip -> state (Up, Down), cause (admin, health, ""), mapped users
 }
 
 var (
-	statusHost     = regexp.MustCompile(`<tr data-ip="([^"]+)">.*?<span class="state [a-z]+">([A-Za-z]+)</span>.*?<td class="num users">(\d+)</td>`)
+	statusHost     = regexp.MustCompile(`<tr data-ip="([^"]+)">.*?<span class="state [a-z]+">([A-Za-z]+)</span>.*?<td class="cause">([a-z]*)</td>.*?<td class="num users">(\d+)</td>`)
 	statusRing     = regexp.MustCompile(`<tr data-addr="([^"]+)">`)
 	statusLeader   = regexp.MustCompile(`id="leader">([^<]+)<`)
 	statusSessions = regexp.MustCompile(`id="sessions">(\d+)<`)
@@ -63,9 +63,9 @@ var (
 
 // ParseStatusDOM reads a dumped status page.
 func ParseStatusDOM(dom string) StatusDOM {
-	s := StatusDOM{Hosts: map[string][2]string{}}
+	s := StatusDOM{Hosts: map[string][3]string{}}
 	for _, m := range statusHost.FindAllStringSubmatch(dom, -1) {
-		s.Hosts[m[1]] = [2]string{m[2], m[3]}
+		s.Hosts[m[1]] = [3]string{m[2], m[3], m[4]}
 	}
 	for _, m := range statusRing.FindAllStringSubmatch(dom, -1) {
 		s.Ring = append(s.Ring, m[1])

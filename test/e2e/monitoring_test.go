@@ -11,9 +11,39 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/usher-mail/usher/internal/testenv"
 )
+
+// scrape returns the metric names /metrics exports: the names of its # TYPE
+// lines, with _sum, _count and _bucket for histograms and summaries.
+func scrape(t *testing.T, url string) map[string]bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	exported := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || f[0] != "#" || f[1] != "TYPE" {
+			continue
+		}
+		exported[f[2]] = true
+		if f[3] == "histogram" || f[3] == "summary" {
+			for _, suffix := range []string{"_sum", "_count", "_bucket"} {
+				exported[f[2]+suffix] = true
+			}
+		}
+	}
+	if len(exported) == 0 {
+		t.Fatal("no metrics scraped")
+	}
+	return exported
+}
 
 var metricName = regexp.MustCompile(`\busher_[a-z0-9_]+`)
 
@@ -30,13 +60,14 @@ func referenced(t *testing.T, path string) []string {
 }
 
 // TestDashboardAndAlertsUseExportedMetrics scrapes a running usher (a session
-// open, a failed login behind it) and checks that the Grafana dashboard and
-// the alerting rules in dist/ name only metrics it exports; then promtool
-// checks the rules and runs their unit tests.
+// open, a failed login behind it, a backend failing its health checks) and
+// checks that the Grafana dashboard, the alerting rules in dist/ and
+// docs/monitoring.md name only metrics it exports; then promtool checks the
+// rules and runs their unit tests.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 4})
-	u := startUsher(t, cl, usherOpts{})
+	u := startUsher(t, cl, usherOpts{extra: "usher_health_check_interval = 200 msecs\nusher_health_check_timeout = 200 msecs\n"})
 	bad := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
 	if _, tagged := bad.cmd(t, "a", "LOGIN user001 wrong"); !strings.HasPrefix(tagged, "a NO") {
 		t.Fatalf("bad login: %q", tagged)
@@ -46,33 +77,38 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 		t.Fatalf("login: %q", tagged)
 	}
 
-	resp, err := http.Get("http://" + u.addr(u.Metrics) + "/metrics")
-	if err != nil {
+	// The other backend stops: its checks fail from now on, the session stays.
+	if err := otherBackend(cl, backendOf(t, u, cl, "user002")).Stop(); err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	exported := map[string]bool{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
-			exported[f[2]] = true
-		}
-	}
-	if len(exported) == 0 {
-		t.Fatal("no metrics scraped")
 	}
 	dist := filepath.Join("..", "..", "dist")
 	rules := filepath.Join(dist, "prometheus", "usher-alerts.yml")
-	for _, file := range []string{filepath.Join(dist, "grafana", "usher-dashboard.json"), rules, filepath.Join("..", "..", "docs", "monitoring.md")} {
-		names := referenced(t, file)
-		if len(names) < 5 {
-			t.Fatalf("%s names only %v", file, names)
-		}
-		for _, n := range names {
-			if !exported[n] {
-				t.Errorf("%s uses %s, which usher does not export", file, n)
+	files := []string{filepath.Join(dist, "grafana", "usher-dashboard.json"), rules, filepath.Join("..", "..", "docs", "monitoring.md")}
+	// Series of counters with labels appear with their first event (a check, a
+	// failed check): wait for every name until the deadline, then report.
+	var missing []string
+	allExported := func() bool {
+		exported := scrape(t, "http://"+u.addr(u.Metrics)+"/metrics")
+		missing = nil
+		for _, file := range files {
+			names := referenced(t, file)
+			if len(names) < 5 {
+				t.Fatalf("%s names only %v", file, names)
+			}
+			for _, n := range names {
+				if !exported[n] {
+					missing = append(missing, file+": "+n)
+				}
 			}
 		}
+		return len(missing) == 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !allExported() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, m := range missing {
+		t.Errorf("%s is not exported by usher", m)
 	}
 
 	promtool, err := exec.LookPath("promtool")

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,14 +54,13 @@ func TestStatusPage(t *testing.T) {
 		if h["state"] == "down" {
 			state = "Down"
 		}
-		want := [2]string{state, fmt.Sprint(h["users"])}
-		if got[ip] != want {
+		if g := got[ip]; g[0] != state || g[2] != fmt.Sprint(h["users"]) {
 			t.Errorf("backend %s: page shows %v, API %v", ip, got[ip], h)
 		}
 		n, _ := strconv.Atoi(fmt.Sprint(h["users"]))
 		total += n
 	}
-	if total != 12 || got[down.IP.String()][0] != "Down" {
+	if total != 12 || got[down.IP.String()][0] != "Down" || got[down.IP.String()][1] != "admin" {
 		t.Errorf("API: %d mapped users (want 12), page: %v", total, got)
 	}
 	members := page.Ring
@@ -113,4 +113,25 @@ func TestStatusPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestStatusPageShowsHealthVerdict: a backend that stops answering is put
+// down by usher's health checks, and the plain-text page shows it down with
+// the cause "health" and the verdict among the recent events.
+func TestStatusPageShowsHealthVerdict(t *testing.T) {
+	t.Parallel()
+	cl := testenv.StartDovecot(t, testenv.Options{Users: 4})
+	u := startUsher(t, cl, usherOpts{extra: "usher_health_check_interval = 200 msecs\nusher_health_check_timeout = 200 msecs\nusher_health_check_fall = 1\n"})
+	dead := cl.Backends()[1]
+	if err := dead.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	page := func() string {
+		return run(t, "curl", "-sS", "--max-time", "30", "-u", "doveadm:hellodoveadm", fmt.Sprintf("http://%s/status", u.addr(u.APIPort)))
+	}
+	row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(dead.IP.String()) + `\s+-\s+Down\s+health\s+failing\s`)
+	waitFor(t, "the health verdict on the status page", func() bool {
+		p := page()
+		return row.MatchString(p) && strings.Contains(p, "health checks: "+dead.IP.String()+" down")
+	})
 }
