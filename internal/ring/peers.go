@@ -161,7 +161,7 @@ func (t *peerTable) failed(addr string) {
 
 // count wraps c so its bytes are counted for addr, and its send queue too while it is open.
 func (t *peerTable) count(addr string, c net.Conn) net.Conn {
-	cc := &countingConn{Conn: c, p: t.get(addr), total: &t.total, now: t.now, t: t}
+	cc := &countingConn{Conn: c, addr: addr, p: t.get(addr), total: &t.total, now: t.now, t: t}
 	t.mu.Lock()
 	if cc.p.conns == nil {
 		cc.p.conns = map[*countingConn]struct{}{}
@@ -173,6 +173,7 @@ func (t *peerTable) count(addr string, c net.Conn) net.Conn {
 
 type countingConn struct {
 	net.Conn
+	addr     string // the peer's ring address, as it proved in the handshake
 	p, total *peerStats
 	now      func() time.Time
 	t        *peerTable

@@ -71,6 +71,11 @@ func Open(cfg Config) (*Ring, error) {
 			others = append(others, p)
 		}
 	}
+	if len(others) > 0 && cfg.Secret == "" && !mutualTLS(cfg.TLS) {
+		// Without either, anyone who reaches the ring port could speak
+		// raft and make itself a voter.
+		return nil, errors.New("ring: a ring of several directors needs director_ring_secret (or director_ring_ssl, which verifies client certificates)")
+	}
 	ln, err := net.Listen("tcp", cfg.Self)
 	if err != nil {
 		return nil, fmt.Errorf("ring: listen %s: %w", cfg.Self, err)
@@ -102,6 +107,12 @@ func Open(cfg Config) (*Ring, error) {
 		}
 	}
 	return r, nil
+}
+
+// mutualTLS reports whether c makes both sides of a ring connection prove
+// a certificate.
+func mutualTLS(c *tls.Config) bool {
+	return c != nil && c.ClientAuth == tls.RequireAndVerifyClientCert
 }
 
 func contains(list []string, s string) bool {

@@ -272,13 +272,19 @@ func TestMembership(t *testing.T) {
 	cfg := tr.config(0)
 	cfg.Dir, cfg.Self, cfg.Peers = t.TempDir(), extra, append(append([]string{}, tr.addrs...), extra)
 	cfg.OnKick = nil
+	// A director outside the others' director_servers joins once added
+	// with DIRECTOR-ADD.
+	ap := netip.MustParseAddrPort(extra)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tr.rings[0].Add(ctx, ap.Addr(), int(ap.Port())); err != nil {
+		t.Fatalf("add: %v", err)
+	}
 	r4, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r4.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if err := r4.Node().WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +316,6 @@ func TestMembership(t *testing.T) {
 	if selves != 1 {
 		t.Errorf("rows %v", rows)
 	}
-	ap := netip.MustParseAddrPort(extra)
 	if found, err := tr.rings[2].Remove(ctx, ap.Addr(), int(ap.Port())); !found || err != nil {
 		t.Fatalf("remove: %v %v", found, err)
 	}

@@ -168,6 +168,10 @@ func (c *rpcClient) call(ctx context.Context, addr string, op byte, payload []by
 // serveRPC answers requests on one connection until it closes or idles.
 func (r *Ring) serveRPC(c net.Conn) {
 	defer c.Close()
+	peer := ""
+	if cc, ok := c.(*countingConn); ok {
+		peer = cc.addr
+	}
 	br := bufio.NewReader(c)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(serverIdle))
@@ -181,7 +185,7 @@ func (r *Ring) serveRPC(c net.Conn) {
 		op := req[0]
 		timeout := time.Duration(binary.BigEndian.Uint32(req[1:5])) * time.Millisecond
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		ans := r.handle(ctx, op, req[5:])
+		ans := r.handle(ctx, peer, op, req[5:])
 		cancel()
 		_ = c.SetWriteDeadline(time.Now().Add(callTimeout))
 		if err := writeFrame(c, ans); err != nil {
@@ -190,7 +194,9 @@ func (r *Ring) serveRPC(c net.Conn) {
 	}
 }
 
-func (r *Ring) handle(ctx context.Context, op byte, payload []byte) []byte {
+// handle answers one request from peer, the ring address the dialer
+// authenticated with.
+func (r *Ring) handle(ctx context.Context, peer string, op byte, payload []byte) []byte {
 	switch op {
 	case opForward:
 		return append([]byte{0}, r.node.HandleForward(ctx, payload)...)
@@ -200,6 +206,9 @@ func (r *Ring) handle(ctx context.Context, op byte, payload []byte) []byte {
 			// Starting fresh too: answer at once, so that directors
 			// started together all reach their bootstrap in time.
 			err = errors.New("not in a ring yet")
+		}
+		if err == nil {
+			err = r.mayJoin(peer, id, addr)
 		}
 		if err == nil {
 			r.log.Info("ring: director asks to join", "id", id, "addr", addr)
@@ -217,6 +226,33 @@ func (r *Ring) handle(ctx context.Context, op byte, payload []byte) []byte {
 		return appendStr(b, leader)
 	}
 	return append([]byte{1}, "unknown request"...)
+}
+
+// mayJoin refuses a join unless the director asks for itself (the address
+// it authenticated with) and is listed in director_servers or already a
+// member (added with DIRECTOR-ADD). Knowing the ring secret alone does not
+// make an address a voter: one forged voter can cost the ring its quorum.
+func (r *Ring) mayJoin(peer, id, addr string) error {
+	var err error
+	switch {
+	case id != addr || addr != peer:
+		err = errors.New("a director may only ask to join for itself")
+	case contains(r.cfg.Peers, addr):
+		return nil
+	default:
+		servers, serr := r.node.Servers()
+		if serr != nil {
+			return serr
+		}
+		for _, s := range servers {
+			if s.ID == id && s.Address == addr {
+				return nil
+			}
+		}
+		err = errors.New("not in director_servers and not added with DIRECTOR-ADD")
+	}
+	r.log.Warn("ring: join refused", "peer", peer, "id", id, "addr", addr, "err", err)
+	return fmt.Errorf("join refused: %w", err)
 }
 
 func appendStr(b []byte, s string) []byte {
