@@ -48,7 +48,7 @@ login_trusted_networks = 10.1.2.3/8 192.0.2.7, 2001:db8::1 2001:db8:1::/48
 haproxy_trusted_networks = 127.0.0.1
 login_greeting = "usher ready."
 mail_max_userip_connections = 0
-doveadm_allowed_commands = director status,director map
+doveadm_allowed_commands = director status, director  map,who
 director_user_expire = 1 hour
 director_user_kick_delay = 0
 director_max_parallel_moves = 7
@@ -69,7 +69,7 @@ usher_max_prelogin_commands = 5
 		s.SSL != "required" || s.SSLMinProtocol != "TLSv1.3" || s.DisablePlaintextAuth ||
 		!slices.Equal(s.LoginTrustedNetworks, prefixes("10.0.0.0/8", "192.0.2.7/32", "2001:db8::1/128", "2001:db8:1::/48")) ||
 		!slices.Equal(s.HAProxyTrustedNetworks, prefixes("127.0.0.1/32")) || s.LoginGreeting != "usher ready." ||
-		s.MailMaxUserIPConnections != 0 || !slices.Equal(s.DoveadmAllowedCommands, []string{"director", "status", "director", "map"}) ||
+		s.MailMaxUserIPConnections != 0 || !slices.Equal(s.DoveadmAllowedCommands, []string{"director status", "director map", "who"}) ||
 		s.DirectorUserExpire != time.Hour || s.DirectorUserKickDelay != 0 || s.DirectorMaxParallelMoves != 7 ||
 		s.ImapMaxLineLength != 1<<20 || s.LoginProxyTimeout != 1500*time.Millisecond || s.BackendSSL != "starttls" ||
 		s.UsherLoginTimeout != 2*time.Minute || s.UsherMaxPreloginCommands != 5 {

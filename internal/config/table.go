@@ -62,7 +62,7 @@ func dovecotSettings() []setting {
 		{"auth_username_format", "%Lu", field(func(s *Settings) *string { return &s.AuthUsernameFormat }, asString)},
 		{"doveadm_password", "", field(func(s *Settings) *string { return &s.DoveadmPassword }, asString)},
 		{"doveadm_api_key", "", field(func(s *Settings) *string { return &s.DoveadmAPIKey }, asString)},
-		{"doveadm_allowed_commands", "", field(func(s *Settings) *[]string { return &s.DoveadmAllowedCommands }, asList)},
+		{"doveadm_allowed_commands", "", field(func(s *Settings) *[]string { return &s.DoveadmAllowedCommands }, asCommaList)},
 		{"director_servers", "", field(func(s *Settings) *[]string { return &s.DirectorServers }, asList)},
 		{"director_mail_servers", "", field(func(s *Settings) *string { return &s.DirectorMailServers }, asString)},
 		{"director_user_expire", "15 mins", field(func(s *Settings) *time.Duration { return &s.DirectorUserExpire }, parseSeconds)},
@@ -165,6 +165,20 @@ func asString(v string) (string, error) { return v, nil }
 // similar list settings.
 func asList(v string) ([]string, error) {
 	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }), nil
+}
+
+// asCommaList splits on commas only: the entries of
+// doveadm_allowed_commands contain spaces ("director status"). Dovecot
+// compares each entry untrimmed, so "a, b" never allows "b" there; usher
+// trims the spaces around an entry and folds runs of spaces inside it.
+func asCommaList(v string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.Join(strings.Fields(f), " "); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 func asProtocols(v string) ([]string, error) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/usher-mail/usher/internal/config"
 )
 
 func run(t *testing.T, s *Server, body string) string {
@@ -241,5 +243,28 @@ func TestAllowedCommands(t *testing.T) {
 	s.SetConfig(goldenConfig())
 	if got := run(t, s, `[["penalty",{},"a"]]`); got != `[["doveadmResponse",[],"a"]]` {
 		t.Error(got)
+	}
+}
+
+// TestAllowedCommandsFromConfig: "director status, who" as written in a
+// config file allows exactly those two commands (the list was once split on
+// spaces too, which allowed "stop" and refused both).
+func TestAllowedCommandsFromConfig(t *testing.T) {
+	set, _, err := config.Parse("t.conf", []byte("doveadm_allowed_commands = director status, who\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := goldenConfig()
+	cfg.AllowedCommands = set.DoveadmAllowedCommands
+	f := newFakeServices()
+	s := NewServer(cfg, f)
+	for cmd, allowed := range map[string]bool{"directorStatus": true, "who": true, "stop": false, "directorMap": false, "directorKick": false, "serviceStop": false} {
+		got := run(t, s, `[["`+cmd+`",{},"t"]]`)
+		if refused := strings.Contains(got, `"unAuthorized"`); refused == allowed {
+			t.Errorf("%s: %s", cmd, got)
+		}
+	}
+	if f.stops != 0 || len(f.stopped) != 0 {
+		t.Error("a refused command ran")
 	}
 }
