@@ -99,6 +99,11 @@ func (a *adminConn) send(fields ...string) error {
 // unbuffered in-process pipe would otherwise deadlock when both sides write at once (the
 // greeting and our VERSION, or several commands sent before their replies are read).
 func (a *adminConn) sendRaw(line string) error {
+	if strings.ContainsAny(line, "\r\n\x00") {
+		// Every line is built from escaped or validated fields; one that
+		// still holds a line break would smuggle a second command.
+		return errCode(exUsage)
+	}
 	a.pending = append(a.pending, line+"\n"...)
 	return nil
 }
@@ -146,6 +151,10 @@ func (a *adminConn) readList() ([]string, error) {
 		out = append(out, l)
 	}
 }
+
+// adminSeparators are the bytes that end a director-admin field or line,
+// or escape one.
+const adminSeparators = "\x00\x01\t\r\n"
 
 func tabEscape(s string) string {
 	if !strings.ContainsAny(s, "\x01\t\r\n") {

@@ -21,7 +21,13 @@ func cmdDirectorStatus(c *cmdCtx) (*table, int) {
 	tag, _ := c.str("tag")
 	return c.withDirector(func(a *adminConn) (*table, int) {
 		if hasUser {
-			// The user goes out unescaped, as 2.3 sends it.
+			// The user goes out unescaped, as 2.3 sends it, so one that
+			// would end the field or the line is refused: it could add a
+			// command (HOST-SET) to a read-only request.
+			if strings.ContainsAny(user, adminSeparators) {
+				c.log.Error("director status: user name with a control character refused")
+				return nil, exUsage
+			}
 			if err := a.sendRaw("USER-LOOKUP\t" + user + "\t" + tabEscape(tag)); err != nil {
 				return nil, exitOf(err)
 			}

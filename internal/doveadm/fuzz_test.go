@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,6 +90,51 @@ func FuzzReadRequest(f *testing.F) {
 			if cl, ok := req.header("Content-Length"); ok && cl != strconv.Itoa(len(req.body)) && !(cl == "0" && req.body == nil) {
 				t.Fatalf("Content-Length %q but a body of %d bytes", cl, len(req.body))
 			}
+		}
+	})
+}
+
+// FuzzAdminArgs feeds API parameters that reach the director-admin protocol:
+// whatever a string holds, each command sends only the verbs it may send,
+// every line is one line, and a read-only command changes nothing. Hosts
+// stay IP literals (the tag is a parameter of its own) so nothing is looked
+// up in DNS.
+func FuzzAdminArgs(f *testing.F) {
+	f.Add(uint8(0), "user01\nHOST-SET\t10.77.77.77\t3", "", "")
+	f.Add(uint8(1), "u", "t\tx", "HOST-SET")
+	f.Add(uint8(2), "u\r\n", "tag\n", "\x01")
+	verbs := []struct {
+		cmd   string
+		verbs string
+	}{
+		{"directorStatus", "USER-LOOKUP HOST-LIST"},
+		{"directorAdd", "HOST-SET"},
+		{"directorKick", "USER-KICK USER-KICK-ALT"},
+		{"directorMove", "USER-MOVE"},
+		{"directorMap", "USER-LIST HOST-LIST"},
+		{"directorUpdate", "HOST-UPDATE"},
+	}
+	f.Fuzz(func(t *testing.T, which uint8, user, tag, field string) {
+		v := verbs[int(which)%len(verbs)]
+		fs := newFakeServices()
+		s := NewServer(goldenConfig(), fs)
+		params := map[string]string{"user": user, "tag": tag, "host": "127.0.0.11", "vhostCount": "5"}
+		if field != "" {
+			params["passdbField"] = field
+		}
+		body, _ := json.Marshal([]any{[]any{v.cmd, params, "t"}})
+		// 400: a string the JSON lexer refuses (\u0000), as Dovecot's does.
+		if status, out := s.Exec(context.Background(), body); status != 400 && (status != 200 || !json.Valid(out)) {
+			t.Fatalf("status %d %q", status, out)
+		}
+		for _, l := range fs.dir.lines() {
+			verb, _, _ := strings.Cut(l, "\t")
+			if !slices.Contains(strings.Fields(v.verbs), verb) || strings.ContainsAny(l, "\r\x00") {
+				t.Fatalf("%s sent %q", v.cmd, l)
+			}
+		}
+		if n := len(fs.dir.lines()); n > 1 {
+			t.Fatalf("%s sent %d lines: %q", v.cmd, n, fs.dir.lines())
 		}
 	})
 }

@@ -2,6 +2,7 @@ package doveadm
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,5 +267,23 @@ func TestAllowedCommandsFromConfig(t *testing.T) {
 	}
 	if f.stops != 0 || len(f.stopped) != 0 {
 		t.Error("a refused command ran")
+	}
+}
+
+// TestDirectorStatusInjection: a user name carrying a line break and a
+// second command is refused with exit 64 and no command but the handshake
+// reaches the director.
+func TestDirectorStatusInjection(t *testing.T) {
+	f := newFakeServices()
+	s := NewServer(goldenConfig(), f)
+	for _, user := range []string{"user01\nHOST-SET\t10.77.77.77\t3", "user01\tx", "user01\r", "a\x01n"} {
+		body, _ := json.Marshal([]any{[]any{"directorStatus", map[string]string{"user": user}, "t"}})
+		got := run(t, s, string(body))
+		if got != `[["error",{"type":"exitCode", "exitCode":64},"t"]]` {
+			t.Errorf("%q: %s", user, got)
+		}
+	}
+	if seen := f.dir.lines(); len(seen) != 0 {
+		t.Errorf("lines sent to the director: %q", seen)
 	}
 }
