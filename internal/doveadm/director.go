@@ -68,6 +68,9 @@ func (c *cmdCtx) dialDirector() (*adminConn, error) {
 	}
 	line = strings.TrimSuffix(line, "\n")
 	if !strings.HasPrefix(line, "VERSION\tdirector-doveadm\t1\t") {
+		if len(line) > 64 {
+			line = line[:64] + "..." // whatever answered is not ours to copy into the log
+		}
 		c.log.Error("director-admin: incompatible handshake", "line", line)
 		a.close()
 		return nil, errCode(exProtocol)

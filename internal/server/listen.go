@@ -3,8 +3,10 @@ package server
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,8 +50,12 @@ func listenAddrs(global []string, l *config.InetListener) []string {
 // listenTCP binds every address of a listener; on failure it closes what it
 // opened and names the listener's config location.
 func listenTCP(global []string, l *config.InetListener) ([]net.Listener, error) {
+	return listenTCPAt(listenAddrs(global, l), l)
+}
+
+func listenTCPAt(addrs []string, l *config.InetListener) ([]net.Listener, error) {
 	var lns []net.Listener
-	for _, a := range listenAddrs(global, l) {
+	for _, a := range addrs {
 		ln, err := netx.ListenTCP(a)
 		if err != nil {
 			for _, x := range lns {
@@ -87,4 +93,43 @@ func listenUnix(baseDir, path string, mode os.FileMode) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+// adminListenAddrs is where the TCP director-admin listener binds. The
+// protocol has no authentication (as in Dovecot) and HOST-SET, HOST-FLUSH or
+// USER-MOVE reroute mail, so without an address of its own the listener
+// takes only the loopback part of `listen` ("*" is 127.0.0.1, "::" is ::1),
+// a deliberate difference from Dovecot, which binds it wherever `listen`
+// says. It reports whether an explicitly configured address is not loopback.
+func adminListenAddrs(global []string, l *config.InetListener) (addrs []string, exposed bool) {
+	if len(l.Address) > 0 {
+		for _, a := range l.Address {
+			ip, err := netip.ParseAddr(strings.Trim(a, "[]"))
+			if err != nil || !ip.IsLoopback() {
+				exposed = true
+			}
+		}
+		return listenAddrs(global, l), exposed
+	}
+	port := strconv.Itoa(l.Port)
+	for _, a := range global {
+		host := ""
+		switch a = strings.Trim(a, "[]"); a {
+		case "*":
+			host = "127.0.0.1"
+		case "::":
+			host = "::1"
+		default:
+			if ip, err := netip.ParseAddr(a); err == nil && ip.IsLoopback() {
+				host = a
+			}
+		}
+		if hp := net.JoinHostPort(host, port); host != "" && !slices.Contains(addrs, hp) {
+			addrs = append(addrs, hp)
+		}
+	}
+	if len(addrs) == 0 {
+		addrs = []string{net.JoinHostPort("127.0.0.1", port)}
+	}
+	return addrs, false
 }

@@ -55,6 +55,7 @@ type Server struct {
 	apis      []*doveadm.Server
 	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
 	events    *status.Events
+	adminAt   []string // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
 	healthMetrics *health.Metrics

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,14 +26,52 @@ func (a apiServices) DialAdmin(ctx context.Context, socketPath string) (net.Conn
 	if socketPath == "" {
 		return a.srv.admin.Pipe(), nil
 	}
+	network := "unix"
+	if !strings.Contains(socketPath, "/") {
+		network = "tcp"
+		if _, _, err := net.SplitHostPort(socketPath); err != nil {
+			socketPath = net.JoinHostPort(socketPath, "9091")
+		}
+	}
+	if !a.srv.adminAllowed(socketPath) {
+		// doveadm's -a may point anywhere; over the API that would let a
+		// caller probe any host:port or socket from usher's address.
+		return nil, fmt.Errorf("%s is not an admin socket of this director or its ring", socketPath)
+	}
 	var d net.Dialer
-	if strings.Contains(socketPath, "/") {
-		return d.DialContext(ctx, "unix", socketPath)
+	return d.DialContext(ctx, network, socketPath)
+}
+
+func (srv *Server) addAdminAt(addr string) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.adminAt = append(srv.adminAt, addr)
+}
+
+// adminAllowed reports whether the API may dial socketPath: one of this
+// director's own admin sockets, or the TCP admin port of a director listed
+// in director_servers (the same port as ours).
+func (srv *Server) adminAllowed(socketPath string) bool {
+	srv.mu.Lock()
+	own, s := srv.adminAt, srv.settings
+	srv.mu.Unlock()
+	if slices.Contains(own, socketPath) {
+		return true
 	}
-	if _, _, err := net.SplitHostPort(socketPath); err != nil {
-		socketPath = net.JoinHostPort(socketPath, "9091")
+	ap, err := netip.ParseAddrPort(socketPath)
+	if err != nil {
+		return false
 	}
-	return d.DialContext(ctx, "tcp", socketPath)
+	for _, a := range own {
+		if p, err := netip.ParseAddrPort(a); err == nil && p.Port() == ap.Port() {
+			for _, m := range ringMembers(s) {
+				if m.Addr() == ap.Addr().Unmap() {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func (a apiServices) UserHash(user string) (uint32, error) { return a.srv.router.Hash(user) }

@@ -213,17 +213,22 @@ func (srv *Server) startListeners() error {
 					return fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
 				}
 				srv.serve(svc.Name, []net.Listener{ln}, srv.admin.Serve)
+				srv.addAdminAt(ln.Addr().String())
 			}
 			for j := range svc.InetListeners {
 				l := &svc.InetListeners[j]
 				if l.Name != "director-admin" || l.Port == 0 {
 					continue // the unnamed listener is ring traffic
 				}
-				lns, err := listenTCP(s.Listen, l)
+				lns, err := srv.listenAdminTCP(s, l)
 				if err != nil {
 					return err
 				}
 				srv.serve(svc.Name, lns, srv.admin.Serve)
+				for _, ln := range lns {
+					srv.addAdminAt(ln.Addr().String())
+					srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String())
+				}
 			}
 		}
 	}
@@ -276,4 +281,14 @@ func (srv *Server) apply(s *config.Settings) {
 	for _, a := range apis {
 		a.SetConfig(cfg)
 	}
+}
+
+// listenAdminTCP binds the TCP director-admin listener (see
+// adminListenAddrs) and warns when it is configured off loopback.
+func (srv *Server) listenAdminTCP(s *config.Settings, l *config.InetListener) ([]net.Listener, error) {
+	addrs, exposed := adminListenAddrs(s.Listen, l)
+	if exposed {
+		srv.log.Warn("the director-admin TCP listener has no authentication and is configured on a non-loopback address; anyone who reaches it can move users and hosts", "at", l.File+":"+strconv.Itoa(l.Line))
+	}
+	return listenTCPAt(addrs, l)
 }
