@@ -215,7 +215,7 @@ func (c *conn) cmdID(a arg) bool {
 				c.TTL = int(p)
 			}
 		case "x-session-id", "x-session-ext-id":
-			if v.s != "" && len(v.s) <= 64 {
+			if login.ValidSessionID(v.s) {
 				c.SessionID = v.s
 			}
 		}

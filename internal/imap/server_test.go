@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -520,5 +521,27 @@ func TestBackendUnavailableRetried(t *testing.T) {
 	}
 	if logins != 3 {
 		t.Errorf("%d backend logins, want 3 (tempfail twice, busy once)", logins)
+	}
+}
+
+// TestTrustedIDSessionControl: a session id a trusted proxy sends as a
+// literal with CR LF in it is not passed on: the backend's ID command stays
+// one line with usher's own session id.
+func TestTrustedIDSessionControl(t *testing.T) {
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	c := h.dial()
+	c.expect(greeting)
+	evil := "ab\r\nX LOGOUT"
+	c.send(`a ID ("x-session-id" {` + strconv.Itoa(len(evil)) + `+}`)
+	c.send(evil + `)`)
+	c.line()
+	c.line()
+	c.send("b LOGIN u1 pass")
+	c.expectPrefix("b OK ")
+	got := h.backend.received()
+	if !strings.HasPrefix(got[0], `I ID ("x-session-id" "`) || strings.Contains(got[0], "ab") || strings.Contains(strings.Join(got, "\n"), "X LOGOUT") {
+		t.Errorf("backend got %q", got)
 	}
 }

@@ -39,7 +39,7 @@ func ParseXCLIENT(args string) (XClient, bool) {
 			}
 			x.Port = uint16(p)
 		case "SESSION":
-			if v == "" || len(v) > 64 {
+			if !ValidSessionID(v) {
 				return XClient{}, false
 			}
 			x.Session = v
@@ -58,6 +58,22 @@ func ParseXCLIENT(args string) (XClient, bool) {
 		}
 	}
 	return x, true
+}
+
+// ValidSessionID reports whether a session id forwarded by a trusted proxy
+// may be passed on: 1 to 64 printable ASCII bytes, no space, quote or
+// backslash. It goes into the backend's ID command and XCLIENT line and into
+// log lines, where a CR, LF or quote would end the field or the command.
+func ValidSessionID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b <= ' ' || b >= 0x7f || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // Apply overrides the client address, session id, TTL and forward fields of a connection
