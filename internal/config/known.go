@@ -18,8 +18,8 @@ const dovecotNames = " " +
 	"auth_ssl_username_from_cert auth_stats auth_use_winbind auth_username_chars " +
 	"auth_username_format auth_username_translation auth_verbose auth_verbose_passwords " +
 	"auth_winbind_helper_path auth_worker_max_count base_dir config_cache_size debug_log_path " +
-	"default_client_limit default_idle_kill default_internal_group default_internal_user " +
-	"default_login_user default_process_limit default_vsz_limit deliver_log_format " +
+	"default_idle_kill default_internal_group default_internal_user " +
+	"default_login_user default_vsz_limit deliver_log_format " +
 	"dict_db_config director_doveadm_port director_flush_socket director_mail_servers " +
 	"director_max_parallel_kicks director_max_parallel_moves director_output_buffer_size " +
 	"director_ping_idle_timeout director_ping_max_timeout director_servers " +
@@ -76,7 +76,7 @@ const dovecotNames = " " +
 	"replication_full_sync_interval replication_max_conns replicator_host replicator_port " +
 	"sendmail_path shutdown_clients ssl ssl_alt_cert ssl_alt_key ssl_ca ssl_cert " +
 	"ssl_cert_username_field ssl_cipher_list ssl_cipher_suites ssl_client_ca_dir " +
-	"ssl_client_ca_file ssl_client_cert ssl_client_key ssl_client_require_valid_cert " +
+	"ssl_client_cert ssl_client_key ssl_client_require_valid_cert " +
 	"ssl_crypto_device ssl_curve_list ssl_dh ssl_dh_parameters_length ssl_key ssl_key_password " +
 	"ssl_min_protocol ssl_options ssl_parameters_regenerate ssl_prefer_server_ciphers " +
 	"ssl_protocols ssl_require_crl ssl_verify_client_cert state_dir stats_http_rawlog_dir " +

@@ -11,6 +11,8 @@ type Service struct {
 	Name          string
 	InetListeners []InetListener
 	UnixListeners []UnixListener
+	ClientLimit   int // client_limit; 0: default_client_limit (see Settings.ConnLimit)
+	ProcessLimit  int // process_limit; 0: default_process_limit
 	File          string
 	Line          int
 }
@@ -51,15 +53,18 @@ func defaultServices() []Service {
 		{Name: "imap-login", InetListeners: []InetListener{inet("imap", 143, false), inet("imaps", 993, true)}},
 		{Name: "pop3-login", InetListeners: []InetListener{inet("pop3", 110, false), inet("pop3s", 995, true)}},
 		{Name: "managesieve-login", InetListeners: []InetListener{inet("sieve", 4190, false)}},
-		{Name: "lmtp", UnixListeners: []UnixListener{unix("lmtp", "0666")}},
-		{Name: "doveadm", UnixListeners: []UnixListener{unix("doveadm-server", "0600")}},
-		{Name: "director", UnixListeners: []UnixListener{unix("director-admin", "0600")}},
+		// Dovecot's own defaults: one client per lmtp and doveadm process,
+		// one director process.
+		{Name: "lmtp", UnixListeners: []UnixListener{unix("lmtp", "0666")}, ClientLimit: 1},
+		{Name: "doveadm", UnixListeners: []UnixListener{unix("doveadm-server", "0600")}, ClientLimit: 1},
+		{Name: "director", UnixListeners: []UnixListener{unix("director-admin", "0600")}, ProcessLimit: 1},
 	}
 }
 
-// serviceSettings are settings Dovecot has in every service block. They
+// serviceSettings are settings Dovecot has in every service block. Most
 // control Dovecot's process model, which usher does not have, so they are
-// accepted and ignored.
+// accepted and ignored; client_limit and process_limit bound the service's
+// connections (Settings.ConnLimit).
 const serviceSettings = " protocol type executable user group privileged_group extra_groups chroot " +
 	"drop_priv_before_exec process_min_avail process_limit client_limit service_count idle_kill vsz_limit "
 
@@ -87,6 +92,10 @@ func (a *applier) service(n *Node) error {
 			err = checkListenerSettings(c, " path mode user group type ")
 		case c.Section:
 			err = errAt(c.File, c.Line, "Unknown section in service %s: %s", n.Label, c.Key)
+		case c.Key == "client_limit":
+			svc.ClientLimit, err = limitValue(c)
+		case c.Key == "process_limit":
+			svc.ProcessLimit, err = limitValue(c)
 		case !strings.Contains(serviceSettings, " "+c.Key+" "):
 			err = errAt(c.File, c.Line, "Unknown setting in service %s: %s", n.Label, c.Key)
 		}
@@ -117,7 +126,10 @@ func inetListener(svc *Service, n *Node) error {
 		case "ssl":
 			l.SSL, err = parseBool(c.Value)
 		case "haproxy":
-			l.HAProxy, err = parseBool(c.Value)
+			if l.HAProxy, err = parseBool(c.Value); err == nil && l.HAProxy {
+				// Ignoring it would read the PROXY header as a command.
+				return errAt(c.File, c.Line, "haproxy = yes: the PROXY protocol is not supported yet")
+			}
 		case "reuse_port":
 			_, err = parseBool(c.Value) // usher always sets SO_REUSEADDR only
 		default:
@@ -183,4 +195,12 @@ func checkListenerSettings(n *Node, allowed string) error {
 		}
 	}
 	return nil
+}
+
+func limitValue(n *Node) (int, error) {
+	v, err := asUint(n.Value)
+	if err != nil {
+		return 0, errAt(n.File, n.Line, "%s: %v", n.Key, err)
+	}
+	return v, nil
 }

@@ -39,8 +39,11 @@ type Settings struct {
 	DirectorMaxParallelKicks int
 	HAProxyTrustedNetworks   []netip.Prefix
 	HAProxyTimeout           time.Duration
-	ImapMaxLineLength        int  // bytes
-	ImapIDRetain             bool // imap_id_retain: pass the client's ID parameters on to the backend
+	ImapMaxLineLength        int    // bytes
+	ImapIDRetain             bool   // imap_id_retain: pass the client's ID parameters on to the backend
+	DefaultClientLimit       int    // default_client_limit: a service's client_limit when it sets none
+	DefaultProcessLimit      int    // default_process_limit: a service's process_limit when it sets none
+	SSLClientCAFile          string // ssl_client_ca_file: path of the CAs backends' certificates are verified against
 
 	// usher's own settings; see usherSettings for their names and defaults.
 	BackendIMAPPort          int
@@ -62,6 +65,9 @@ type Settings struct {
 	UsherHealthCheckRise     int
 	UsherHealthCheckUser     string
 	UsherHealthCheckPassword string // never log it
+	UsherClientLimitPerIP    int    // connections of one service from one client IP; 0: no limit
+	UsherLMTPMaxRecipients   int    // RCPT commands per LMTP transaction
+	BackendSSLName           string // name backends' certificates are verified against; "": the backend's IP
 
 	// Services holds Dovecot's default services (imap-login, pop3-login,
 	// managesieve-login, lmtp, doveadm, director) merged with the file's
@@ -110,6 +116,22 @@ func build(p *parser, name string, data []byte) (*Settings, []Warning, error) {
 		return nil, a.warns, err
 	}
 	return a.s, a.warns, nil
+}
+
+// ConnLimit is how many connections service svc serves at once: its
+// client_limit times its process_limit (default_client_limit and
+// default_process_limit when it sets none), what a Dovecot service in
+// high-performance mode (service_count = 0) could hold. usher has one
+// process, so the product is all that is left of the two settings.
+func (s *Settings) ConnLimit(svc *Service) int {
+	c, p := svc.ClientLimit, svc.ProcessLimit
+	if c <= 0 {
+		c = s.DefaultClientLimit
+	}
+	if p <= 0 {
+		p = s.DefaultProcessLimit
+	}
+	return max(c, 1) * max(p, 1)
 }
 
 // Service returns the service with the given name.

@@ -160,7 +160,7 @@ service imap-login {
   inet_listener imap {
     address = 127.0.0.1, ::1
     port = 10143
-    haproxy = yes
+    haproxy = no
     reuse_port = yes
   }
   inet_listener imaps {
@@ -185,7 +185,7 @@ service custom {
 }
 `, nil)
 	l, ok := s.Listener("imap-login", "imap")
-	want := InetListener{Name: "imap", Address: []string{"127.0.0.1", "::1"}, Port: 10143, SSL: true, HAProxy: true,
+	want := InetListener{Name: "imap", Address: []string{"127.0.0.1", "::1"}, Port: 10143, SSL: true, HAProxy: false,
 		File: "usher.conf", Line: 21}
 	if !ok || l.Name != want.Name || !slices.Equal(l.Address, want.Address) || l.Port != want.Port || l.SSL != want.SSL ||
 		l.HAProxy != want.HAProxy || l.File != want.File || l.Line != want.Line {
@@ -195,8 +195,15 @@ service custom {
 		t.Errorf("imaps = %+v", l)
 	}
 	svc, _ := s.Service("imap-login")
-	if svc.Line != 2 || len(svc.InetListeners) != 2 {
+	if svc.Line != 2 || len(svc.InetListeners) != 2 || svc.ClientLimit != 1000 || svc.ProcessLimit != 100 {
 		t.Errorf("imap-login = %+v", svc)
+	}
+	// Dovecot's per-service defaults: lmtp and doveadm serve one client
+	// per process, the director is one process.
+	for name, want := range map[string]int{"imap-login": 100000, "pop3-login": 100000, "lmtp": 100, "doveadm": 100, "director": 1000} {
+		if svc, _ := s.Service(name); s.ConnLimit(svc) != want {
+			t.Errorf("%s: ConnLimit %d, want %d", name, s.ConnLimit(svc), want)
+		}
 	}
 	custom, ok := s.Service("custom")
 	wantUnix := UnixListener{Name: "admin", Path: "/run/usher/admin.sock", Mode: "0660", User: "root", Group: "mail",
@@ -209,6 +216,8 @@ service custom {
 func TestServiceErrors(t *testing.T) {
 	for _, c := range []struct{ text, msg string }{
 		{"service {\n}\n", "usher.conf:1: service section is missing a name"},
+		{"service imap-login {\n inet_listener imap {\n  haproxy = yes\n }\n}\n", "usher.conf:3: haproxy = yes: the PROXY protocol is not supported yet"},
+		{"service imap-login {\n client_limit = many\n}\n", "usher.conf:2: client_limit: Invalid number many: Not a valid number"},
 		{"service imap-login {\n  proces_limit = 1\n}\n", "usher.conf:2: Unknown setting in service imap-login: proces_limit"},
 		{"service imap-login {\n  listener x {\n  }\n}\n", "usher.conf:2: Unknown section in service imap-login: listener"},
 		{"service imap-login {\n  inet_listener imap {\n    prot = 1\n  }\n}\n", "usher.conf:3: Unknown setting in inet_listener: prot"},

@@ -74,6 +74,9 @@ func dovecotSettings() []setting {
 		{"haproxy_timeout", "3 secs", field(func(s *Settings) *time.Duration { return &s.HAProxyTimeout }, parseSeconds)},
 		{"imap_max_line_length", "64 k", field(func(s *Settings) *int { return &s.ImapMaxLineLength }, asSize)},
 		{"imap_id_retain", "no", field(func(s *Settings) *bool { return &s.ImapIDRetain }, parseBool)},
+		{"default_client_limit", "1000", field(func(s *Settings) *int { return &s.DefaultClientLimit }, asUint)},
+		{"default_process_limit", "100", field(func(s *Settings) *int { return &s.DefaultProcessLimit }, asUint)},
+		{"ssl_client_ca_file", "", field(func(s *Settings) *string { return &s.SSLClientCAFile }, asString)},
 	}
 }
 
@@ -91,6 +94,13 @@ func usherSettings() []setting {
 		{"backend_ssl", "no", field(func(s *Settings) *string { return &s.BackendSSL }, oneOf("no", "yes", "starttls"))},
 		{"usher_login_timeout", "60 secs", field(func(s *Settings) *time.Duration { return &s.UsherLoginTimeout }, ParseDuration)},
 		{"usher_max_prelogin_commands", "30", field(func(s *Settings) *int { return &s.UsherMaxPreloginCommands }, asUint)},
+		// Dovecot has no per-IP connection limit before login (its anvil
+		// counts user and IP after it); a director facing the Internet needs one.
+		{"usher_client_limit_per_ip", "1000", field(func(s *Settings) *int { return &s.UsherClientLimitPerIP }, asUint)},
+		{"usher_lmtp_max_recipients", "1000", field(func(s *Settings) *int { return &s.UsherLMTPMaxRecipients }, asUint)},
+		// Dovecot verifies a backend's certificate against the passdb's host
+		// field; usher's backends are IPs, so the name is a setting.
+		{"backend_ssl_name", "", field(func(s *Settings) *string { return &s.BackendSSLName }, asString)},
 		// The ring of directors (docs/cluster.md). Dovecot's ring trusted its
 		// network; usher's authenticates with a shared secret and can use TLS.
 		{"director_ring_secret", "", field(func(s *Settings) *string { return &s.DirectorRingSecret }, asString)},

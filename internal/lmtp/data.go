@@ -112,7 +112,12 @@ func (c *conn) startData(tx *txn) {
 		case err != nil:
 			b.fail(err)
 		case rep.code != 354:
-			b.failReply = rep.lines
+			// A refusal (4xx, 5xx) is the backend's answer for its
+			// recipients. Anything else is not: a 250 copied to them would
+			// acknowledge a message that was never sent, so they get 451.
+			if rep.code >= 400 {
+				b.failReply = rep.lines
+			}
 			b.fail(badReply("DATA: %q", rep.lines[0]))
 		}
 	}
@@ -132,25 +137,41 @@ func (tx *txn) live() []*backend {
 // readDotData reads the client's dot-terminated message and feeds it, unstuffed, to the
 // backends in chunks. Line ends are passed through; dotWriter makes them CRLF.
 func (c *conn) readDotData(tx *txn) error {
+	return readDot(c.br,
+		func() { _ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout)) },
+		func(p []byte) { c.feed(tx, p) })
+}
+
+// readDot reads dot-terminated data from br and hands it, unstuffed, to
+// feed in chunks of about chunkSize; before is called before every read.
+// Only CRLF ends a line and only CRLF "." CRLF ends the data (RFC 5321
+// 4.1.1.4): a bare LF, or "." followed by a bare LF, is message content, so
+// no "\n.\n" can end a message early and have what follows taken as
+// commands (the SMTP-smuggling class).
+func readDot(br *bufio.Reader, before func(), feed func([]byte)) error {
 	chunk := make([]byte, 0, chunkSize+4096)
-	bol := true // at the beginning of a line
+	bol := true     // at the beginning of a line: the data so far ends in CRLF
+	lastCR := false // the previous fragment, a piece of a line, ended in '\r'
 	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-		frag, err := c.br.ReadSlice('\n')
+		before()
+		frag, err := br.ReadSlice('\n')
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return err
 		}
+		full := err == nil // frag ends in '\n'; otherwise it is a piece of a long line
 		if bol && len(frag) > 0 && frag[0] == '.' {
-			if err == nil && (len(frag) == 2 || len(frag) == 3 && frag[1] == '\r') {
-				c.feed(tx, chunk)
+			if full && len(frag) == 3 && frag[1] == '\r' {
+				feed(chunk)
 				return nil
 			}
 			frag = frag[1:]
 		}
-		bol = err == nil
+		n := len(frag)
+		bol = full && (n >= 2 && frag[n-2] == '\r' || n == 1 && lastCR)
+		lastCR = !full && n > 0 && frag[n-1] == '\r'
 		chunk = append(chunk, frag...)
 		if len(chunk) >= chunkSize {
-			c.feed(tx, chunk)
+			feed(chunk)
 			chunk = chunk[:0]
 		}
 	}

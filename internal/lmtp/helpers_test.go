@@ -23,6 +23,9 @@ type fakeBackend struct {
 	l       net.Listener
 	users   map[string]bool
 	xclient bool // advertise XCLIENT
+	// dataReply, when set, answers DATA instead of 354 (a broken backend);
+	// the lines that follow are then read as commands.
+	dataReply atomic.Pointer[string]
 	// dieAfter, when > 0, makes the backend hang up once it has read that many data lines.
 	dieAfter atomic.Int32
 
@@ -126,6 +129,10 @@ func (b *fakeBackend) serve(c net.Conn) {
 			rcpts = append(rcpts, addr)
 			say("250 2.1.5 OK")
 		case "DATA":
+			if r := b.dataReply.Load(); r != nil {
+				say(*r)
+				continue
+			}
 			say("354 OK")
 			msg, ok := b.readData(br)
 			if !ok {

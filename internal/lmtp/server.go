@@ -48,7 +48,15 @@ type Config struct {
 	MaxLineLength int
 	// MaxBadCommands disconnects a client after this many invalid commands (default 10).
 	MaxBadCommands int
+	// MaxRecipients bounds the RCPT commands of one transaction (default
+	// DefaultMaxRecipients): each one routes a user and may open a backend
+	// connection. Past it RCPT gets 452 (RFC 5321 4.5.3.1.10).
+	MaxRecipients int
 }
+
+// DefaultMaxRecipients is MaxRecipients' default, the recipient count RFC
+// 5321 asks a server to accept at least a hundred times over.
+const DefaultMaxRecipients = 1000
 
 // DefaultMaxMessageSize is MaxMessageSize's default.
 const DefaultMaxMessageSize = 50 << 20
@@ -86,6 +94,9 @@ func (c Config) withDefaults(env *login.Env) Config {
 	}
 	if c.MaxBadCommands <= 0 {
 		c.MaxBadCommands = 10
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = DefaultMaxRecipients
 	}
 	return c
 }

@@ -18,6 +18,7 @@ type txn struct {
 	backends map[netip.Addr]*backend
 	order    []*backend // in first-use order, so backends are handled deterministically
 
+	rcptTries   int   // RCPT commands taken, accepted or not
 	dataStarted bool  // DATA sent to the backends (DATA or first BDAT)
 	size        int64 // message bytes received so far
 	tooBig      bool
@@ -88,7 +89,11 @@ func (c *conn) cmdRcpt(cmd *command) {
 	case len(cmd.params) > 0:
 		c.reply("555 5.5.4 Unsupported parameters")
 		return
+	case tx.rcptTries >= c.s.cfg.MaxRecipients:
+		c.reply("452 4.5.3 Too many recipients")
+		return
 	}
+	tx.rcptTries++
 	cfg := &c.s.cfg
 	user, err := userFor(cfg.UsernameFormat, cfg.RecipientDelimiter, cmd.path)
 	if err != nil || user == "" {

@@ -19,6 +19,7 @@ func (srv *Server) startLMTP(s *config.Settings, svc *config.Service, env *login
 		Greeting:       s.LoginGreeting,
 		BackendPort:    s.BackendLMTPPort,
 		UsernameFormat: s.AuthUsernameFormat,
+		MaxRecipients:  s.UsherLMTPMaxRecipients,
 	}, env)
 	var all []net.Listener
 	for j := range svc.InetListeners {
