@@ -146,6 +146,7 @@ ssl_cert = <%[3]s
 ssl_key = <%[4]s
 disable_plaintext_auth = no
 mail_max_userip_connections = 1000000
+usher_client_limit_per_ip = 0
 director_servers = %[1]s:%[5]d
 director_mail_servers = %[6]s
 backend_imap_port = %[7]d

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/router"
 )
 
@@ -201,4 +202,33 @@ func FuzzCommandLine(f *testing.F) {
 			t.Fatalf("rejected %q but called %v", line, d.calls)
 		}
 	})
+}
+
+// TestConnectionCeiling: a TCP client past the ceiling is closed without a
+// greeting; the first one is served.
+func TestConnectionCeiling(t *testing.T) {
+	s := NewServer(&fakeDirector{}, NewLocalRing(netip.MustParseAddrPort("127.0.0.1:9090")), nil)
+	s.Limiter = &netx.Limiter{}
+	s.Limiter.Set(netx.Limits{PerIP: 1})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	read := func() (string, error) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		return bufio.NewReader(c).ReadString('\n')
+	}
+	if line, err := read(); err != nil || !strings.HasPrefix(line, "VERSION\t") {
+		t.Fatalf("first: %q %v", line, err)
+	}
+	if line, err := read(); err == nil {
+		t.Fatalf("second got %q", line)
+	}
 }

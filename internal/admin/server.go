@@ -29,6 +29,9 @@ type Server struct {
 	dir  Director
 	ring Ring
 	log  *slog.Logger
+	// Limiter bounds connections from the listeners (the in-process pipe
+	// is not counted); set it before Serve.
+	Limiter *netx.Limiter
 
 	observer atomic.Pointer[Observer]
 
@@ -59,9 +62,15 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			return err
 		}
+		slot, ok := s.Limiter.Admit(netx.PeerIP(c))
+		if !ok {
+			netx.Refuse(c, "") // the protocol has no words for it
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer slot.Release()
 			s.ServeConn(c)
 		}()
 	}

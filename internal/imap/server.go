@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Config holds the IMAP front-end settings. Zero values take the defaults noted per field.
@@ -47,6 +48,10 @@ type Config struct {
 	// IDRetain is imap_id_retain: the client's own ID parameters are passed on to the
 	// backend in the proxy's ID command (Dovecot's default is no).
 	IDRetain bool
+	// Limiter holds the service's connection ceilings, shared by all its
+	// listeners (nil: none); a connection over one is answered in the
+	// protocol's words and closed.
+	Limiter *netx.Limiter
 }
 
 func (c Config) withDefaults() Config {
@@ -97,12 +102,18 @@ type Server struct {
 // NewServer returns a server; env.Router must be set.
 func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
-	return &Server{
+	s := &Server{
 		cfg:   cfg.withDefaults(),
 		env:   env,
 		log:   env.Logger.With("service", Service),
 		conns: login.NewConnSet[*conn](),
 	}
+	refuse := "* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"
+	if cfg.ImplicitTLS {
+		refuse = "" // no words before the TLS handshake
+	}
+	s.conns.SetLimiter(cfg.Limiter, refuse)
+	return s
 }
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then

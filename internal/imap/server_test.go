@@ -14,6 +14,7 @@ import (
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
+	"github.com/usher-mail/usher/internal/netx"
 
 	"github.com/usher-mail/usher/internal/testenv"
 )
@@ -543,5 +544,50 @@ func TestTrustedIDSessionControl(t *testing.T) {
 	got := h.backend.received()
 	if !strings.HasPrefix(got[0], `I ID ("x-session-id" "`) || strings.Contains(got[0], "ab") || strings.Contains(strings.Join(got, "\n"), "X LOGOUT") {
 		t.Errorf("backend got %q", got)
+	}
+}
+
+// TestConnectionCeilings: past the per-IP ceiling a client gets "* BYE"
+// and is closed; a proxied session keeps its place until it ends; the
+// service total holds across addresses.
+func TestConnectionCeilings(t *testing.T) {
+	lim := &netx.Limiter{}
+	lim.Set(netx.Limits{Total: 3, PerIP: 2})
+	h := newHarness(t, Config{Limiter: lim}, nil)
+	dialFrom := func(ip string) *client {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		nc, err := d.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+		t.Cleanup(func() { nc.Close() })
+		return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
+	}
+	const bye = "* BYE [UNAVAILABLE] Too many connections, try again later."
+	proxied := dialFrom("127.0.0.1")
+	proxied.expect(greeting)
+	proxied.send("a LOGIN u1 pass")
+	proxied.expectPrefix("a OK ")
+	pre := dialFrom("127.0.0.1")
+	pre.expect(greeting)
+	over := dialFrom("127.0.0.1")
+	over.expect(bye)
+	over.expectEOF()
+	other := dialFrom("127.0.0.2")
+	other.expect(greeting)
+	full := dialFrom("127.0.0.3")
+	full.expect(bye)
+	// A place is free again once a connection has gone.
+	pre.nc.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := dialFrom("127.0.0.1")
+		if c.line() == greeting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection's place was never freed")
+		}
 	}
 }

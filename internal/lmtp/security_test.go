@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"strings"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // TestDataWithout354: a backend that answers DATA with 250 has not taken
@@ -143,4 +146,25 @@ func refDot(in []byte) (end int, content []byte) {
 		p += len(line)
 	}
 	return -1, nil
+}
+
+// TestConnectionCeiling: a client past the service's ceiling gets 421 and
+// is closed.
+func TestConnectionCeiling(t *testing.T) {
+	lim := &netx.Limiter{}
+	lim.Set(netx.Limits{Total: 1})
+	r, _, _ := twoBackends(t, Config{Limiter: lim})
+	r.dial()
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
+	if got := cl.reply(); got != "421 4.3.2 Too many connections, try again later." {
+		t.Fatalf("got %q", got)
+	}
+	if got := cl.reply(); got != "EOF" {
+		t.Fatalf("not closed: %q", got)
+	}
 }

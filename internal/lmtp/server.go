@@ -52,6 +52,10 @@ type Config struct {
 	// DefaultMaxRecipients): each one routes a user and may open a backend
 	// connection. Past it RCPT gets 452 (RFC 5321 4.5.3.1.10).
 	MaxRecipients int
+	// Limiter holds the service's connection ceilings, shared by all its
+	// listeners (nil: none); a connection over one is answered in the
+	// protocol's words and closed.
+	Limiter *netx.Limiter
 }
 
 // DefaultMaxRecipients is MaxRecipients' default, the recipient count RFC
@@ -116,13 +120,15 @@ type Server struct {
 func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
 	d := netx.BackendDialer()
-	return &Server{
+	s := &Server{
 		cfg:   cfg.withDefaults(env),
 		env:   env,
 		log:   env.Logger.With("service", Service),
 		dial:  func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
 		conns: login.NewConnSet[*conn](),
 	}
+	s.conns.SetLimiter(cfg.Limiter, "421 4.3.2 Too many connections, try again later.\r\n")
+	return s
 }
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then

@@ -22,6 +22,17 @@ type ConnSet[C comparable] struct {
 	conns     map[C]struct{}
 	wg        sync.WaitGroup
 	stop      chan struct{}
+
+	limiter *netx.Limiter // nil: no ceilings
+	refuse  string        // written to a connection over a ceiling
+}
+
+// SetLimiter makes the set admit connections only under l's ceilings,
+// answering refused ones with refuse (the protocol's words, with CRLF; ""
+// on implicit TLS, which has no words before the handshake). Call it before
+// Serve.
+func (s *ConnSet[C]) SetLimiter(l *netx.Limiter, refuse string) {
+	s.limiter, s.refuse = l, refuse
 }
 
 // NewConnSet returns an empty set that accepts connections.
@@ -87,8 +98,14 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 			}
 			return err
 		}
+		slot, ok := s.limiter.Admit(netx.PeerIP(nc))
+		if !ok {
+			netx.Refuse(nc, s.refuse)
+			continue
+		}
 		c := newConn(nc)
 		if !s.track(c) {
+			slot.Release()
 			nc.Close()
 			continue
 		}
@@ -96,6 +113,7 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 			then := serve(c)
 			if then == nil {
 				s.forget(c)
+				slot.Release()
 				s.wg.Done()
 				return
 			}
@@ -103,6 +121,7 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 			// this worker moves on to the next connection.
 			then(func() {
 				s.forget(c)
+				slot.Release()
 				s.wg.Done()
 			})
 		})

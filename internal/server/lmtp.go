@@ -20,6 +20,7 @@ func (srv *Server) startLMTP(s *config.Settings, svc *config.Service, env *login
 		BackendPort:    s.BackendLMTPPort,
 		UsernameFormat: s.AuthUsernameFormat,
 		MaxRecipients:  s.UsherLMTPMaxRecipients,
+		Limiter:        srv.limiter(svc.Name, s),
 	}, env)
 	var all []net.Listener
 	for j := range svc.InetListeners {

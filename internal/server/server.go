@@ -22,6 +22,7 @@ import (
 	"github.com/usher-mail/usher/internal/director"
 	"github.com/usher-mail/usher/internal/doveadm"
 	"github.com/usher-mail/usher/internal/health"
+	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/penalty"
 	"github.com/usher-mail/usher/internal/ring"
@@ -55,7 +56,8 @@ type Server struct {
 	apis      []*doveadm.Server
 	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
 	events    *status.Events
-	adminAt   []string // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
+	limiters  map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
+	adminAt   []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
 	healthMetrics *health.Metrics
@@ -81,6 +83,7 @@ func newServer(confPath string, s *config.Settings, log *slog.Logger, listen boo
 	srv := &Server{
 		log: log, confPath: confPath, settings: s,
 		services:  map[string][]net.Listener{},
+		limiters:  map[string]*netx.Limiter{},
 		sessions:  sessions.New(),
 		penalties: penalty.New(time.Now),
 		stats:     stats.New(time.Now),

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/usher-mail/usher/internal/doveadm"
 	"github.com/usher-mail/usher/internal/imap"
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/pop3"
 	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sieve"
@@ -45,6 +47,25 @@ func (srv *Server) onStop(f func(ctx context.Context)) {
 
 // tlsConfig builds the server TLS settings from ssl_cert/ssl_key, or nil when
 // ssl = no or no certificate is configured.
+// backendTLS is the client side of TLS to backends (backend_ssl = yes or
+// starttls): certificates verified against ssl_client_ca_file (default: the
+// system roots) and for backend_ssl_name (default: the backend's IP, which
+// login.ClientTLS fills in).
+func backendTLS(s *config.Settings) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: s.BackendSSLName, MinVersion: tls.VersionTLS12}
+	if s.SSLClientCAFile != "" {
+		pem, err := os.ReadFile(s.SSLClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ssl_client_ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ssl_client_ca_file %s: no PEM certificate found", s.SSLClientCAFile)
+		}
+	}
+	return cfg, nil
+}
+
 func tlsConfig(s *config.Settings) (*tls.Config, error) {
 	if s.SSL == "no" || s.SSLCert == "" || s.SSLKey == "" {
 		return nil, nil
@@ -91,19 +112,21 @@ type frontEnd interface {
 }
 
 // newFrontEnd builds the front-end of one listener.
-func (srv *Server) newFrontEnd(proto string, s *config.Settings, l *config.InetListener, tc *tls.Config, env *login.Env) frontEnd {
+func (srv *Server) newFrontEnd(proto string, s *config.Settings, l *config.InetListener, tc, btc *tls.Config, env *login.Env) frontEnd {
 	switch proto {
 	case "pop3":
 		return pop3.NewServer(pop3.Config{
 			Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
 			LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
 			BackendPort: s.BackendPOP3Port, BackendSSL: s.BackendSSL,
+			BackendTLS: btc, Limiter: srv.limiter("pop3-login", s),
 		}, env)
 	case "sieve":
 		return sieve.NewServer(sieve.Config{
 			Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
 			LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
 			BackendPort: s.BackendSievePort, BackendSSL: s.BackendSSL,
+			BackendTLS: btc, Limiter: srv.limiter("managesieve-login", s),
 		}, env)
 	}
 	return imap.NewServer(imap.Config{
@@ -111,6 +134,7 @@ func (srv *Server) newFrontEnd(proto string, s *config.Settings, l *config.InetL
 		MaxLineLength: s.ImapMaxLineLength, LoginTimeout: s.UsherLoginTimeout,
 		MaxCommands: s.UsherMaxPreloginCommands,
 		BackendPort: s.BackendIMAPPort, BackendSSL: s.BackendSSL, IDRetain: s.ImapIDRetain,
+		BackendTLS: btc, Limiter: srv.limiter("imap-login", s),
 	}, env)
 }
 
@@ -140,6 +164,10 @@ func (srv *Server) startListeners() error {
 	if err != nil {
 		return err
 	}
+	btc, err := backendTLS(s)
+	if err != nil {
+		return err
+	}
 	env := srv.loginEnv(s)
 	for i := range s.Services {
 		svc := &s.Services[i]
@@ -165,7 +193,7 @@ func (srv *Server) startListeners() error {
 					srv.log.Warn("skipping TLS listener: ssl is off or ssl_cert/ssl_key are not set", "listener", l.Name, "at", l.File+":"+strconv.Itoa(l.Line))
 					continue
 				}
-				fe := srv.newFrontEnd(proto, s, l, tc, env)
+				fe := srv.newFrontEnd(proto, s, l, tc, btc, env)
 				lns, err := listenTCP(s.Listen, l)
 				if err != nil {
 					return err
@@ -212,6 +240,7 @@ func (srv *Server) startListeners() error {
 				if err != nil {
 					return fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
 				}
+				srv.admin.Limiter = srv.limiter(svc.Name, s)
 				srv.serve(svc.Name, []net.Listener{ln}, srv.admin.Serve)
 				srv.addAdminAt(ln.Addr().String())
 			}
@@ -224,6 +253,7 @@ func (srv *Server) startListeners() error {
 				if err != nil {
 					return err
 				}
+				srv.admin.Limiter = srv.limiter(svc.Name, s)
 				srv.serve(svc.Name, lns, srv.admin.Serve)
 				for _, ln := range lns {
 					srv.addAdminAt(ln.Addr().String())
@@ -272,6 +302,11 @@ func (srv *Server) apply(s *config.Settings) {
 	}
 	srv.router.SetConfig(routerConfig(s, hosts))
 	srv.setHealth(s)
+	srv.mu.Lock()
+	for name, l := range srv.limiters {
+		l.Set(connLimits(s, name))
+	}
+	srv.mu.Unlock()
 	cfg := apiConfig(s)
 	cfg.Logger = srv.log
 	srv.mu.Lock()
@@ -291,4 +326,37 @@ func (srv *Server) listenAdminTCP(s *config.Settings, l *config.InetListener) ([
 		srv.log.Warn("the director-admin TCP listener has no authentication and is configured on a non-loopback address; anyone who reaches it can move users and hosts", "at", l.File+":"+strconv.Itoa(l.Line))
 	}
 	return listenTCPAt(addrs, l)
+}
+
+// limiter returns service name's connection ceilings, one Limiter shared by
+// all its listeners, set from s.
+func (srv *Server) limiter(name string, s *config.Settings) *netx.Limiter {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	l := srv.limiters[name]
+	if l == nil {
+		l = &netx.Limiter{Service: name, Log: srv.log}
+		srv.limiters[name] = l
+	}
+	l.Set(connLimits(s, name))
+	return l
+}
+
+// connLimits are a service's ceilings: client_limit x process_limit in all,
+// usher_client_limit_per_ip from one address, except login_trusted_networks
+// (proxies in front of usher carry many clients each).
+func connLimits(s *config.Settings, name string) netx.Limits {
+	trusted := s.LoginTrustedNetworks
+	lim := netx.Limits{PerIP: s.UsherClientLimitPerIP, Exempt: func(ip netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}}
+	if svc, ok := s.Service(name); ok {
+		lim.Total = s.ConnLimit(svc)
+	}
+	return lim
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/netx"
 )
 
 // Config holds the ManageSieve front-end settings. Zero values take the defaults noted per
@@ -49,6 +50,10 @@ type Config struct {
 	BackendSSL string
 	// BackendTLS is used for TLS to backends (nil: a default config).
 	BackendTLS *tls.Config
+	// Limiter holds the service's connection ceilings, shared by all its
+	// listeners (nil: none); a connection over one is answered in the
+	// protocol's words and closed.
+	Limiter *netx.Limiter
 }
 
 // DefaultSieveExtensions is what Pigeonhole 0.5 (Dovecot 2.3) announces by default.
@@ -108,12 +113,18 @@ type Server struct {
 // NewServer returns a server; env.Router must be set.
 func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
-	return &Server{
+	s := &Server{
 		cfg:   cfg.withDefaults(),
 		env:   env,
 		log:   env.Logger.With("service", Service),
 		conns: login.NewConnSet[*conn](),
 	}
+	refuse := `BYE (TRYLATER) "Too many connections, try again later."` + "\r\n"
+	if cfg.ImplicitTLS {
+		refuse = "" // no words before the TLS handshake
+	}
+	s.conns.SetLimiter(cfg.Limiter, refuse)
+	return s
 }
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then

@@ -1,0 +1,18 @@
+package sieve
+
+import (
+	"testing"
+
+	"github.com/usher-mail/usher/internal/netx"
+)
+
+// TestConnectionCeiling: a client past the per-IP ceiling gets BYE and is closed.
+func TestConnectionCeiling(t *testing.T) {
+	lim := &netx.Limiter{}
+	lim.Set(netx.Limits{PerIP: 1})
+	h := newHarness(t, Config{Limiter: lim}, nil)
+	h.dial().expect(caps("Dovecot ready.")...)
+	c := h.dial()
+	c.expect(`BYE (TRYLATER) "Too many connections, try again later."`)
+	c.expectEOF()
+}
