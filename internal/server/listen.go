@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -132,4 +133,57 @@ func adminListenAddrs(global []string, l *config.InetListener) (addrs []string, 
 		addrs = []string{net.JoinHostPort("127.0.0.1", port)}
 	}
 	return addrs, false
+}
+
+// listenUnixAt binds a unix_listener: its path (relative to base_dir), its
+// mode (default 0600) and, when set, its owner user and group, as Dovecot
+// creates it.
+func listenUnixAt(baseDir string, u config.UnixListener) (net.Listener, error) {
+	path := u.Path
+	if path == "" {
+		path = u.Name
+	}
+	mode := os.FileMode(0o600)
+	if u.Mode != "" {
+		m, err := strconv.ParseUint(u.Mode, 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: unix_listener %s: mode %q: %w", u.File, u.Line, u.Name, u.Mode, err)
+		}
+		mode = os.FileMode(m)
+	}
+	uid, gid, err := owner(u.User, u.Group)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
+	}
+	ln, err := listenUnix(baseDir, path, mode)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := os.Chown(ln.Addr().String(), uid, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
+		}
+	}
+	return ln, nil
+}
+
+// owner looks up a unix_listener's user and group; -1 leaves one as it is.
+func owner(userName, groupName string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			return 0, 0, fmt.Errorf("user %s: %w", userName, err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+	}
+	if groupName != "" {
+		g, err := user.LookupGroup(groupName)
+		if err != nil {
+			return 0, 0, fmt.Errorf("group %s: %w", groupName, err)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	return uid, gid, nil
 }

@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"os"
-	"strconv"
 
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/lmtp"
@@ -35,21 +32,9 @@ func (srv *Server) startLMTP(s *config.Settings, svc *config.Service, env *login
 		all = append(all, lns...)
 	}
 	for _, u := range svc.UnixListeners {
-		path := u.Path
-		if path == "" {
-			path = u.Name
-		}
-		mode := os.FileMode(0o600)
-		if u.Mode != "" {
-			m, err := strconv.ParseUint(u.Mode, 8, 32)
-			if err != nil {
-				return fmt.Errorf("%s:%d: unix_listener %s: mode %q: %w", u.File, u.Line, u.Name, u.Mode, err)
-			}
-			mode = os.FileMode(m)
-		}
-		ln, err := listenUnix(s.BaseDir, path, mode)
+		ln, err := listenUnixAt(s.BaseDir, u)
 		if err != nil {
-			return fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
+			return err
 		}
 		all = append(all, ln)
 	}

@@ -2,11 +2,21 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // TestAdminListenAddrs: without an address of its own the TCP
@@ -68,5 +78,93 @@ func TestAPISocketPath(t *testing.T) {
 	case <-accepted:
 		t.Error("the arbitrary address saw a connection")
 	default:
+	}
+}
+
+// TestBackendTLS: backends' certificates are verified against
+// ssl_client_ca_file, for backend_ssl_name or else the backend's IP.
+func TestBackendTLS(t *testing.T) {
+	certPEM, keyPEM, _ := testenv.TestCertFor(t, netip.MustParseAddr("127.0.0.1"))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := netip.MustParseAddrPort(l.Addr().String())
+	for _, c := range []struct {
+		ca, name string
+		ok       bool
+	}{{caFile, "", true}, {caFile, "localhost", true}, {caFile, "other.test", false}, {"", "", false}} {
+		s := config.Defaults()
+		s.SSLClientCAFile, s.BackendSSLName = c.ca, c.name
+		cfg, err := backendTLS(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = login.ClientTLS(nc, cfg, dest)
+		nc.Close()
+		if (err == nil) != c.ok {
+			t.Errorf("ca %q name %q: %v", c.ca, c.name, err)
+		}
+	}
+	s := config.Defaults()
+	s.SSLClientCAFile = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := backendTLS(s); err == nil {
+		t.Error("a missing ssl_client_ca_file was accepted")
+	}
+}
+
+// TestUnixListenerOwner: a unix_listener's mode, user and group are
+// applied (they were accepted and ignored: the admin socket was always
+// 0600 and root's).
+func TestUnixListenerOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	grp, err := user.LookupGroupId(nobody.Gid)
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	ln, err := listenUnixAt(dir, config.UnixListener{Name: "director-admin", Mode: "0660", User: "nobody", Group: grp.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(filepath.Join(dir, "director-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o660 || strconv.Itoa(int(st.Uid)) != nobody.Uid || strconv.Itoa(int(st.Gid)) != nobody.Gid {
+		t.Errorf("mode %v uid %d gid %d", fi.Mode().Perm(), st.Uid, st.Gid)
+	}
+	if _, err := listenUnixAt(dir, config.UnixListener{Name: "x", User: "no-such-user-usher", File: "f.conf", Line: 7}); err == nil || !strings.Contains(err.Error(), "f.conf:7:") {
+		t.Errorf("unknown user: %v", err)
 	}
 }

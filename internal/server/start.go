@@ -232,13 +232,9 @@ func (srv *Server) startListeners() error {
 				if u.Name != "director-admin" && u.Path != "director-admin" {
 					continue
 				}
-				path := u.Path
-				if path == "" {
-					path = "director-admin"
-				}
-				ln, err := listenUnix(s.BaseDir, path, 0o600)
+				ln, err := listenUnixAt(s.BaseDir, u)
 				if err != nil {
-					return fmt.Errorf("%s:%d: unix_listener %s: %w", u.File, u.Line, u.Name, err)
+					return err
 				}
 				srv.admin.Limiter = srv.limiter(svc.Name, s)
 				srv.serve(svc.Name, []net.Listener{ln}, srv.admin.Serve)
