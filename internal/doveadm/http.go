@@ -68,12 +68,19 @@ func (s *Server) serveConn(nc net.Conn) {
 	rip := remoteIP(nc)
 	for {
 		cfg := s.config()
-		if !s.setIdle(nc, true) {
+		if !s.setIdle(nc) {
 			return
 		}
 		nc.SetReadDeadline(time.Now().Add(cfg.idle()))
-		req, err := readRequest(br, bw, nc, cfg.idle())
-		s.setIdle(nc, false)
+		_, err := br.Peek(1)
+		var req *request
+		if err == nil {
+			nc.SetReadDeadline(time.Now().Add(cfg.headerTimeout()))
+			req, err = readRequest(br, bw, nc, cfg.idle())
+		}
+		if !s.setBusy(nc) {
+			return // closed to make room for a newer connection
+		}
 		if err != nil {
 			var he *httpError
 			if errors.As(err, &he) {

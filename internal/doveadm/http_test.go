@@ -3,9 +3,11 @@ package doveadm
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 const authHdr = "Authorization: X-Dovecot-API a2V5\r\n"
@@ -87,4 +89,65 @@ func TestShutdownStopsServe(t *testing.T) {
 	if err := <-done; err != ErrServerClosed {
 		t.Fatalf("Serve returned %v", err)
 	}
+}
+
+// TestSlowHeaderClients: with every slot held by clients sending their
+// headers a byte at a time, an authenticated request still gets its answer
+// (it takes the place of the client that waited longest), and a client
+// that stalls in its headers is cut after HeaderTimeout.
+func TestSlowHeaderClients(t *testing.T) {
+	cfg := goldenConfig()
+	cfg.MaxConnections = 64
+	s, addr := startServer(t, cfg, newFakeServices())
+	var slow []net.Conn
+	for range 64 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("POST /doveadm/v1 HTTP/1.1\r\nHo"))
+		slow = append(slow, c)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.connCount() < 64 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections tracked", s.connCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // against a hang, not a timing assertion
+	c.Write([]byte(post(`[["who",{},"t"]]`)))
+	r, err := readHTTPResponse(bufio.NewReader(c), false)
+	if err != nil || r.body != `[["doveadmResponse",[],"t"]]` {
+		t.Fatalf("authenticated request: %v %+v", err, r)
+	}
+	if n := s.connCount(); n > 64 {
+		t.Errorf("%d connections tracked, limit 64", n)
+	}
+
+	cfg.HeaderTimeout = 100 * time.Millisecond
+	s.SetConfig(cfg)
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.Write([]byte("P"))
+	c2.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadAll(c2); err != nil {
+		t.Fatalf("a stalled head was not cut: %v", err)
+	}
+}
+
+// connCount is how many connections are being served.
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }

@@ -27,10 +27,18 @@ type Config struct {
 	// DirectorAdminPath is what `director dump` shows as socket-path when none was given
 	// (default BaseDir/director-admin).
 	DirectorAdminPath string
-	// MaxConnections bounds concurrent HTTP connections (default 64).
+	// MaxConnections bounds concurrent HTTP connections (default 64). When
+	// it is reached, a new connection takes the place of the one that has
+	// waited longest for its request to arrive; one running a command is
+	// never cut. Only when every connection runs a command is the newcomer
+	// answered 503.
 	MaxConnections int
-	// IdleTimeout bounds the wait for a request and each read inside one (default 60 s).
+	// IdleTimeout bounds the wait for a request and each read of a body (default 60 s).
 	IdleTimeout time.Duration
+	// HeaderTimeout bounds the request line and headers once a request's
+	// first byte has arrived (default 10 s), so a client sending them a
+	// byte at a time cannot hold a connection for long.
+	HeaderTimeout time.Duration
 }
 
 func (c *Config) logger() *slog.Logger {
@@ -54,6 +62,13 @@ func (c *Config) maxConns() int {
 	return c.MaxConnections
 }
 
+func (c *Config) headerTimeout() time.Duration {
+	if c.HeaderTimeout <= 0 {
+		return 10 * time.Second
+	}
+	return c.HeaderTimeout
+}
+
 func (c *Config) idle() time.Duration {
 	if c.IdleTimeout <= 0 {
 		return 60 * time.Second
@@ -74,15 +89,15 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]bool // value: idle, waiting for a request
-	pages     map[string]Page   // GET paths beside the API (Mount)
+	conns     map[net.Conn]time.Time // value: since when it waits for (or reads) a request; zero while a command runs
+	pages     map[string]Page        // GET paths beside the API (Mount)
 	shutdown  bool
 	wg        sync.WaitGroup
 }
 
 // NewServer builds a server over svc.
 func NewServer(cfg Config, svc Services) *Server {
-	s := &Server{svc: svc, reg: newRegistry(), listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]bool{}}
+	s := &Server{svc: svc, reg: newRegistry(), listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]time.Time{}}
 	s.api = s.reg.catalogueBody()
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.SetConfig(cfg)
@@ -106,8 +121,8 @@ func (s *Server) ServeTLS(l net.Listener, tc *tls.Config) error {
 	return s.Serve(tls.NewListener(l, tc))
 }
 
-// Serve accepts connections on l until Shutdown. At most MaxConnections are served at
-// once; further clients wait in the listen queue.
+// Serve accepts connections on l until Shutdown. At most MaxConnections are
+// served at once (see Config.MaxConnections for who gives way).
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown {
@@ -121,12 +136,9 @@ func (s *Server) Serve(l net.Listener) error {
 		delete(s.listeners, l)
 		s.mu.Unlock()
 	}()
-	sem := make(chan struct{}, s.config().maxConns())
 	for {
-		sem <- struct{}{}
 		nc, err := netx.Accept(l)
 		if err != nil {
-			<-sem
 			s.mu.Lock()
 			closed := s.shutdown
 			s.mu.Unlock()
@@ -135,28 +147,55 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			return err
 		}
-		if !s.track(nc) {
+		ok, full := s.track(nc)
+		if !ok {
 			nc.Close()
-			<-sem
 			return ErrServerClosed
 		}
+		if full {
+			go refuseBusy(nc)
+			continue
+		}
 		go func() {
-			defer func() { <-sem }()
 			defer s.untrack(nc)
 			s.serveConn(nc)
 		}()
 	}
 }
 
-func (s *Server) track(nc net.Conn) bool {
+// track adds nc, making room if the server is full by closing the
+// connection that has waited longest for its request. full: there was no
+// such connection, nc is not tracked.
+func (s *Server) track(nc net.Conn) (ok, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown {
-		return false
+		return false, false
 	}
-	s.conns[nc] = false
+	if len(s.conns) >= s.config().maxConns() {
+		var oldest net.Conn
+		var since time.Time
+		for c, t := range s.conns {
+			if !t.IsZero() && (oldest == nil || t.Before(since)) {
+				oldest, since = c, t
+			}
+		}
+		if oldest == nil {
+			return true, true
+		}
+		oldest.Close() // its goroutine ends and untracks it
+		delete(s.conns, oldest)
+	}
+	s.conns[nc] = time.Now()
 	s.wg.Add(1)
-	return true
+	return true, false
+}
+
+// refuseBusy answers a connection for which there is no room.
+func refuseBusy(nc net.Conn) {
+	nc.SetDeadline(time.Now().Add(time.Second))
+	nc.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+	nc.Close()
 }
 
 func (s *Server) untrack(nc net.Conn) {
@@ -175,8 +214,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for l := range s.listeners {
 		l.Close()
 	}
-	for c, idle := range s.conns {
-		if idle {
+	for c, since := range s.conns {
+		if !since.IsZero() {
 			c.Close()
 		}
 	}
@@ -198,13 +237,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// setIdle marks a connection as waiting for its next request (idle ones are closed at
-// once by Shutdown). It reports false if the server is shutting down.
-func (s *Server) setIdle(nc net.Conn, idle bool) bool {
+// setIdle marks a connection as waiting for its next request (idle ones are
+// closed at once by Shutdown, and the longest waiting one makes room for a
+// new connection). It reports false if the server is shutting down or the
+// connection was closed to make room.
+func (s *Server) setIdle(nc net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conns[nc] = idle
+	if _, ok := s.conns[nc]; !ok {
+		return false
+	}
+	s.conns[nc] = time.Now()
 	return !s.shutdown
+}
+
+// setBusy marks a connection as running a request, so it is not closed to
+// make room; false if it already was.
+func (s *Server) setBusy(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[nc]; !ok {
+		return false
+	}
+	s.conns[nc] = time.Time{}
+	return true
 }
 
 func (s *Server) closing() bool {

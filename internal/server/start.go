@@ -150,12 +150,16 @@ func (l loginRouter) Route(ctx context.Context, user string) (netip.Addr, error)
 }
 
 func apiConfig(s *config.Settings) doveadm.Config {
-	return doveadm.Config{
+	cfg := doveadm.Config{
 		Password:        s.DoveadmPassword,
 		APIKey:          s.DoveadmAPIKey,
 		AllowedCommands: s.DoveadmAllowedCommands,
 		BaseDir:         s.BaseDir,
 	}
+	if svc, ok := s.Service("doveadm"); ok {
+		cfg.MaxConnections = s.ConnLimit(svc)
+	}
+	return cfg
 }
 
 func (srv *Server) startListeners() error {
