@@ -15,7 +15,7 @@ const dovecotNames = " " +
 	"auth_policy_log_only auth_policy_reject_on_fail auth_policy_report_after_auth " +
 	"auth_policy_server_api_header auth_policy_server_timeout_msecs auth_policy_server_url " +
 	"auth_proxy_self auth_realms auth_socket_path auth_ssl_require_client_cert " +
-	"auth_ssl_username_from_cert auth_stats auth_use_winbind auth_username_chars " +
+	"auth_ssl_username_from_cert auth_stats auth_use_winbind " +
 	"auth_username_format auth_username_translation auth_verbose auth_verbose_passwords " +
 	"auth_winbind_helper_path auth_worker_max_count base_dir config_cache_size debug_log_path " +
 	"default_idle_kill default_internal_group default_internal_user " +

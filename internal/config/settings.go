@@ -27,6 +27,7 @@ type Settings struct {
 	AuthFailureDelay         time.Duration // auth_failure_delay: a failed login is answered this late
 	MailMaxUserIPConnections int
 	AuthUsernameFormat       string
+	AuthUsernameChars        string // auth_username_chars: bytes a login name may hold; "" allows all
 	DoveadmPassword          string // never log it
 	DoveadmAPIKey            string // never log it
 	DoveadmAllowedCommands   []string

@@ -60,6 +60,8 @@ func dovecotSettings() []setting {
 		{"login_proxy_max_reconnects", "3", field(func(s *Settings) *int { return &s.LoginProxyMaxReconnects }, asUint)},
 		{"mail_max_userip_connections", "10", field(func(s *Settings) *int { return &s.MailMaxUserIPConnections }, asUint)},
 		{"auth_username_format", "%Lu", field(func(s *Settings) *string { return &s.AuthUsernameFormat }, asString)},
+		{"auth_username_chars", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@",
+			field(func(s *Settings) *string { return &s.AuthUsernameChars }, asString)},
 		{"doveadm_password", "", field(func(s *Settings) *string { return &s.DoveadmPassword }, asString)},
 		{"doveadm_api_key", "", field(func(s *Settings) *string { return &s.DoveadmAPIKey }, asString)},
 		{"doveadm_allowed_commands", "", field(func(s *Settings) *[]string { return &s.DoveadmAllowedCommands }, asCommaList)},

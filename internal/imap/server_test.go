@@ -591,3 +591,27 @@ func TestConnectionCeilings(t *testing.T) {
 		}
 	}
 }
+
+// TestJunkUserName: a 60 KB name, or one with a byte outside
+// auth_username_chars, fails as a wrong login would, without being routed
+// or reaching a backend.
+func TestJunkUserName(t *testing.T) {
+	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+		env.UsernameChars = "abcdefghijklmnopqrstuvwxyz0123456789.-_@"
+	})
+	c := h.dial()
+	c.expect(greeting)
+	c.send(`a LOGIN "` + strings.Repeat("u", 60<<10) + `" "x"`)
+	c.expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
+	c.send(`b LOGIN "us er" "x"`)
+	c.expect("b NO [AUTHENTICATIONFAILED] Authentication failed.")
+	if calls := h.router.Calls(); len(calls) != 0 {
+		t.Errorf("routed %d names", len(calls))
+	}
+	if got := h.backend.received(); len(got) != 0 {
+		t.Errorf("backend got %d lines", len(got))
+	}
+	if h.pen.Count("fail") != 2 {
+		t.Errorf("penalty events %v", h.pen.Events())
+	}
+}

@@ -111,6 +111,16 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 		return sess, f.Answer(reply) == nil
 	}
 
+	// A name is bounded before it is routed, remembered or logged: it comes
+	// from an unauthenticated client.
+	why := CheckUserName(a.User, env.UsernameChars)
+	if why == "" && a.Authz != "" {
+		why = CheckUserName(a.Authz, env.UsernameChars)
+	}
+	if why != "" {
+		a.Log.Info("authentication failed: "+why, "method", a.Mech, "user_bytes", len(user))
+		return fail(t.AuthFailed, true)
+	}
 	if ok, err := env.Passdb.Verify(a.Service, a.User, a.Pass); err != nil {
 		logger().Error("passdb lookup failed", "err", err)
 		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)

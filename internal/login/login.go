@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -97,6 +98,34 @@ type Env struct {
 	ProxyTimeout time.Duration
 	// MaxReconnects is login_proxy_max_reconnects (Dovecot's default 3; 0 here: none).
 	MaxReconnects int
+	// UsernameChars is auth_username_chars: the bytes a user name may
+	// hold; "" allows every byte but control characters.
+	UsernameChars string
+}
+
+// MaxUserName bounds a login name in bytes. Dovecot 2.3's login processes
+// take at most about 1 KiB for all of a command's arguments
+// (LOGIN_MAX_INBUF_SIZE), so no longer name logs in there either; a name is
+// routed, remembered and logged, so its size is bounded before any of that.
+const MaxUserName = 1024
+
+// CheckUserName says why name may not log in ("" if it may): empty, longer
+// than MaxUserName, a byte outside chars (auth_username_chars; "" allows
+// all but control characters).
+func CheckUserName(name, chars string) string {
+	switch {
+	case name == "":
+		return "empty user name"
+	case len(name) > MaxUserName:
+		return "user name too long"
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if chars == "" && (b < ' ' || b == 0x7f) || chars != "" && strings.IndexByte(chars, b) < 0 {
+			return "user name character disallowed by auth_username_chars"
+		}
+	}
+	return ""
 }
 
 // WithDefaults returns a copy of e where unset optional parts are replaced by no-ops and

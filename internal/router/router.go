@@ -58,14 +58,15 @@ type Router struct {
 
 	cfg atomic.Pointer[Config] // read on every login: no lock
 
-	mu      sync.Mutex
-	rings   *director.Rings
-	ringKey string
-	initial *director.Rings
-	moving  map[key]time.Time   // users being killed: new logins wait
-	pending map[key]int64       // timestamp refreshes not yet in the log: key -> when (unix s)
-	names   map[string]struct{} // login names seen, for `director map`
-	jobs    jobTable            // drains, rebalances, evacuations (drain.go)
+	mu        sync.Mutex
+	rings     *director.Rings
+	ringKey   string
+	initial   *director.Rings
+	moving    map[key]time.Time   // users being killed: new logins wait
+	pending   map[key]int64       // timestamp refreshes not yet in the log: key -> when (unix s)
+	names     map[string]struct{} // login names seen, for `director map`
+	nameBytes int                 // the bytes of names
+	jobs      jobTable            // drains, rebalances, evacuations (drain.go)
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -334,9 +335,14 @@ func (r *Router) flushRefreshes() {
 	}
 }
 
-// maxNames bounds the login names kept for `director map`; Dovecot iterates
-// its userdb instead, which usher does not have.
-const maxNames = 200000
+// maxNames and maxNameBytes bound the login names kept for `director map`
+// (Dovecot iterates its userdb instead, which usher does not have): names
+// come from clients before any password check, so both their count and
+// their bytes are bounded.
+const (
+	maxNames     = 200000
+	maxNameBytes = 16 << 20
+)
 
 func (r *Router) remember(user string) {
 	r.mu.Lock()
@@ -344,13 +350,15 @@ func (r *Router) remember(user string) {
 	if _, ok := r.names[user]; ok {
 		return
 	}
-	if len(r.names) >= maxNames {
-		for n := range r.names { // drop an arbitrary one
-			delete(r.names, n)
+	for n := range r.names { // drop arbitrary ones
+		if len(r.names) < maxNames && r.nameBytes+len(user) <= maxNameBytes {
 			break
 		}
+		delete(r.names, n)
+		r.nameBytes -= len(n)
 	}
 	r.names[user] = struct{}{}
+	r.nameBytes += len(user)
 }
 
 // KnownUsers lists login names seen since start, sorted.

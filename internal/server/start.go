@@ -102,6 +102,7 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 		ProxyTimeout:         s.LoginProxyTimeout,
 		MaxReconnects:        s.LoginProxyMaxReconnects,
 		AuthFailureDelay:     s.AuthFailureDelay,
+		UsernameChars:        s.AuthUsernameChars,
 	}
 }
 
