@@ -144,8 +144,12 @@ func parsePeers(cfg Config) ([]raft.Server, error) {
 
 func (n *Node) start(servers []raft.Server) error {
 	hlog := newHclog(n.log)
+	path := filepath.Join(n.cfg.Dir, "raft.db")
+	if err := checkStore(path); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(n.cfg.Dir, "raft.db"),
+		Path: path,
 		// Fail instead of hanging when another process holds the database.
 		BoltOptions: &bbolt.Options{Timeout: time.Second},
 	})
