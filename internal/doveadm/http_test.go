@@ -151,3 +151,21 @@ func (s *Server) connCount() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// TestAPIKeyScheme pins what docs/api.md says: the key goes in
+// "Authorization: X-Dovecot-API <base64>"; an X-Dovecot-API header is no
+// credential.
+func TestAPIKeyScheme(t *testing.T) {
+	_, addr := startServer(t, goldenConfig(), newFakeServices())
+	body := `[["who",{},"t"]]`
+	for hdr, want := range map[string]int{
+		"Authorization: X-Dovecot-API a2V5\r\n": 200,
+		"X-Dovecot-API: a2V5\r\n":               401,
+	} {
+		raw := fmt.Sprintf("POST /doveadm/v1 HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s", hdr, len(body), body)
+		r, err := exchange(t, addr, []byte(raw), false)
+		if err != nil || r.status != want {
+			t.Errorf("%q: %v %+v", hdr, err, r)
+		}
+	}
+}
