@@ -8,6 +8,24 @@ import (
 // Apply performs one command. It is deterministic: the result depends only
 // on the state and the command.
 func (s *State) Apply(c Command) Result {
+	r := s.apply(c)
+	if r.Code == OK && c.Op.changesHosts() {
+		s.hostGen++
+	}
+	return r
+}
+
+// changesHosts tells the ops that change the host table, whose generation
+// then moves on.
+func (o Op) changesHosts() bool {
+	switch o {
+	case OpHostSet, OpHostUpdate, OpHostUp, OpHostDown, OpHealthUp, OpHealthDown, OpHostRemove, OpInitHosts:
+		return true
+	}
+	return false
+}
+
+func (s *State) apply(c Command) Result {
 	switch c.Op {
 	case OpHostSet, OpHostUpdate:
 		return Result{Code: s.applyHostSet(c)}
@@ -39,6 +57,12 @@ func (s *State) Apply(c Command) Result {
 		return Result{Dropped: s.dropUsers(func(sl uint16) bool { return sl == slot })}
 	case OpUserAssign:
 		return s.applyUserAssign(c)
+	case OpUserRecord:
+		hosts := make([]netip.Addr, len(c.Records))
+		for i, rec := range c.Records {
+			hosts[i] = s.applyRecord(rec, c.Expire)
+		}
+		return Result{Hosts: hosts}
 	case OpUserMove:
 		return s.applyUserMove(c)
 	case OpUserRefresh:
@@ -132,6 +156,33 @@ func (s *State) applyUserAssign(c Command) Result {
 		d = s.tag(c.Tag)
 	}
 	return Result{User: s.setUser(d, c.Hash, h.slot, c.Now)}
+}
+
+// applyRecord applies one login of an OpUserRecord batch (see Record) and
+// returns the user's backend afterwards, invalid if it is not mapped.
+func (s *State) applyRecord(r Record, expire int64) netip.Addr {
+	d := s.lookupTag(r.Tag)
+	if d != nil {
+		if i, ok := d.get(r.Hash); ok {
+			e := &d.slab[i]
+			// A refresh revives a mapping not yet collected, as OpUserRefresh does.
+			if !r.IP.IsValid() || expire <= 0 || e.ts+expire > r.TS {
+				d.setTS(i, max(e.ts, r.TS))
+				return s.slotIP[e.host]
+			}
+		}
+	}
+	if !r.IP.IsValid() {
+		return netip.Addr{}
+	}
+	h := s.hostRec(r.IP)
+	if h == nil {
+		return netip.Addr{}
+	}
+	if d == nil {
+		d = s.tag(r.Tag)
+	}
+	return s.setUser(d, r.Hash, h.slot, r.TS).Host
 }
 
 // applyUserMove puts the user into the directory of the host's tag, as

@@ -17,6 +17,8 @@ func sampleCommands() []Command {
 		{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: 100, Hostname: "mx"}, {IP: ip6, Tag: "a", VhostCount: -1, Down: true, LastUpDown: 9}}, VhostCount: -1},
 		{Op: OpExpire, Now: 1000, Expire: 900, VhostCount: -1},
 		{Op: OpHealthDown, IP: ip1, Now: 7, VhostCount: -1},
+		{Op: OpUserRecord, Expire: 900, VhostCount: -1, Records: []Record{
+			{Hash: 1, IP: ip1, Gen: 7, TS: 1700000000}, {Tag: "t", Hash: 0xffffffff, TS: -1}, {Hash: 2, IP: ip6, Gen: 1 << 40}}},
 	}
 }
 

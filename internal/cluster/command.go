@@ -22,6 +22,7 @@ const (
 	fExpire
 	fUser
 	fText
+	fRecords
 	fKnown = 1<<iota - 1
 )
 
@@ -44,6 +45,7 @@ func (c Command) MarshalBinary() ([]byte, error) {
 	set(fExpire, c.Expire != 0)
 	set(fUser, c.User != "")
 	set(fText, c.Text != "")
+	set(fRecords, len(c.Records) > 0)
 
 	b := make([]byte, 0, 32)
 	b = append(b, commandVersion, byte(c.Op))
@@ -84,6 +86,16 @@ func (c Command) MarshalBinary() ([]byte, error) {
 	}
 	if mask&fText != 0 {
 		b = appendString(b, c.Text)
+	}
+	if mask&fRecords != 0 {
+		b = binary.AppendUvarint(b, uint64(len(c.Records)))
+		for _, r := range c.Records {
+			b = appendString(b, r.Tag)
+			b = binary.BigEndian.AppendUint32(b, r.Hash)
+			b = appendAddr(b, r.IP)
+			b = binary.AppendUvarint(b, r.Gen)
+			b = binary.AppendVarint(b, r.TS)
+		}
 	}
 	return b, nil
 }
@@ -135,6 +147,13 @@ func (c *Command) UnmarshalBinary(data []byte) error {
 	}
 	if mask&fText != 0 {
 		c.Text = d.str()
+	}
+	if mask&fRecords != 0 {
+		// tag length, hash, address length, generation, time: 8 bytes at least
+		c.Records = make([]Record, d.count(8))
+		for i := range c.Records {
+			c.Records[i] = Record{Tag: d.str(), Hash: d.u32(), IP: d.addr(), Gen: d.uvarint(), TS: d.varint()}
+		}
 	}
 	return d.finish("command")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -203,7 +204,8 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 	}
 }
 
-// Result encoding for forwarded answers: code, user, dropped, log index.
+// Result encoding for forwarded answers: code, user, dropped, log index,
+// then, only when there are any, the count and addresses of Hosts.
 func appendResult(b []byte, r Result, index uint64) []byte {
 	b = append(b, byte(r.Code))
 	b = appendString(b, r.User.Tag)
@@ -211,7 +213,14 @@ func appendResult(b []byte, r Result, index uint64) []byte {
 	b = appendAddr(b, r.User.Host)
 	b = binary.AppendVarint(b, r.User.Timestamp)
 	b = binary.AppendUvarint(b, uint64(r.Dropped))
-	return binary.AppendUvarint(b, index)
+	b = binary.AppendUvarint(b, index)
+	if len(r.Hosts) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(r.Hosts)))
+		for _, h := range r.Hosts {
+			b = appendAddr(b, h)
+		}
+	}
+	return b
 }
 
 func decodeResult(b []byte) (Result, uint64, error) {
@@ -224,5 +233,11 @@ func decodeResult(b []byte) (Result, uint64, error) {
 	r.User.Timestamp = d.varint()
 	r.Dropped = int(d.uvarint())
 	idx := d.uvarint()
+	if d.err == nil && len(d.b) > 0 {
+		r.Hosts = make([]netip.Addr, d.count(1))
+		for i := range r.Hosts {
+			r.Hosts[i] = d.addr()
+		}
+	}
 	return r, idx, d.finish("result")
 }

@@ -141,3 +141,7 @@ func (s *State) Tags() []string {
 
 // Initialized reports whether director_mail_servers has ever been applied.
 func (s *State) Initialized() bool { return s.inited }
+
+// HostGen is the host table's generation: it changes whenever a host is
+// added, updated, marked up or down, or removed.
+func (s *State) HostGen() uint64 { return s.hostGen }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 )
 
-// Snapshot format, version 2 (deterministic: equal states give equal bytes):
+// Snapshot format, version 3 (deterministic: equal states give equal bytes):
 //
-//	"USHR" version flags(bit0 = initialised)
+//	"USHR" version flags(bit0 = initialised) uvarint host generation
 //	hosts:      uvarint n, n * host (in host order; version 2 adds the
 //	            health state to each host's flag byte, see appendHost)
 //	configured: uvarint n, n * host
@@ -15,11 +15,14 @@ import (
 //	user:       hash (4 bytes BE), uvarint host index, timestamp
 //
 // User timestamps are sorted within a tag, so after the first (varint) each
-// is stored as a uvarint delta: a million users take about 7 MB.
+// is stored as a uvarint delta: a million users take about 7 MB. Version 1
+// is version 2 without the host generation; it is still read (generation 0).
 const (
 	snapshotMagic   = "USHR"
-	snapshotVersion = 2
-	// snapshotVersion1 is still read: it is version 2 without health state.
+	snapshotVersion = 3
+	// Versions 1 and 2 are still read: version 2 is version 3 without the
+	// host generation (read as 0), version 1 also without health state.
+	snapshotVersion2 = 2
 	snapshotVersion1 = 1
 )
 
@@ -32,6 +35,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		flags = 1
 	}
 	b = append(b, snapshotVersion, flags)
+	b = binary.AppendUvarint(b, s.hostGen)
 	b = binary.AppendUvarint(b, uint64(len(s.hosts)))
 	index := make([]uint64, len(s.slotIP))
 	for i, h := range s.hosts {
@@ -71,7 +75,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w (snapshot magic)", errCorrupt)
 	}
 	v := d.byte()
-	if v != snapshotVersion && v != snapshotVersion1 {
+	if v != snapshotVersion && v != snapshotVersion2 && v != snapshotVersion1 {
 		return fmt.Errorf("cluster: snapshot version %d not supported", v)
 	}
 	flags := d.byte()
@@ -80,9 +84,12 @@ func (s *State) UnmarshalBinary(data []byte) error {
 	}
 	n := NewState()
 	n.inited = flags == 1
+	if v == snapshotVersion {
+		n.hostGen = d.uvarint()
+	}
 	hosts := make([]Host, d.count(6))
 	for i := range hosts {
-		hosts[i] = d.host(v == snapshotVersion)
+		hosts[i] = d.host(v != snapshotVersion1)
 		if d.err == nil && !validHostAt(hosts, i) {
 			d.fail()
 		}

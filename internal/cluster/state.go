@@ -76,12 +76,13 @@ const (
 	OpKick           // close sessions on every director; changes no state (see Config.OnKick)
 	OpHealthDown     // the health checks found the host failing (see health.go)
 	OpHealthUp       // the health checks found the host passing again
+	OpUserRecord     // a director's batch of logins: new users' assignments and refreshes (Records)
 	opCount
 )
 
 var opNames = [...]string{"invalid", "host-set", "host-update", "host-up", "host-down",
 	"host-remove", "host-flush", "user-assign", "user-move", "user-refresh", "user-drop",
-	"expire", "init-hosts", "kick", "health-down", "health-up"}
+	"expire", "init-hosts", "kick", "health-down", "health-up", "user-record"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) {
@@ -104,6 +105,26 @@ type Command struct {
 	Expire     int64     // director_user_expire in seconds (OpUserAssign, OpExpire)
 	User       string    // OpKick: login name to kick ("" = by Tag/Hash)
 	Text       string    // OpKick: the reason sessions are told
+	Records    []Record  // OpUserRecord batch, in the order the logins happened
+}
+
+// Record is one login in an OpUserRecord batch. A director routes a new user
+// from its own copy of the vhost ring at once and records the choice later,
+// many users per log entry. IP is the backend it routed the user to; an
+// invalid IP only refreshes a mapped user's timestamp.
+//
+// Applying a record keeps a mapping that is live at TS (refreshing it), so
+// the first assignment of a user that commits wins; otherwise it maps the
+// user to IP if that host still exists. Gen is the host generation the
+// director computed IP on; the decision does not use it (the user is already
+// logged in on IP, refusing the record would not undo that), the director
+// logs it with a conflict.
+type Record struct {
+	Tag  string
+	Hash uint32
+	IP   netip.Addr
+	Gen  uint64
+	TS   int64 // unix seconds of the login
 }
 
 // Code is the outcome of a Command.
@@ -134,6 +155,9 @@ type Result struct {
 	Code    Code
 	User    User // OpUserAssign, OpUserMove: the effective mapping
 	Dropped int  // users dropped by remove, flush, drop or expire
+	// Hosts, for OpUserRecord, is each record's user's backend after the
+	// entry (invalid: not mapped), in the order of Command.Records.
+	Hosts []netip.Addr
 }
 
 // hostRec is a Host plus the slot its users refer to it by.
@@ -153,6 +177,10 @@ type State struct {
 	tagIndex   map[string]int // tag -> index in tags
 	configured []Host         // last director_mail_servers applied, sorted
 	inited     bool           // OpInitHosts has run once
+	// hostGen counts changes to the host table (set, update, up, down,
+	// remove, init). Equal generations mean equal host tables, so a director
+	// keys its vhost ring cache on it and records it with assignments.
+	hostGen uint64
 }
 
 // NewState returns an empty, uninitialised state.
