@@ -36,6 +36,8 @@ func (r halfRouter) Route(_ context.Context, user string) (netip.Addr, error) {
 	return r.backends[(n-1)/usersPerBackend], nil
 }
 
+func (halfRouter) Confirm(string, netip.Addr, bool) {}
+
 // message is a 100 KB message in DATA form (CRLF lines, none starting with a dot).
 func message() string {
 	var sb strings.Builder

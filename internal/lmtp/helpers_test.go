@@ -194,6 +194,8 @@ func (r *mapRouter) Route(_ context.Context, user string) (netip.Addr, error) {
 	return ip, nil
 }
 
+func (r *mapRouter) Confirm(string, netip.Addr, bool) {}
+
 // rig is a server in front of fake backends that pose as distinct backend IPs.
 type rig struct {
 	t        *testing.T

@@ -109,6 +109,9 @@ func (c *conn) cmdRcpt(cmd *command) {
 		c.reply("451 4.3.0 Temporary user lookup failure")
 		return
 	}
+	// A new user's backend is recorded once the backend accepted the recipient.
+	accepted := false
+	defer func() { c.s.env.Router.Confirm(user, ip, accepted) }()
 	dest := netip.AddrPortFrom(ip.Unmap(), uint16(cfg.BackendPort))
 	if dest == c.local {
 		c.reply("554 5.4.6 Proxying loops to itself")
@@ -141,6 +144,7 @@ func (c *conn) cmdRcpt(cmd *command) {
 		c.reply(rep.lines...)
 		return
 	}
+	accepted = true
 	r := &recipient{path: cmd.path, user: user, be: b, start: time.Now()}
 	// One session per delivery and user, without a client IP: what Dovecot's anvil shows as
 	// lmtp/<user>. It makes the delivery visible to who and to the director's kicks, so a

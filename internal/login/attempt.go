@@ -141,10 +141,12 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 		return fail(t.Config, false)
 	}
 	if limit := env.MaxUserIPConnections; limit > 0 && env.Sessions.CountUserIP(user, ip) >= limit {
+		env.Router.Confirm(user, host, false)
 		logger().Info("too many connections from user+IP", "limit", limit)
 		return fail(t.UserIPLimit(limit), false)
 	}
 	if a.TTL <= 1 {
+		env.Router.Confirm(user, host, false)
 		logger().Error("TTL reached zero - proxies appear to be looping?")
 		return fail(t.Config, false)
 	}
@@ -152,6 +154,7 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 	dest := netip.AddrPortFrom(host, uint16(a.BackendPort))
 	blog := func() *slog.Logger { return logger().With("backend", dest.String()) }
 	bs, res, ok := backendLogin(ctx, env, f, dest, blog)
+	env.Router.Confirm(user, host, ok && res.Kind == ResultOK)
 	if !ok {
 		return sess, false
 	}

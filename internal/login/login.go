@@ -28,9 +28,12 @@ const DefaultProxyTimeout = 30 * time.Second
 var ErrTempFail = errors.New("temporary authentication failure")
 
 // Router decides the backend of a user (sticky, consistent hashing). err is ErrTempFail-wrapped
-// when the director cannot decide now ("Temporary authentication failure").
+// when the director cannot decide now ("Temporary authentication failure"). Every successful
+// Route is followed by one Confirm saying whether the backend accepted the user: a new user's
+// backend is recorded only once a login there succeeded.
 type Router interface {
 	Route(ctx context.Context, user string) (backend netip.Addr, err error)
+	Confirm(user string, backend netip.Addr, accepted bool)
 }
 
 // Penalties slows down clients that keep failing to authenticate (anvil's auth penalty).

@@ -11,6 +11,7 @@ import (
 type fixedRouter netip.Addr
 
 func (r fixedRouter) Route(context.Context, string) (netip.Addr, error) { return netip.Addr(r), nil }
+func (fixedRouter) Confirm(string, netip.Addr, bool)                    {}
 
 var testTexts = &Texts{AuthFailed: "AUTHFAILED", Config: "CONFIG", Unavailable: "UNAVAILABLE",
 	TempFail: func(d string) string { return "TEMPFAIL " + d }, UserIPLimit: func(int) string { return "LIMIT" }}

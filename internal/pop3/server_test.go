@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +125,14 @@ func TestWrongPassword(t *testing.T) {
 	c.expect("+OK")
 	c.send("PASS pass")
 	c.expect("+OK Logged in.")
+	// Only the login the backend accepted may be recorded as the user's assignment.
+	var got []string
+	for _, cf := range h.router.Confirms() {
+		got = append(got, fmt.Sprintf("%s %v", cf.User, cf.Accepted))
+	}
+	if want := []string{"u1 false", "busy false", "u1 true"}; !slices.Equal(got, want) {
+		t.Errorf("confirmed %q, want %q", got, want)
+	}
 }
 
 func TestDeadBackend(t *testing.T) {

@@ -59,8 +59,11 @@ func (r *Router) apply(ctx context.Context, c cluster.Command) (cluster.Result, 
 	return res, fmt.Errorf("unexpected result %v", res.Code)
 }
 
-// Hosts lists backends sorted as Dovecot sorts them, with live user counts.
+// Hosts lists backends sorted as Dovecot sorts them, with live user counts
+// (of the mappings in the log: without a quorum, this director's new users
+// are not counted yet).
 func (r *Router) Hosts() []HostStatus {
+	r.syncReads()
 	now := r.now().Unix()
 	var out []HostStatus
 	r.node.Read(func(s *cluster.State) {
@@ -122,6 +125,7 @@ func (r *Router) LookupUser(userOrHash, tag string) (Lookup, error) {
 	if err != nil {
 		return Lookup{}, err
 	}
+	r.syncReads()
 	var l Lookup
 	now := r.now().Unix()
 	exp := r.expireSecs()
@@ -130,7 +134,15 @@ func (r *Router) LookupUser(userOrHash, tag string) (Lookup, error) {
 			l.Current, l.Expire = u.Host, u.Timestamp+exp
 		}
 	})
-	l.Hashed, _ = r.currentRings().Lookup(tag, h)
+	if !l.Current.IsValid() {
+		r.mu.Lock()
+		if p := r.prov[key{tag, h}]; p != nil && p.confirmed && !p.lost {
+			l.Current, l.Expire = p.host, p.ts+exp
+		}
+		r.mu.Unlock()
+	}
+	rings, _ := r.currentRings()
+	l.Hashed, _ = rings.Lookup(tag, h)
 	r.mu.Lock()
 	initial := r.initial
 	r.mu.Unlock()
@@ -139,7 +151,11 @@ func (r *Router) LookupUser(userOrHash, tag string) (Lookup, error) {
 }
 
 // Users lists live mappings, optionally of one backend, in USER-LIST order.
+// This director's logins are recorded first, so a user shows up right after
+// logging in here. Without a quorum they cannot be: its new users are then
+// listed from its provisional entries, placed by timestamp.
 func (r *Router) Users(ip *netip.Addr) []UserEntry {
+	r.syncReads()
 	now := r.now().Unix()
 	exp := r.expireSecs()
 	var out []UserEntry
@@ -150,7 +166,14 @@ func (r *Router) Users(ip *netip.Addr) []UserEntry {
 			}
 		}
 	})
-	return out
+	if r.provN.Load() == 0 {
+		return out
+	}
+	listed := make(map[key]bool, len(out))
+	for _, u := range out {
+		listed[key{u.Tag, u.Hash}] = true
+	}
+	return mergeUsers(out, r.provisionalUsers(ip, listed))
 }
 
 // Move sends a user (name or hash) to ip and kicks its sessions elsewhere.
@@ -165,6 +188,7 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 		r.remember(userOrHash)
 	}
 	k := key{"", h}
+	r.syncReads()
 	// Dovecot looks the host up before anything else: an unknown host is NOTFOUND even
 	// while the user is still being moved.
 	var hostKnown bool
@@ -194,6 +218,7 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 			return err
 		}
 	}
+	r.forgetProvisional(k)
 	_, err = r.apply(ctx, cluster.Command{Op: cluster.OpUserMove, Tag: k.tag, Hash: h, IP: ip, Now: now})
 	return err
 }
@@ -272,7 +297,7 @@ func (r *Router) ResetUsers(ctx context.Context, ip *netip.Addr, maxParallel int
 	if maxParallel <= 0 {
 		maxParallel = r.config().MaxParallelMoves
 	}
-	rings := r.currentRings()
+	rings, _ := r.currentRings()
 	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	var firstErr error

@@ -175,7 +175,7 @@ func (r *Router) Rebalance(ctx context.Context, maxParallel int) (Progress, erro
 	j, started := r.startJob(JobRebalance, netip.Addr{}, r.maxParallel(maxParallel))
 	if started {
 		go r.runJob(j, func(ctx context.Context) error {
-			rings := r.currentRings()
+			rings, _ := r.currentRings()
 			var todo []UserEntry
 			for _, u := range r.Users(nil) {
 				if want, ok := rings.Lookup(u.Tag, u.Hash); ok && want != u.Host {
@@ -262,7 +262,7 @@ func (r *Router) moveUsers(ctx context.Context, j *job, users []UserEntry, still
 	j.p.Total += len(users)
 	limit := j.p.MaxParallel
 	j.mu.Unlock()
-	rings := r.currentRings()
+	rings, _ := r.currentRings()
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	var firstErr error

@@ -16,7 +16,7 @@ func routeUsers(t *testing.T, r *Router, n int) map[netip.Addr]int {
 	t.Helper()
 	out := map[netip.Addr]int{}
 	for i := range n {
-		ip, err := r.Route(context.Background(), fmt.Sprintf("drainuser%d", i))
+		ip, err := login(r, fmt.Sprintf("drainuser%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,9 +24,10 @@ const (
 // import during a cut-over never moves a user who already logs in through
 // usher. ErrNotFound: usher has no such backend.
 func (r *Router) ImportUser(ctx context.Context, hash uint32, ip netip.Addr, ts int64) (ImportResult, error) {
-	// Logins of the last second are refreshes not yet in the log: flush them
-	// so a user active through usher counts as newer.
-	r.flushRefreshes()
+	// Logins of the last moments (refreshes, new users' assignments) may not
+	// be in the log yet: record them so a user active through usher counts
+	// as newer.
+	r.syncReads()
 	var (
 		host     cluster.Host
 		known    bool

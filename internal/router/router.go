@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -60,13 +59,13 @@ type Router struct {
 
 	mu        sync.Mutex
 	rings     *director.Rings
-	ringKey   string
+	ringGen   uint64 // host generation rings was built for
 	initial   *director.Rings
 	moving    map[key]time.Time   // users being killed: new logins wait
-	pending   map[key]int64       // timestamp refreshes not yet in the log: key -> when (unix s)
 	names     map[string]struct{} // login names seen, for `director map`
 	nameBytes int                 // the bytes of names
 	jobs      jobTable            // drains, rebalances, evacuations (drain.go)
+	assignments
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -77,7 +76,7 @@ type key struct {
 	hash uint32
 }
 
-// New starts the router's background work (batched timestamp refreshes,
+// New starts the router's background work (group commit of logins,
 // expiry of old mappings). Close stops it.
 func New(node *cluster.Node, kicker Kicker, cfg Config, log *slog.Logger) *Router {
 	if log == nil {
@@ -85,11 +84,11 @@ func New(node *cluster.Node, kicker Kicker, cfg Config, log *slog.Logger) *Route
 	}
 	r := &Router{
 		node: node, kicker: kicker, log: log, now: time.Now,
-		moving:  map[key]time.Time{},
-		pending: map[key]int64{},
-		names:   map[string]struct{}{},
-		stop:    make(chan struct{}),
+		moving: map[key]time.Time{},
+		names:  map[string]struct{}{},
+		stop:   make(chan struct{}),
 	}
+	r.assignments.init()
 	r.SetConfig(cfg)
 	r.done.Add(1)
 	go r.background()
@@ -116,7 +115,7 @@ func (r *Router) SetConfig(cfg Config) {
 	r.mu.Unlock()
 }
 
-// Close stops background work and flushes pending refreshes.
+// Close stops background work and records the logins not yet in the log.
 func (r *Router) Close() {
 	select {
 	case <-r.stop:
@@ -145,29 +144,38 @@ func (r *Router) hashArg(s string) (uint32, error) {
 
 func (r *Router) expireSecs() int64 { return int64(r.config().Expire / time.Second) }
 
-// currentRings returns the vhost rings for the present host list, rebuilt
-// only when the hosts changed.
-func (r *Router) currentRings() *director.Rings {
+// currentRings returns the vhost rings for the present host table and its
+// generation, rebuilt only when the generation moved.
+func (r *Router) currentRings() (*director.Rings, uint64) {
+	var gen uint64
+	r.node.Read(func(s *cluster.State) { gen = s.HostGen() })
+	r.mu.Lock()
+	rings, cached := r.rings, r.ringGen
+	r.mu.Unlock()
+	if rings != nil && cached == gen {
+		return rings, gen
+	}
 	var hosts []director.Host
 	r.node.Read(func(s *cluster.State) {
+		gen = s.HostGen()
 		for _, h := range s.Hosts() {
 			hosts = append(hosts, director.Host{IP: h.IP, VhostCount: h.VhostCount, Down: h.Down, Tag: h.Tag})
 		}
 	})
-	k := fmt.Sprint(hosts)
+	rings = director.NewRings(hosts)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.rings == nil || k != r.ringKey {
-		r.rings = director.NewRings(hosts)
-		r.ringKey = k
+	if r.rings == nil || gen >= r.ringGen {
+		r.rings, r.ringGen = rings, gen
 	}
-	return r.rings
+	r.mu.Unlock()
+	return rings, gen
 }
 
-// Route returns the backend of user (tag ""), assigning one through the
-// replicated log when the user has no live mapping. It waits, like Dovecot's
-// request queue, while the user is being moved or no host is available, up to
-// QueueTimeout or ctx.
+// Route returns the backend of user (tag ""). A user without a live mapping
+// is routed from this director's vhost ring at once, and the choice is
+// recorded in the replicated log after the login succeeded (see Confirm). It
+// waits, like Dovecot's request queue, only while the user is being moved or
+// no host is available, up to QueueTimeout or ctx.
 func (r *Router) Route(ctx context.Context, user string) (netip.Addr, error) {
 	return r.RouteTag(ctx, user, "")
 }
@@ -188,7 +196,7 @@ func (r *Router) RouteTag(ctx context.Context, user, tag string) (netip.Addr, er
 	ctx, cancel := context.WithTimeout(ctx, cfg.QueueTimeout)
 	defer cancel()
 	for {
-		ip, wait, err := r.tryRoute(ctx, k)
+		ip, wait, err := r.tryRoute(k, user)
 		if err != nil || !wait {
 			return ip, err
 		}
@@ -200,28 +208,36 @@ func (r *Router) RouteTag(ctx context.Context, user, tag string) (netip.Addr, er
 	}
 }
 
-// live returns k's backend when k has a mapping that has not expired and is not being moved,
-// and notes the login for the next batch of timestamp refreshes.
+// live returns k's backend when k has a mapping that has not expired and is
+// not being moved, or a provisional one of this director that no committed
+// mapping contradicts, and notes the login for the next batch of records.
 func (r *Router) live(k key) (netip.Addr, bool) {
 	now := r.now().Unix()
 	var u cluster.User
 	var found bool
 	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
-	if !found || u.Timestamp+r.expireSecs() <= now {
-		return netip.Addr{}, false
-	}
+	found = found && u.Timestamp+r.expireSecs() > now
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, moving := r.moving[k]; moving {
 		return netip.Addr{}, false
 	}
-	r.pending[k] = max(r.pending[k], now)
+	if p := r.prov[k]; p != nil && !p.lost {
+		if found && u.Host != p.host {
+			return netip.Addr{}, false // a conflict: tryRoute resolves it
+		}
+		r.reuse(k, p, now)
+		return p.host, true
+	}
+	if !found {
+		return netip.Addr{}, false
+	}
+	r.touch(k, now)
 	return u.Host, true
 }
 
 // tryRoute makes one attempt; wait=true means "queue and retry".
-func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool, err error) {
-	now := r.now()
+func (r *Router) tryRoute(k key, user string) (ip netip.Addr, wait bool, err error) {
 	r.mu.Lock()
 	_, moving := r.moving[k]
 	r.mu.Unlock()
@@ -231,37 +247,19 @@ func (r *Router) tryRoute(ctx context.Context, k key) (ip netip.Addr, wait bool,
 	if ip, ok := r.live(k); ok {
 		return ip, false, nil
 	}
-	host, ok := r.currentRings().Lookup(k.tag, k.hash)
+	if r.resolveStale(k) {
+		return netip.Addr{}, true, nil // kicked here: wait out the kick delay as for a move
+	}
+	rings, gen := r.currentRings()
+	host, ok := rings.Lookup(k.tag, k.hash)
 	if !ok {
 		return netip.Addr{}, true, nil
 	}
-	// Refreshes of logins that came before this one go into the log first,
-	// so USER-LIST order (oldest first, ties in arrival order) is what it
-	// would be had every refresh been applied at its login, as in Dovecot.
-	r.flushRefreshes()
-	res, err := r.node.Apply(ctx, cluster.Command{
-		Op: cluster.OpUserAssign, Tag: k.tag, Hash: k.hash, IP: host,
-		Now: now.Unix(), Expire: r.expireSecs(),
-	})
-	if errors.Is(err, cluster.ErrUnavailable) && ctx.Err() == nil {
-		// No leader reachable (election, cut off from the majority): the
-		// user waits in the queue as for a missing host. Assigning again is
-		// safe, the first assignment that commits wins.
-		r.log.Debug("director queue: state unavailable, retrying", "err", err)
-		return netip.Addr{}, true, nil
-	}
-	if err != nil {
-		return netip.Addr{}, false, fmt.Errorf("%w: %v", ErrTempFail, err)
-	}
-	if res.Code != cluster.OK {
-		// The host vanished between the ring lookup and the commit.
-		return netip.Addr{}, true, nil
-	}
-	return res.User.Host, false, nil
+	return r.provisional(k, user, host, gen), false, nil
 }
 
-// background batches timestamp refreshes into the log, refreshes the users
-// of live sessions (Dovecot's proxy-notify) and expires old mappings.
+// background commits logins in groups, refreshes the users of live sessions
+// (Dovecot's proxy-notify) and expires old mappings.
 func (r *Router) background() {
 	defer r.done.Done()
 	flush := time.NewTicker(time.Second)
@@ -272,14 +270,19 @@ func (r *Router) background() {
 	for {
 		select {
 		case <-r.stop:
-			r.flushRefreshes()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			r.flush(ctx)
+			cancel()
 			return
+		case <-r.wake:
+			r.flushBackground()
 		case <-flush.C:
 			if exp := r.config().Expire; time.Since(lastLive) >= exp/4 {
 				lastLive = time.Now()
 				r.refreshLive()
 			}
-			r.flushRefreshes()
+			r.forgetStale()
+			r.flushBackground()
 		case <-gc.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpExpire, Now: r.now().Unix(), Expire: r.expireSecs()})
@@ -300,39 +303,9 @@ func (r *Router) refreshLive() {
 	now := r.now().Unix()
 	r.mu.Lock()
 	for _, h := range hs {
-		r.pending[key{"", h}] = max(r.pending[key{"", h}], now)
+		r.touch(key{"", h}, now)
 	}
 	r.mu.Unlock()
-}
-
-func (r *Router) flushRefreshes() {
-	r.mu.Lock()
-	if len(r.pending) == 0 {
-		r.mu.Unlock()
-		return
-	}
-	// A refresh carries the time of the login that caused it, not of this flush: a user
-	// refreshed within the second it was mapped keeps its place in USER-LIST order, as in
-	// Dovecot, where the refresh happens at login time.
-	byTime := map[int64][]cluster.UserKey{}
-	for k, ts := range r.pending {
-		byTime[ts] = append(byTime[ts], cluster.UserKey{Tag: k.tag, Hash: k.hash})
-	}
-	r.pending = map[key]int64{}
-	r.mu.Unlock()
-	times := make([]int64, 0, len(byTime))
-	for ts := range byTime {
-		times = append(times, ts)
-	}
-	slices.Sort(times)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, ts := range times {
-		keys := byTime[ts]
-		if _, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpUserRefresh, Users: keys, Now: ts}); err != nil {
-			r.log.Warn("refreshing user timestamps", "users", len(keys), "err", err)
-		}
-	}
 }
 
 // maxNames and maxNameBytes bound the login names kept for `director map`

@@ -74,6 +74,21 @@ func (srv *Server) startMetrics(s *config.Settings, l *config.InetListener) erro
 	srv.stats.Register(reg)
 	srv.healthMetrics.Register(reg)
 	reg.MustRegister(metrics.NewCollector(metricsSource{srv}), penaltyGauge(srv))
+	rt := srv.router
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "usher_director_assignment_conflicts_total",
+			Help: "New users this director routed before the ring recorded them elsewhere; their sessions here were kicked.",
+		}, func() float64 { return float64(rt.Conflicts()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "usher_director_assignments_unrecorded_total",
+			Help: "New users routed but not recorded because too many assignments were waiting for the ring.",
+		}, func() float64 { return float64(rt.Unrecorded()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "usher_director_assignments_waiting",
+			Help: "New users routed by this director whose assignment is not in the ring's log yet.",
+		}, func() float64 { return float64(rt.Provisional()) }),
+	)
 	hs := &http.Server{
 		Handler:           metrics.NewHandler(reg, srv.ready),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -150,6 +150,10 @@ func (l loginRouter) Route(ctx context.Context, user string) (netip.Addr, error)
 	return ip, err
 }
 
+func (l loginRouter) Confirm(user string, backend netip.Addr, accepted bool) {
+	l.r.Confirm(user, backend, accepted)
+}
+
 func apiConfig(s *config.Settings) doveadm.Config {
 	cfg := doveadm.Config{
 		Password:        s.DoveadmPassword,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,17 @@ func mapUsers(t *testing.T, ds []*director, users []string) {
 	for range workers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+	// A director records new users in group commits after their logins:
+	// wait until every director has every mapping.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range ds {
+		for slices.Contains(lookupOn(t, d, users), "") {
+			if time.Now().After(deadline) {
+				t.Fatalf("users not mapped on %s", d.IP)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }

@@ -14,10 +14,11 @@ import (
 
 // Router sends every user to Backend, or fails with Err when set.
 type Router struct {
-	mu      sync.Mutex
-	Backend netip.Addr
-	Err     error
-	calls   []string
+	mu       sync.Mutex
+	Backend  netip.Addr
+	Err      error
+	calls    []string
+	confirms []Confirmed
 }
 
 // Route implements login.Router.
@@ -29,6 +30,27 @@ func (r *Router) Route(_ context.Context, user string) (netip.Addr, error) {
 		return netip.Addr{}, r.Err
 	}
 	return r.Backend, nil
+}
+
+// Confirm implements login.Router; it records the reports.
+func (r *Router) Confirm(user string, backend netip.Addr, accepted bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.confirms = append(r.confirms, Confirmed{user, backend, accepted})
+}
+
+// Confirmed is one Confirm call.
+type Confirmed struct {
+	User     string
+	Backend  netip.Addr
+	Accepted bool
+}
+
+// Confirms returns the Confirm calls so far.
+func (r *Router) Confirms() []Confirmed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Confirmed(nil), r.confirms...)
 }
 
 // SetErr changes the error returned by later Route calls.
