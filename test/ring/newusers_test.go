@@ -311,7 +311,7 @@ func TestRingPartitionConflicts(t *testing.T) {
 		}
 	}
 	for u, s := range cut {
-		if !slices.Contains(losers, s) && s.kicked(200 * time.Millisecond) {
+		if !slices.Contains(losers, s) && s.kicked(200*time.Millisecond) {
 			t.Fatalf("%s kicked without a conflict", u)
 		}
 	}
