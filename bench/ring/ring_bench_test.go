@@ -1,6 +1,7 @@
 // Package ring benchmarks the director ring: new-user assignments through
 // three local directors, and the memory a mapped user costs. Run with
 //
+//	go test -run=NONE -bench=NewUserRoute3 -benchtime=200000x ./bench/ring/
 //	go test -run=NONE -bench=NewUserAssign3 -benchtime=20000x ./bench/ring/
 //	go test -run=NONE -bench=MemoryPerUser -benchtime=1x ./bench/ring/
 //
@@ -24,6 +25,7 @@ import (
 
 	"github.com/usher-mail/usher/internal/cluster"
 	"github.com/usher-mail/usher/internal/ring"
+	"github.com/usher-mail/usher/internal/router"
 )
 
 var backend = netip.MustParseAddr("10.0.0.1")
@@ -74,22 +76,99 @@ func openRing(b *testing.B) []*ring.Ring {
 	return rs
 }
 
-// BenchmarkNewUserAssign3: new users assigned through all three directors
-// (two thirds forwarded to the leader) from 64 concurrent logins; reports
-// assignments per second and the p99 latency of one assignment.
-func BenchmarkNewUserAssign3(b *testing.B) {
-	rs := openRing(b)
-	ctx := context.Background()
+// addBackend puts the one backend into the ring's host table.
+func addBackend(b *testing.B, rs []*ring.Ring) {
 	var err error
 	for try := 0; try < 50; try++ {
-		if _, err = rs[0].Node().Apply(ctx, cluster.Command{Op: cluster.OpHostSet, IP: backend, VhostCount: -1, Now: 1}); err == nil {
-			break
+		if _, err = rs[0].Node().Apply(context.Background(), cluster.Command{Op: cluster.OpHostSet, IP: backend, VhostCount: -1, Now: 1}); err == nil {
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		b.Fatal(err)
+	b.Fatal(err)
+}
+
+// BenchmarkNewUserRoute3: new users logging in through all three directors
+// from 64 concurrent logins, as usher routes them: from the director's own
+// ring at once, recorded in group commits after the (here instant) backend
+// login. Reports assignments per second until every one is in the state of
+// all three directors, and the p99 latency of routing one login.
+func BenchmarkNewUserRoute3(b *testing.B) {
+	rs := openRing(b)
+	addBackend(b, rs)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rts := make([]*router.Router, 3)
+	for i, r := range rs {
+		rts[i] = router.New(r.Node(), nil, router.Config{QueueTimeout: time.Minute}, quiet)
+		defer rts[i].Close()
 	}
+	// Names whose hashes collide are one user to the director.
+	users := make([]string, b.N)
+	distinct := map[uint32]bool{}
+	for i := range users {
+		users[i] = fmt.Sprintf("newuser%d", i)
+		h, _ := rts[0].Hash(users[i])
+		distinct[h] = true
+	}
+	ctx := context.Background()
+	var next atomic.Uint32
+	lat := make([]time.Duration, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := rts[w%3]
+			for {
+				i := next.Add(1) - 1
+				if int(i) >= b.N {
+					return
+				}
+				user := users[i]
+				t0 := time.Now()
+				ip, err := rt.Route(ctx, user)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+				rt.Confirm(user, ip, true)
+			}
+		}()
+	}
+	wg.Wait()
+	routed := time.Since(start)
+	for _, r := range rs {
+		for {
+			n := 0
+			r.Node().Read(func(s *cluster.State) { n = s.UserTotal() })
+			if n >= len(distinct) {
+				break
+			}
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%d of %d users recorded", n, len(distinct))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/el.Seconds(), "assign/s")
+	b.ReportMetric(float64(b.N)/routed.Seconds(), "routed/s")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkNewUserAssign3: new users assigned through all three directors
+// (two thirds forwarded to the leader) from 64 concurrent logins, one log
+// entry each and waiting for it, as usher did before it routed new users at
+// once; reports assignments per second and the p99 latency of one assignment.
+func BenchmarkNewUserAssign3(b *testing.B) {
+	rs := openRing(b)
+	addBackend(b, rs)
+	ctx := context.Background()
 	var next atomic.Uint32
 	lat := make([]time.Duration, b.N)
 	b.ResetTimer()

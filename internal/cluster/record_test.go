@@ -142,6 +142,9 @@ func TestRecordReplay(t *testing.T) {
 			if c != nil {
 				c.Apply(dec)
 			}
+			if i%50 == 0 {
+				checkInvariants(t, a)
+			}
 			if i == len(log)/2 {
 				snap, _ := a.MarshalBinary()
 				c = NewState()

@@ -167,18 +167,24 @@ func checkInvariants(t *testing.T, s *State) {
 	t.Helper()
 	counts := map[netip.Addr]int{}
 	for _, d := range s.tags {
-		prev, n := int64(-1<<63), 0
+		prev, n, runs := int64(-1<<63), 0, 0
 		d.each(func(e *entry) bool {
 			if e.ts < prev {
 				t.Errorf("tag %q not sorted", d.name)
+			}
+			if e.ts != prev {
+				runs++
+				if i := d.runStart[e.ts]; &d.slab[i] != e {
+					t.Errorf("tag %q: run of %d starts at %d, not at its first entry", d.name, e.ts, d.slab[i].hash)
+				}
 			}
 			prev = e.ts
 			counts[s.slotIP[e.host]]++
 			n++
 			return true
 		})
-		if n != d.len() {
-			t.Errorf("tag %q: list %d, map %d", d.name, n, d.len())
+		if n != d.len() || runs != len(d.runStart) {
+			t.Errorf("tag %q: list %d, map %d; runs %d, run index %d", d.name, n, d.len(), runs, len(d.runStart))
 		}
 	}
 	for _, h := range s.hosts {

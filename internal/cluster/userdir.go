@@ -14,19 +14,22 @@ const none = -1
 // tagDir is the user directory of one tag. Entries live in a slab and form
 // a doubly linked list sorted by timestamp (ties keep insertion order), so
 // listing is oldest first and expiry only touches the expired head. A
-// refresh normally moves an entry to the tail in O(1); only a timestamp
-// older than the tail's (a command decided on a node whose clock is behind)
-// walks back from the tail.
+// refresh normally moves an entry to the tail in O(1); a timestamp older
+// than the tail's (a login recorded after later ones: another director's
+// group commit, a clock behind) walks back from the tail one second at a
+// time, over the runs of equal timestamps, not over every entry.
 type tagDir struct {
 	name       string
 	byHash     map[uint32]int32
 	slab       []entry
 	free       int32
 	head, tail int32
+	runStart   map[int64]int32 // timestamp -> first entry of its run
 }
 
 func newTagDir(name string) *tagDir {
-	return &tagDir{name: name, byHash: make(map[uint32]int32), free: none, head: none, tail: none}
+	return &tagDir{name: name, byHash: make(map[uint32]int32), free: none, head: none, tail: none,
+		runStart: make(map[int64]int32)}
 }
 
 func (d *tagDir) len() int { return len(d.byHash) }
@@ -73,7 +76,10 @@ func (d *tagDir) link(i int32) {
 	ts := d.slab[i].ts
 	p := d.tail
 	for p != none && d.slab[p].ts > ts {
-		p = d.slab[p].prev
+		p = d.slab[d.runStart[d.slab[p].ts]].prev
+	}
+	if p == none || d.slab[p].ts != ts {
+		d.runStart[ts] = i
 	}
 	d.slab[i].prev = p
 	if p == none {
@@ -92,6 +98,13 @@ func (d *tagDir) link(i int32) {
 
 func (d *tagDir) unlink(i int32) {
 	e := &d.slab[i]
+	if d.runStart[e.ts] == i {
+		if e.next != none && d.slab[e.next].ts == e.ts {
+			d.runStart[e.ts] = e.next
+		} else {
+			delete(d.runStart, e.ts)
+		}
+	}
 	if e.prev != none {
 		d.slab[e.prev].next = e.next
 	} else {

@@ -122,12 +122,9 @@ func (r *Router) dropProv(k key) {
 	r.provN.Store(int64(len(r.prov)))
 }
 
-// provisional routes a new user to host, reusing the entry of a login that
-// got here first.
-func (r *Router) provisional(k key, user string, host netip.Addr, gen uint64) netip.Addr {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// provisionalLocked routes a new user to host, reusing the entry of a
+// login that got here first. r.mu is held.
+func (r *Router) provisionalLocked(k key, user string, host netip.Addr, gen uint64, now time.Time) netip.Addr {
 	if p := r.prov[k]; p != nil && !p.lost {
 		r.reuse(k, p, now.Unix())
 		return p.host
@@ -201,38 +198,6 @@ func (r *Router) ConfirmTag(user, tag string, backend netip.Addr, accepted bool)
 		r.hold(k)
 		r.kicker.KickHash(k.hash, conflictReason)
 	}
-}
-
-// resolveStale handles a login that finds this director's provisional entry
-// contradicted by a committed mapping before its own record came back: the
-// conflict is resolved now. It reports whether the user was kicked (the
-// login then waits out the kick delay).
-func (r *Router) resolveStale(k key) bool {
-	if r.provN.Load() == 0 {
-		return false
-	}
-	now := r.now().Unix()
-	var u cluster.User
-	var found bool
-	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
-	if !found || u.Timestamp+r.expireSecs() <= now {
-		return false
-	}
-	r.mu.Lock()
-	p := r.prov[k]
-	if p == nil || p.lost || p.host == u.Host {
-		r.mu.Unlock()
-		return false
-	}
-	if !p.confirmed && p.inflight == 0 {
-		r.dropProv(k) // no session was opened with it
-		r.mu.Unlock()
-		return false
-	}
-	r.loseLocked(k, p)
-	r.mu.Unlock()
-	r.kickLoser(k, p, u.Host)
-	return true
 }
 
 // loseLocked marks p as lost to another assignment. r.mu is held.

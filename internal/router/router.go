@@ -187,75 +187,81 @@ func (r *Router) RouteTag(ctx context.Context, user, tag string) (netip.Addr, er
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%w: %v", ErrTempFail, err)
 	}
-	r.remember(user)
 	k := key{tag, h}
-	// A user with a live mapping, the common case, needs neither the queue nor its timer.
-	if ip, ok := r.live(k); ok {
+	// Known and new users alike are decided at once; only the queue needs a timer.
+	if ip, wait := r.route(k, user); !wait {
 		return ip, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.QueueTimeout)
 	defer cancel()
 	for {
-		ip, wait, err := r.tryRoute(k, user)
-		if err != nil || !wait {
-			return ip, err
-		}
 		select {
 		case <-ctx.Done():
 			return netip.Addr{}, fmt.Errorf("%w: request timed out in the director queue", ErrTempFail)
 		case <-time.After(100 * time.Millisecond):
 		}
+		if ip, wait := r.route(k, user); !wait {
+			return ip, nil
+		}
 	}
 }
 
-// live returns k's backend when k has a mapping that has not expired and is
-// not being moved, or a provisional one of this director that no committed
-// mapping contradicts, and notes the login for the next batch of records.
-func (r *Router) live(k key) (netip.Addr, bool) {
-	now := r.now().Unix()
+// route makes one attempt, with one read of the state and one hold of the
+// lock in the common cases; wait=true means "queue and retry" (the user is
+// being moved or kicked, or there is no host). A user with a live mapping
+// goes to it; a user this director routed but the log has not recorded yet
+// goes to its provisional backend; a new user is routed from the vhost ring
+// and becomes provisional. Every login is noted for the next group commit.
+func (r *Router) route(k key, user string) (ip netip.Addr, wait bool) {
+	now := r.now()
 	var u cluster.User
 	var found bool
-	r.node.Read(func(s *cluster.State) { u, found = s.User(k.tag, k.hash) })
-	found = found && u.Timestamp+r.expireSecs() > now
+	var gen uint64
+	r.node.Read(func(s *cluster.State) {
+		u, found = s.User(k.tag, k.hash)
+		gen = s.HostGen()
+	})
+	found = found && u.Timestamp+r.expireSecs() > now.Unix()
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.rememberLocked(user)
 	if _, moving := r.moving[k]; moving {
-		return netip.Addr{}, false
+		r.mu.Unlock()
+		return netip.Addr{}, true
 	}
 	if p := r.prov[k]; p != nil && !p.lost {
-		if found && u.Host != p.host {
-			return netip.Addr{}, false // a conflict: tryRoute resolves it
+		switch {
+		case !found || u.Host == p.host:
+			r.reuse(k, p, now.Unix())
+			r.mu.Unlock()
+			return p.host, false
+		case p.confirmed || p.inflight > 0:
+			// The log recorded the user elsewhere before this director's
+			// record came back: this director lost, resolve it now.
+			r.loseLocked(k, p)
+			r.mu.Unlock()
+			r.kickLoser(k, p, u.Host)
+			return netip.Addr{}, true // wait out the kick delay, as for a move
+		default:
+			r.dropProv(k) // no session was opened with it
 		}
-		r.reuse(k, p, now)
-		return p.host, true
 	}
-	if !found {
-		return netip.Addr{}, false
+	if found {
+		r.touch(k, now.Unix())
+		r.mu.Unlock()
+		return u.Host, false
 	}
-	r.touch(k, now)
-	return u.Host, true
-}
-
-// tryRoute makes one attempt; wait=true means "queue and retry".
-func (r *Router) tryRoute(k key, user string) (ip netip.Addr, wait bool, err error) {
-	r.mu.Lock()
-	_, moving := r.moving[k]
-	r.mu.Unlock()
-	if moving {
-		return netip.Addr{}, true, nil
+	rings := r.rings
+	if rings == nil || r.ringGen != gen {
+		r.mu.Unlock()
+		rings, gen = r.currentRings()
+		r.mu.Lock()
 	}
-	if ip, ok := r.live(k); ok {
-		return ip, false, nil
-	}
-	if r.resolveStale(k) {
-		return netip.Addr{}, true, nil // kicked here: wait out the kick delay as for a move
-	}
-	rings, gen := r.currentRings()
+	defer r.mu.Unlock()
 	host, ok := rings.Lookup(k.tag, k.hash)
 	if !ok {
-		return netip.Addr{}, true, nil
+		return netip.Addr{}, true
 	}
-	return r.provisional(k, user, host, gen), false, nil
+	return r.provisionalLocked(k, user, host, gen, now), false
 }
 
 // background commits logins in groups, refreshes the users of live sessions
@@ -281,9 +287,9 @@ func (r *Router) background() {
 				lastLive = time.Now()
 				r.refreshLive()
 			}
-			r.forgetStale()
 			r.flushBackground()
 		case <-gc.C:
+			r.forgetStale()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := r.node.Apply(ctx, cluster.Command{Op: cluster.OpExpire, Now: r.now().Unix(), Expire: r.expireSecs()})
 			cancel()
@@ -320,6 +326,10 @@ const (
 func (r *Router) remember(user string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.rememberLocked(user)
+}
+
+func (r *Router) rememberLocked(user string) {
 	if _, ok := r.names[user]; ok {
 		return
 	}
