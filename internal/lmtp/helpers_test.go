@@ -178,9 +178,10 @@ func (b *fakeBackend) readData(br *bufio.Reader) (string, bool) {
 
 // mapRouter routes users by name; unknown users get a temporary failure.
 type mapRouter struct {
-	mu    sync.Mutex
-	users map[string]netip.Addr
-	calls []string
+	mu       sync.Mutex
+	users    map[string]netip.Addr
+	calls    []string
+	confirms []string
 }
 
 func (r *mapRouter) Route(_ context.Context, user string) (netip.Addr, error) {
@@ -194,7 +195,11 @@ func (r *mapRouter) Route(_ context.Context, user string) (netip.Addr, error) {
 	return ip, nil
 }
 
-func (r *mapRouter) Confirm(string, netip.Addr, bool) {}
+func (r *mapRouter) Confirm(user string, _ netip.Addr, accepted bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.confirms = append(r.confirms, fmt.Sprintf("%s %v", user, accepted))
+}
 
 // rig is a server in front of fake backends that pose as distinct backend IPs.
 type rig struct {

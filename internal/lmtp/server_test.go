@@ -66,6 +66,10 @@ func TestDeliveryRepliesPerRecipientInOrder(t *testing.T) {
 	if calls != "alice@x.test bob@x.test nobody@x.test carol@x.test ghost@elsewhere.test" {
 		t.Errorf("routed %s", calls)
 	}
+	// Only recipients the backend accepted may be recorded as their users' assignments.
+	if got := strings.Join(r.router.confirms, ", "); got != "alice@x.test true, bob@x.test true, nobody@x.test false, carol@x.test true" {
+		t.Errorf("confirmed %s", got)
+	}
 	sess := r.sessions.All()
 	if len(sess) != 3 {
 		t.Fatalf("%d sessions, want one per accepted recipient", len(sess))
