@@ -265,6 +265,9 @@ func (r *Router) OnKick(k cluster.Kick) {
 		}
 		return
 	}
+	// The user is being moved: a choice of this director not yet in the log
+	// is moot, and must not count as a conflict when the move commits.
+	r.forgetProvisional(key{k.Tag, k.Hash})
 	if r.hold(key{k.Tag, k.Hash}) && r.kicker != nil {
 		go r.kicker.KickHash(k.Hash, k.Reason)
 	}
@@ -336,6 +339,7 @@ func (r *Router) reset(ctx context.Context, u UserEntry, want netip.Addr, ok boo
 	if err := r.kill(ctx, k, "Kicked via director (host flushed)"); err != nil {
 		return err
 	}
+	r.forgetProvisional(k)
 	if _, err := r.apply(ctx, c); err != nil {
 		return err
 	}
