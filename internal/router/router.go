@@ -281,6 +281,12 @@ func (r *Router) background() {
 			cancel()
 			return
 		case <-r.wake:
+			// Let the logins of the next few milliseconds join this commit:
+			// one fsync for many users instead of one each.
+			select {
+			case <-time.After(groupCommitDelay):
+			case <-r.stop:
+			}
 			r.flushBackground()
 		case <-flush.C:
 			if exp := r.config().Expire; time.Since(lastLive) >= exp/4 {
