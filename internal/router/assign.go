@@ -36,7 +36,7 @@ const (
 	readSyncTimeout = 2 * time.Second
 	// groupCommitDelay is how long a confirmed assignment waits for others
 	// to share its log entry (and fsync); readers do not wait for it.
-	groupCommitDelay = 5 * time.Millisecond
+	groupCommitDelay = 25 * time.Millisecond
 	// backgroundFlushTimeout bounds one group commit in the background;
 	// without a leader it fails and the records wait for the next try.
 	backgroundFlushTimeout = 5 * time.Second
