@@ -41,7 +41,12 @@ type Lookup struct {
 	Initial netip.Addr
 }
 
+// apply commits an admin write. This director's logins before it are
+// recorded first, so that a host change or flush comes after them in the
+// log, as it came after them here (a login recorded after a HOST-FLUSH of
+// its backend would map the user to that backend again).
 func (r *Router) apply(ctx context.Context, c cluster.Command) (cluster.Result, error) {
+	r.syncReads()
 	res, err := r.node.Apply(ctx, c)
 	if err != nil {
 		return res, fmt.Errorf("%w: %v", ErrTempFail, err)

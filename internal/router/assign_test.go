@@ -174,3 +174,23 @@ func TestMergeUsers(t *testing.T) {
 		}
 	}
 }
+
+// An admin write comes after this director's earlier logins in the log: a
+// login just before a HOST-FLUSH does not map its user again after it.
+func TestFlushComesAfterEarlierLogins(t *testing.T) {
+	r, _, _ := newRouter(t, b1, b2)
+	ctx := context.Background()
+	ip, err := login(r, "frank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.FlushHost(ctx, &ip); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.flush(ctx); err != nil { // whatever is still pending
+		t.Fatal(err)
+	}
+	if got, ok := committed(r, "frank"); ok {
+		t.Fatalf("frank mapped to %s after the flush of its backend", got)
+	}
+}
