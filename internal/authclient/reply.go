@@ -105,10 +105,10 @@ func ParseReply(line string) (id uint32, r Reply, err error) {
 			continue
 		}
 		k, v, has := strings.Cut(kv, "=")
-		if k == "" {
+		if k = tabescape.Unescape(k); k == "" {
 			return 0, Reply{}, fmt.Errorf("%w: field without a name", ErrProtocol)
 		}
-		r.Fields = append(r.Fields, Field{Key: tabescape.Unescape(k), Value: tabescape.Unescape(v), HasValue: has})
+		r.Fields = append(r.Fields, Field{Key: k, Value: tabescape.Unescape(v), HasValue: has})
 	}
 	return uint32(n), r, nil
 }
