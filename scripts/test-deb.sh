@@ -3,7 +3,7 @@
 # resolves any missing dependency), checks what it installed (the user, the state directory, the
 # example config passes `usher config check` as the usher user, the unit passes
 # `systemd-analyze verify`, the man pages render without warnings), and purges it again, checking
-# that nothing is left. Run as root; `make test` runs it (`make deb-test` alone). It refuses to
+# that nothing is left; then does it again on a clean Debian 12 (scripts/test-deb-clean.sh). Run as root; `make test` runs it (`make deb-test` alone). It refuses to
 # touch an usher package it did not install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,3 +47,6 @@ for p in /usr/bin/usher /etc/usher /var/lib/usher /lib/systemd/system/usher.serv
 done
 ! getent passwd usher >/dev/null || die "the usher user is left after dpkg --purge"
 log "ok: installed, checked and purged $(basename "$deb")"
+
+# The same package on a clean Debian 12, where nothing the tests installed is present.
+./scripts/test-deb-clean.sh "$deb"

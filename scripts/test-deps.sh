@@ -14,6 +14,7 @@ packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-manages
           util-linux  # taskset, for the pinned benchmark harness (bench -pin)
           systemd man-db  # systemd-analyze verify and man --warnings, for scripts/test-deb.sh
           chromium  # renders the status page headless (test/e2e TestStatusPage)
+          debootstrap  # a clean Debian 12 to install the .deb on (scripts/test-deb-clean.sh)
           prometheus  # promtool check/test rules on dist/prometheus (test/e2e); the server is not started
           make gcc libc6-dev)  # -race needs cgo, hence a C toolchain
 missing=()
