@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -24,15 +23,16 @@ type fsm struct {
 	applied   uint64
 	appliedCh chan struct{}
 
-	// onKick observes OpKick entries newer than kickAfter (the last index
-	// stored when the node started: older ones are replays).
+	// onKick observes OpKick entries above kickAfter, the last index stored
+	// when the node started: entries up to it are replays of a previous run.
+	// Only the index decides, never the local clock (a follower whose clock
+	// is off would drop live kicks) and never the entry's age: a director
+	// catching up from far behind receives a snapshot, which carries no
+	// kicks, and a late kick from a short outage only ends sessions that
+	// were on the wrong backend anyway.
 	onKick    func(Kick)
 	kickAfter uint64
 }
-
-// kickMaxAge: a kick decided longer ago than this is history, not an order,
-// e.g. on a director catching up after a long outage.
-const kickMaxAge = time.Minute
 
 func (f *fsm) Apply(l *raft.Log) any {
 	var c Command
@@ -49,8 +49,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.setApplied(l.Index)
 	f.mu.Unlock()
-	if c.Op == OpKick && f.onKick != nil && l.Index > f.kickAfter &&
-		(l.AppendedAt.IsZero() || time.Since(l.AppendedAt) < kickMaxAge) {
+	if c.Op == OpKick && f.onKick != nil && l.Index > f.kickAfter {
 		f.onKick(Kick{Tag: c.Tag, Hash: c.Hash, User: c.User, Reason: c.Text})
 	}
 	return res
