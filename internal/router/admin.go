@@ -201,12 +201,6 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 	if !hostKnown {
 		return ErrNotFound
 	}
-	r.mu.Lock()
-	if _, busy := r.moving[k]; busy {
-		r.mu.Unlock()
-		return ErrTryAgain
-	}
-	r.mu.Unlock()
 	var old cluster.User
 	var existed bool
 	now := r.now().Unix()
@@ -215,11 +209,26 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 		old, existed = s.User(k.tag, h)
 		existed = existed && old.Timestamp+exp > now
 	})
+	// Checking and marking are one step under r.mu: of two moves at once,
+	// exactly one marks the user and the other gets TRYAGAIN.
+	kick := existed && old.Host != ip
+	r.mu.Lock()
+	_, busy := r.moving[k]
+	if !busy && kick {
+		r.holdLocked(k)
+	}
+	r.mu.Unlock()
+	if busy {
+		return ErrTryAgain
+	}
 	// The kick goes into the log before the move: every director then holds
 	// the user's logins while the new mapping arrives, so no director sends
 	// the user to the new backend while a session on the old one is open.
-	if existed && old.Host != ip {
-		if err := r.kill(ctx, k, "Kicked via director (user moved)"); err != nil {
+	if kick {
+		if r.kicker != nil {
+			r.kicker.KickHash(k.hash, movedReason)
+		}
+		if err := r.commitKick(ctx, k, movedReason); err != nil {
 			return err
 		}
 	}
@@ -235,6 +244,15 @@ func (r *Router) kill(ctx context.Context, k key, reason string) error {
 	if r.hold(k) && r.kicker != nil {
 		r.kicker.KickHash(k.hash, reason)
 	}
+	return r.commitKick(ctx, k, reason)
+}
+
+// movedReason is what the sessions of a moved user are told.
+const movedReason = "Kicked via director (user moved)"
+
+// commitKick appends the kick that makes every other director close the
+// user's sessions and hold its logins (OnKick).
+func (r *Router) commitKick(ctx context.Context, k key, reason string) error {
 	if err := r.node.Kick(ctx, cluster.Kick{Tag: k.tag, Hash: k.hash, Reason: reason}, r.now().Unix()); err != nil {
 		return fmt.Errorf("%w: %v", ErrTempFail, err)
 	}
@@ -251,13 +269,19 @@ func (r *Router) hold(k key) bool {
 	if _, busy := r.moving[k]; busy {
 		return false
 	}
+	r.holdLocked(k)
+	return true
+}
+
+// holdLocked marks k as moving until the kick delay has passed. r.mu is
+// held and k is not marked.
+func (r *Router) holdLocked(k key) {
 	r.moving[k] = r.now()
 	time.AfterFunc(r.config().KickDelay, func() {
 		r.mu.Lock()
 		delete(r.moving, k)
 		r.mu.Unlock()
 	})
-	return true
 }
 
 // OnKick does a committed kick's local part on this director. It runs on

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,6 +226,57 @@ func TestMoveKicksAndHoldsLogins(t *testing.T) {
 	}
 	if err := r.Move(ctx, "bob", netip.MustParseAddr("10.9.9.9")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("move to unknown host: %v", err)
+	}
+}
+
+// Of two moves of one user at once, exactly one moves it and kicks its
+// sessions; the other gets TRYAGAIN, as the second of two sequential moves
+// does. Both moves meet at their first reading of the clock, so neither
+// runs ahead to mark the user before the other has looked.
+func TestConcurrentMovesOneWins(t *testing.T) {
+	r, k, c := newRouter(t, b1, b2)
+	ctx := context.Background()
+	ip, err := login(r, "mia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := b1
+	if ip == b1 {
+		dst = b2
+	}
+	var calls atomic.Int32
+	met := make(chan struct{})
+	r.now = func() time.Time {
+		switch calls.Add(1) {
+		case 1:
+			select {
+			case <-met:
+			case <-time.After(5 * time.Second):
+				t.Error("the second move never read the clock while the first waited")
+			}
+		case 2:
+			close(met)
+		}
+		return c.now()
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- r.Move(ctx, "mia", dst) }()
+	}
+	moved := 0
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			moved++
+		case !errors.Is(err, ErrTryAgain):
+			t.Fatalf("move: %v", err)
+		}
+	}
+	if moved != 1 {
+		t.Fatalf("%d of 2 concurrent moves went through, want 1 (the other TRYAGAIN)", moved)
+	}
+	if got := len(k.kicked()); got != 1 {
+		t.Fatalf("%d local kicks, want 1", got)
 	}
 }
 
