@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if !slices.Equal(s.Protocols, []string{"imap", "pop3", "lmtp"}) || !slices.Equal(s.Listen, []string{"*", "::"}) ||
 		s.BaseDir != "/run/usher" || s.StateDir != "/var/lib/usher" || s.SSL != "yes" || s.SSLMinProtocol != "TLSv1.2" ||
-		!s.DisablePlaintextAuth || s.LoginGreeting != "Dovecot ready." || s.MailMaxUserIPConnections != 10 ||
+		!s.DisablePlaintextAuth || s.LoginGreeting != "Dovecot ready." || s.MailMaxUserIPConnections != 0 ||
 		s.DirectorUserExpire != 15*time.Minute || s.DirectorUsernameHash != "%Lu" || s.DirectorUserKickDelay != 2*time.Second ||
 		s.DirectorMaxParallelMoves != 100 || s.DirectorMaxParallelKicks != 100 || s.AuthUsernameFormat != "%Lu" ||
 		s.LoginProxyTimeout != 30*time.Second || s.HAProxyTimeout != 3*time.Second || s.ImapMaxLineLength != 64<<10 ||
@@ -47,7 +47,7 @@ disable_plaintext_auth = no
 login_trusted_networks = 10.1.2.3/8 192.0.2.7, 2001:db8::1 2001:db8:1::/48
 haproxy_trusted_networks = 127.0.0.1
 login_greeting = "usher ready."
-mail_max_userip_connections = 0
+mail_max_userip_connections = 10
 doveadm_allowed_commands = director status, director  map,who
 director_user_expire = 1 hour
 director_user_kick_delay = 0
@@ -69,7 +69,7 @@ usher_max_prelogin_commands = 5
 		s.SSL != "required" || s.SSLMinProtocol != "TLSv1.3" || s.DisablePlaintextAuth ||
 		!slices.Equal(s.LoginTrustedNetworks, prefixes("10.0.0.0/8", "192.0.2.7/32", "2001:db8::1/128", "2001:db8:1::/48")) ||
 		!slices.Equal(s.HAProxyTrustedNetworks, prefixes("127.0.0.1/32")) || s.LoginGreeting != "usher ready." ||
-		s.MailMaxUserIPConnections != 0 || !slices.Equal(s.DoveadmAllowedCommands, []string{"director status", "director map", "who"}) ||
+		s.MailMaxUserIPConnections != 10 || !slices.Equal(s.DoveadmAllowedCommands, []string{"director status", "director map", "who"}) ||
 		s.DirectorUserExpire != time.Hour || s.DirectorUserKickDelay != 0 || s.DirectorMaxParallelMoves != 7 ||
 		s.ImapMaxLineLength != 1<<20 || s.LoginProxyTimeout != 1500*time.Millisecond || s.BackendSSL != "starttls" ||
 		s.UsherLoginTimeout != 2*time.Minute || s.UsherMaxPreloginCommands != 5 {
@@ -139,7 +139,7 @@ plugin {
 	if !slices.Equal(warns, want) {
 		t.Errorf("warnings =\n%v\nwant\n%v", warns, want)
 	}
-	if s.MailMaxUserIPConnections != 10 {
+	if s.MailMaxUserIPConnections != 0 {
 		t.Errorf("protocol block leaked: %d", s.MailMaxUserIPConnections)
 	}
 	if want := []Passdb{{Driver: "static", Args: "proxy=y nopassword=y", File: "usher.conf", Line: 3}}; !slices.Equal(s.Passdbs, want) {

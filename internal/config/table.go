@@ -40,7 +40,9 @@ func settingTable() []setting {
 
 // dovecotSettings are Dovecot 2.3 settings that usher honours, with
 // Dovecot's defaults except base_dir and state_dir, which name usher's own
-// directories.
+// directories, and mail_max_userip_connections: Dovecot's default of 10 is
+// enforced by the backend, never by a Dovecot director, so usher enforces
+// the setting only when the config sets it.
 func dovecotSettings() []setting {
 	return []setting{
 		{"protocols", "imap pop3 lmtp", field(func(s *Settings) *[]string { return &s.Protocols }, asProtocols)},
@@ -58,7 +60,7 @@ func dovecotSettings() []setting {
 		{"auth_failure_delay", "2 secs", field(func(s *Settings) *time.Duration { return &s.AuthFailureDelay }, parseSeconds)},
 		{"login_proxy_timeout", "30 secs", field(func(s *Settings) *time.Duration { return &s.LoginProxyTimeout }, ParseDuration)},
 		{"login_proxy_max_reconnects", "3", field(func(s *Settings) *int { return &s.LoginProxyMaxReconnects }, asUint)},
-		{"mail_max_userip_connections", "10", field(func(s *Settings) *int { return &s.MailMaxUserIPConnections }, asUint)},
+		{"mail_max_userip_connections", "0", field(func(s *Settings) *int { return &s.MailMaxUserIPConnections }, asUint)},
 		{"auth_username_format", "%Lu", field(func(s *Settings) *string { return &s.AuthUsernameFormat }, asString)},
 		{"auth_username_chars", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@",
 			field(func(s *Settings) *string { return &s.AuthUsernameChars }, asString)},
