@@ -215,7 +215,7 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 	r.mu.Lock()
 	_, busy := r.moving[k]
 	if !busy && kick {
-		r.holdLocked(k)
+		r.markLocked(k)
 	}
 	r.mu.Unlock()
 	if busy {
@@ -225,10 +225,7 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 	// the user's logins while the new mapping arrives, so no director sends
 	// the user to the new backend while a session on the old one is open.
 	if kick {
-		if r.kicker != nil {
-			r.kicker.KickHash(k.hash, movedReason)
-		}
-		if err := r.commitKick(ctx, k, movedReason); err != nil {
+		if err := r.kickMarked(ctx, k, movedReason, true); err != nil {
 			return err
 		}
 	}
@@ -239,20 +236,26 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 
 // kill marks the user as being moved and closes its sessions here at once,
 // then commits a kick so that every other director does the same when it
-// applies it (OnKick). The mark is released after the kick delay.
+// applies it (OnKick).
 func (r *Router) kill(ctx context.Context, k key, reason string) error {
-	if r.hold(k) && r.kicker != nil {
-		r.kicker.KickHash(k.hash, reason)
-	}
-	return r.commitKick(ctx, k, reason)
+	return r.kickMarked(ctx, k, reason, r.mark(k))
 }
 
 // movedReason is what the sessions of a moved user are told.
 const movedReason = "Kicked via director (user moved)"
 
-// commitKick appends the kick that makes every other director close the
-// user's sessions and hold its logins (OnKick).
-func (r *Router) commitKick(ctx context.Context, k key, reason string) error {
+// kickMarked closes the user's sessions here if this call marked it, and
+// commits the kick. The mark it set is released only a kick delay after
+// the commit, by which time this director has applied its own kick: the
+// mark makes OnKick leave alone the sessions closed here already, however
+// long the commit took.
+func (r *Router) kickMarked(ctx context.Context, k key, reason string, marked bool) error {
+	if marked {
+		if r.kicker != nil {
+			r.kicker.KickHash(k.hash, reason)
+		}
+		defer r.releaseAfterDelay(k)
+	}
 	if err := r.node.Kick(ctx, cluster.Kick{Tag: k.tag, Hash: k.hash, Reason: reason}, r.now().Unix()); err != nil {
 		return fmt.Errorf("%w: %v", ErrTempFail, err)
 	}
@@ -264,19 +267,30 @@ func (r *Router) commitKick(ctx context.Context, k key, reason string) error {
 // opened here since the kick that set the mark, and there is nothing more
 // to close.
 func (r *Router) hold(k key) bool {
+	if !r.mark(k) {
+		return false
+	}
+	r.releaseAfterDelay(k)
+	return true
+}
+
+// mark marks k as moving unless it is marked already, and says whether it
+// did; releaseAfterDelay ends the mark.
+func (r *Router) mark(k key) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, busy := r.moving[k]; busy {
 		return false
 	}
-	r.holdLocked(k)
+	r.markLocked(k)
 	return true
 }
 
-// holdLocked marks k as moving until the kick delay has passed. r.mu is
-// held and k is not marked.
-func (r *Router) holdLocked(k key) {
-	r.moving[k] = r.now()
+// markLocked is mark with r.mu held, for a k not marked.
+func (r *Router) markLocked(k key) { r.moving[k] = r.now() }
+
+// releaseAfterDelay ends k's mark once the kick delay has passed.
+func (r *Router) releaseAfterDelay(k key) {
 	time.AfterFunc(r.config().KickDelay, func() {
 		r.mu.Lock()
 		delete(r.moving, k)

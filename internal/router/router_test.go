@@ -18,13 +18,42 @@ type fakeKicker struct {
 	mu     sync.Mutex
 	hashes []uint32
 	users  []string
+	more   chan struct{} // closed and replaced at each KickHash
 }
 
 func (k *fakeKicker) KickHash(h uint32, reason string) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.hashes = append(k.hashes, h)
+	if k.more != nil {
+		close(k.more)
+		k.more = nil
+	}
 	return 1
+}
+
+// waitKicked returns the kicked hashes once there are n, failing the test
+// if that takes more than 10 s.
+func (k *fakeKicker) waitKicked(t *testing.T, n int) []uint32 {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		k.mu.Lock()
+		if len(k.hashes) >= n {
+			defer k.mu.Unlock()
+			return append([]uint32(nil), k.hashes...)
+		}
+		if k.more == nil {
+			k.more = make(chan struct{})
+		}
+		more := k.more
+		k.mu.Unlock()
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("%d kicks after 10 s, want %d", len(k.kicked()), n)
+		}
+	}
 }
 
 func (k *fakeKicker) KickUser(u, reason string) int {
@@ -289,16 +318,17 @@ func TestNoHostsIsTempFail(t *testing.T) {
 
 func TestResetUsersMovesOnlyChangedUsers(t *testing.T) {
 	r, k, _ := newRouter(t, b1, b2)
+	// A kick delay far shorter than a commit: the mark this director sets
+	// when it kicks must outlast the commit of its own kick, or applying
+	// that kick closes the user's sessions here a second time (as happened
+	// with the 50 ms delay on a loaded machine).
+	cfg := *r.config()
+	cfg.KickDelay = time.Microsecond
+	r.cfg.Store(&cfg)
 	ctx := context.Background()
-	for i := 0; i < 40; i++ {
-		// On a loaded machine a first assignment can outlast the test's short queue timeout
-		// and commit later; a retry returns only once it (or its own) has committed.
-		for try := 0; ; try++ {
-			if _, err := login(r, fmt.Sprintf("r%d", i)); err == nil {
-				break
-			} else if try == 50 {
-				t.Fatal(err)
-			}
+	for i := range 40 {
+		if _, err := login(r, fmt.Sprintf("r%d", i)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if err := r.SetHost(ctx, b3, "", 1000, false); err != nil {
@@ -313,11 +343,12 @@ func TestResetUsersMovesOnlyChangedUsers(t *testing.T) {
 	if err := r.ResetUsers(ctx, nil, 5); err != nil {
 		t.Fatal(err)
 	}
-	// A user can be kicked twice: here, and again when the committed kick is applied after
-	// the kick delay ran out on a loaded machine. What counts is who was kicked.
-	kicked := map[uint32]bool{}
+	kicked := map[uint32]int{}
 	for _, h := range k.kicked() {
-		kicked[h] = true
+		kicked[h]++
+		if kicked[h] > 1 {
+			t.Fatalf("user %d kicked %d times", h, kicked[h])
+		}
 	}
 	if len(kicked) != changed || changed == 0 {
 		t.Fatalf("kicked %d users, %d had a new ring host", len(kicked), changed)
@@ -344,10 +375,8 @@ func TestOnKickFromAnotherDirector(t *testing.T) {
 	if !moving {
 		t.Fatal("kicked user not held")
 	}
-	for len(k.kicked()) == 0 { // the sessions are closed off raft's apply goroutine
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := k.kicked(); got[0] != h {
+	// The sessions are closed off raft's apply goroutine.
+	if got := k.waitKicked(t, 1); len(got) != 1 || got[0] != h {
 		t.Fatalf("kicked %v, want %d", got, h)
 	}
 	if _, err := r.Route(context.Background(), "dave"); err != nil {
