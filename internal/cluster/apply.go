@@ -3,6 +3,8 @@ package cluster
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 // Apply performs one command. It is deterministic: the result depends only
@@ -109,7 +111,7 @@ func (s *State) applyHostSet(c Command) Code {
 	switch {
 	case !c.IP.IsValid() || c.VhostCount < -1:
 		return Invalid
-	case c.VhostCount > MaxVhostCount:
+	case c.VhostCount > director.MaxVhostCount:
 		return VhostTooLarge
 	}
 	h := s.hostRec(c.IP)
@@ -119,7 +121,7 @@ func (s *State) applyHostSet(c Command) Code {
 		}
 		vc := c.VhostCount
 		if vc < 0 {
-			vc = DefaultVhostCount
+			vc = director.DefaultVhostCount
 		}
 		return s.addHost(Host{IP: normIP(c.IP), Tag: c.Tag, VhostCount: vc})
 	}
@@ -233,15 +235,15 @@ func (s *State) userOf(d *tagDir, i int32) User {
 func (s *State) applyInitHosts(hosts []Host) Code {
 	cfg := make([]Host, 0, len(hosts))
 	for _, h := range hosts {
-		if !h.IP.IsValid() || h.VhostCount > MaxVhostCount {
+		if !h.IP.IsValid() || h.VhostCount > director.MaxVhostCount {
 			return Invalid
 		}
 		h.IP = normIP(h.IP)
 		if h.VhostCount < 0 {
-			h.VhostCount = DefaultVhostCount
+			h.VhostCount = director.DefaultVhostCount
 		}
 		h.Down, h.LastUpDown = false, 0
-		i, found := slices.BinarySearchFunc(cfg, h.IP, func(c Host, ip netip.Addr) int { return compareIP(c.IP, ip) })
+		i, found := slices.BinarySearchFunc(cfg, h.IP, func(c Host, ip netip.Addr) int { return director.CompareAddr(c.IP, ip) })
 		if !found {
 			cfg = slices.Insert(cfg, i, h)
 		}
@@ -263,6 +265,6 @@ func (s *State) applyInitHosts(hosts []Host) Code {
 }
 
 func containsHost(sorted []Host, ip netip.Addr) bool {
-	_, ok := slices.BinarySearchFunc(sorted, ip, func(c Host, ip netip.Addr) int { return compareIP(c.IP, ip) })
+	_, ok := slices.BinarySearchFunc(sorted, ip, func(c Host, ip netip.Addr) int { return director.CompareAddr(c.IP, ip) })
 	return ok
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 // Binary encoding helpers shared by commands and snapshots. Every length is
@@ -141,7 +143,7 @@ func (d *decoder) addr() netip.Addr {
 func (d *decoder) host(ext bool) Host {
 	h := Host{IP: d.addr(), Tag: d.str()}
 	vc := d.varint()
-	if vc < -1 || vc > MaxVhostCount {
+	if vc < -1 || vc > director.MaxVhostCount {
 		d.fail()
 	}
 	h.VhostCount = int(vc)

@@ -3,6 +3,8 @@ package cluster
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 // Snapshot format, version 3 (deterministic: equal states give equal bytes):
@@ -158,5 +160,5 @@ func validHostAt(hosts []Host, i int) bool {
 	if !h.IP.IsValid() || h.IP != normIP(h.IP) || h.VhostCount < 0 {
 		return false
 	}
-	return i == 0 || compareIP(hosts[i-1].IP, h.IP) < 0
+	return i == 0 || director.CompareAddr(hosts[i-1].IP, h.IP) < 0
 }

@@ -10,13 +10,9 @@ package cluster
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/usher-mail/usher/internal/director"
 )
-
-// DefaultVhostCount is what a host gets when it is added without a count.
-const DefaultVhostCount = 100
-
-// MaxVhostCount is the largest vhost count the admin socket accepts.
-const MaxVhostCount = 1000
 
 // maxHosts bounds the host table: users refer to hosts by a uint16 slot.
 const maxHosts = 1 << 16
@@ -169,7 +165,7 @@ type hostRec struct {
 // State is the director state. It is not safe for concurrent use; Node
 // serialises access.
 type State struct {
-	hosts      []hostRec      // sorted by compareIP
+	hosts      []hostRec      // sorted by director.CompareAddr
 	slotIP     []netip.Addr   // slot -> IP; invalid Addr = free slot
 	slotUsers  []int          // slot -> number of mapped users
 	freeSlots  []uint16       // reusable slots, used LIFO
@@ -188,23 +184,14 @@ func NewState() *State {
 	return &State{tagIndex: make(map[string]int)}
 }
 
-// compareIP orders IPv4 before IPv6, then bytewise, as Dovecot sorts hosts.
-func compareIP(a, b netip.Addr) int {
-	a, b = a.Unmap(), b.Unmap()
-	if a.Is4() != b.Is4() {
-		if a.Is4() {
-			return -1
-		}
-		return 1
-	}
-	return a.Compare(b)
-}
-
+// normIP is how the state stores an address: IPv4-mapped as IPv4, no zone.
+// Hosts are kept in director.CompareAddr order, Dovecot's; normalised, an
+// IPv4-mapped address never meets its IPv4 form there.
 func normIP(ip netip.Addr) netip.Addr { return ip.Unmap().WithZone("") }
 
 func (s *State) findHost(ip netip.Addr) (int, bool) {
 	return slices.BinarySearchFunc(s.hosts, ip, func(h hostRec, ip netip.Addr) int {
-		return compareIP(h.IP, ip)
+		return director.CompareAddr(h.IP, ip)
 	})
 }
 
