@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // adminTimeout bounds one director-admin exchange: ring-sync commands may wait up to 30 s
@@ -91,7 +93,7 @@ func (a *adminConn) close() {
 func (a *adminConn) send(fields ...string) error {
 	for i := range fields {
 		if i > 0 {
-			fields[i] = tabEscape(fields[i])
+			fields[i] = tabescape.Escape(fields[i])
 		}
 	}
 	return a.sendRaw(strings.Join(fields, "\t"))
@@ -158,43 +160,6 @@ func (a *adminConn) readList() ([]string, error) {
 // adminSeparators are the bytes that end a director-admin field or line,
 // or escape one.
 const adminSeparators = "\x00\x01\t\r\n"
-
-func tabEscape(s string) string {
-	if !strings.ContainsAny(s, "\x01\t\r\n") {
-		return s
-	}
-	r := strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\r", "\x01r", "\n", "\x01n")
-	return r.Replace(s)
-}
-
-func tabUnescape(s string) string {
-	if !strings.Contains(s, "\x01") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\x01' && i+1 < len(s) {
-			i++
-			switch s[i] {
-			case '1':
-				b.WriteByte('\x01')
-			case 't':
-				b.WriteByte('\t')
-			case 'r':
-				b.WriteByte('\r')
-			case 'n':
-				b.WriteByte('\n')
-			case '0':
-				b.WriteByte(0)
-			default:
-				b.WriteByte(s[i])
-			}
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // lookupNetIP resolves host names; the package's tests replace it, so that no test (nor the
 // fuzzer, which makes up names) sends a DNS query off the machine.

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // withDirector runs fn over a fresh director-admin connection.
@@ -28,7 +30,7 @@ func cmdDirectorStatus(c *cmdCtx) (*table, int) {
 				c.log.Error("director status: user name with a control character refused")
 				return nil, exUsage
 			}
-			if err := a.sendRaw("USER-LOOKUP\t" + user + "\t" + tabEscape(tag)); err != nil {
+			if err := a.sendRaw("USER-LOOKUP\t" + user + "\t" + tabescape.Escape(tag)); err != nil {
 				return nil, exitOf(err)
 			}
 			line, err := a.readLine()
@@ -76,7 +78,7 @@ func cmdDirectorStatus(c *cmdCtx) (*table, int) {
 			if ts, ok := parseUnixTS(f[5]); ok && ts > 0 {
 				changed = unixdate2str(ts)
 			}
-			t.add(f[0], tabUnescape(f[3]), f[1], state, changed, f[2])
+			t.add(f[0], tabescape.Unescape(f[3]), f[1], state, changed, f[2])
 		}
 		return t, exOK
 	})
@@ -260,7 +262,7 @@ func directorSet(c *cmdCtx, verb string) (*table, int) {
 // tabEscapeFieldsAfterVerb escapes the argument part of a "VERB\targ" line.
 func tabEscapeFieldsAfterVerb(line string) string {
 	verb, arg, _ := strings.Cut(line, "\t")
-	return verb + "\t" + tabEscape(arg)
+	return verb + "\t" + tabescape.Escape(arg)
 }
 
 func cmdDirectorUp(c *cmdCtx) (*table, int)     { return directorHostCmd(c, "HOST-UP") }
@@ -464,7 +466,7 @@ func cmdDirectorDump(c *cmdCtx) (*table, int) {
 				continue
 			}
 			h := f[0]
-			if tag := tabUnescape(f[3]); tag != "" {
+			if tag := tabescape.Unescape(f[3]); tag != "" {
 				h += "@" + tag
 			}
 			t.add("add", path, h, f[1])
@@ -535,7 +537,7 @@ func cmdDirectorRingStatus(c *cmdCtx) (*table, int) {
 					row[i] = "-"
 					continue
 				}
-				row[i] = tabUnescape(f[i])
+				row[i] = tabescape.Unescape(f[i])
 				if i == 3 || i == 10 || i == 11 {
 					if ts, ok := parseUnixTS(f[i]); ok {
 						if ts == 0 {

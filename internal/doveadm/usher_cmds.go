@@ -3,6 +3,8 @@ package doveadm
 import (
 	"strconv"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // usher's own commands: not in GET /doveadm/v1 (which stays 2.3.19's
@@ -65,7 +67,7 @@ func progressRows(lines []string) (*table, int) {
 			return nil, exTempFail
 		}
 		for i := range f {
-			f[i] = tabUnescape(f[i])
+			f[i] = tabescape.Unescape(f[i])
 		}
 		t.add(f...)
 	}
