@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/jsonesc"
 )
 
 // Param is one named command parameter. Value is a string, bool, int64 or []string.
@@ -42,15 +44,15 @@ func (e *HTTPError) Error() string {
 // RequestBody encodes one command as a doveadm API request body, parameters in order.
 func RequestBody(cmd string, params []Param, tag string) ([]byte, error) {
 	var b strings.Builder
-	b.WriteString(`[["` + jsonEscape(cmd) + `",{`)
+	b.WriteString(`[["` + jsonesc.Escape(cmd) + `",{`)
 	for i, p := range params {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`"` + jsonEscape(p.Name) + `":`)
+		b.WriteString(`"` + jsonesc.Escape(p.Name) + `":`)
 		switch v := p.Value.(type) {
 		case string:
-			b.WriteString(`"` + jsonEscape(v) + `"`)
+			b.WriteString(`"` + jsonesc.Escape(v) + `"`)
 		case bool:
 			b.WriteString(strconv.FormatBool(v))
 		case int64:
@@ -61,14 +63,14 @@ func RequestBody(cmd string, params []Param, tag string) ([]byte, error) {
 				if j > 0 {
 					b.WriteByte(',')
 				}
-				b.WriteString(`"` + jsonEscape(s) + `"`)
+				b.WriteString(`"` + jsonesc.Escape(s) + `"`)
 			}
 			b.WriteByte(']')
 		default:
 			return nil, fmt.Errorf("parameter %s: unsupported type %T", p.Name, p.Value)
 		}
 	}
-	b.WriteString(`},"` + jsonEscape(tag) + `"]]`)
+	b.WriteString(`},"` + jsonesc.Escape(tag) + `"]]`)
 	return []byte(b.String()), nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/jsonesc"
 )
 
 // Flag changes how a column is printed, as doveadm's header flags do.
@@ -134,7 +136,7 @@ func writeJSON(b *strings.Builder, out *Output) {
 				b.WriteByte(',')
 			}
 			b.WriteByte('"')
-			b.WriteString(jsonEscape(h.Key))
+			b.WriteString(jsonesc.Escape(h.Key))
 			b.WriteString(`":`)
 			v := cell(row, i)
 			if h.Flags&Number != 0 && isNumber(v) {
@@ -142,7 +144,7 @@ func writeJSON(b *strings.Builder, out *Output) {
 				continue
 			}
 			b.WriteByte('"')
-			b.WriteString(jsonEscape(v))
+			b.WriteString(jsonesc.Escape(v))
 			b.WriteByte('"')
 		}
 		b.WriteByte('}')

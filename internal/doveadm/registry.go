@@ -1,6 +1,10 @@
 package doveadm
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/usher-mail/usher/internal/jsonesc"
+)
 
 // paramType is the declared type of a command parameter; it decides how a JSON value is
 // accepted (reference 1.6) and what the catalogue prints.
@@ -131,7 +135,7 @@ func (r *registry) catalogueBody() []byte {
 		}
 		first = false
 		b.WriteString("\t{\"command\":\"")
-		b.WriteString(camelCase(jsonEscape(c.name)))
+		b.WriteString(camelCase(jsonesc.Escape(c.name)))
 		b.WriteString("\", \"parameters\":[")
 		for i, p := range c.params {
 			if i == 0 {
@@ -140,7 +144,7 @@ func (r *registry) catalogueBody() []byte {
 				b.WriteString(",\n")
 			}
 			b.WriteString("\t\t{\"name\":\"")
-			b.WriteString(camelCase(jsonEscape(p.name)))
+			b.WriteString(camelCase(jsonesc.Escape(p.name)))
 			b.WriteString("\",\"type\":\"")
 			b.WriteString(p.typ.String())
 			b.WriteString("\"}")

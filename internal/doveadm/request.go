@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/jsonesc"
 )
 
 // Exit codes (sysexits.h values doveadm uses, reference 2).
@@ -339,7 +341,7 @@ func (p *reqParser) element(s string) {
 }
 
 func errorElement(typ string, code int, tag string) string {
-	return fmt.Sprintf(`["error",{"type":"%s", "exitCode":%d},"%s"]`, typ, code, jsonEscape(tag))
+	return fmt.Sprintf(`["error",{"type":"%s", "exitCode":%d},"%s"]`, typ, code, jsonesc.Escape(tag))
 }
 
 func (p *reqParser) allowed(cmd *command) bool {
@@ -387,7 +389,7 @@ func (p *reqParser) execute(cmd *command, params map[string]param, invalid, usag
 	b.WriteString(`["doveadmResponse",`)
 	tbl.appendJSON(&b)
 	b.WriteString(`,"`)
-	b.WriteString(jsonEscape(tag))
+	b.WriteString(jsonesc.Escape(tag))
 	b.WriteString(`"]`)
 	p.element(b.String())
 }
