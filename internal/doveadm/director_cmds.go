@@ -98,25 +98,9 @@ func cmdDirectorMap(c *cmdCtx) (*table, int) {
 		t.add(strconv.FormatUint(uint64(h), 10))
 		return t, exOK
 	}
-	// Over HTTP the users-file parameter arrives as a stream, which 2.3's `director map`
-	// cannot use as a file name: the user list is then empty and every mapping shows as
-	// <unknown> (as the golden recording shows). Without it the userdb is iterated.
-	var users []string
-	if !c.has("users-file") {
-		var err error
-		if users, err = c.svc.UserList(c.ctx); err != nil {
-			c.log.Error("user listing failed", "err", err)
-			return nil, exTempFail
-		}
-	}
-	byHash := map[uint32][]string{}
-	for _, u := range users {
-		h, err := c.svc.UserHash(u)
-		if err != nil {
-			continue
-		}
-		// reverse insertion order, as 2.3's hash table of user lists yields them
-		byHash[h] = append([]string{u}, byHash[h]...)
+	byHash, code := usersByHash(c)
+	if code != exOK {
+		return nil, code
 	}
 	if c.boolean("hash-map") {
 		want, err := strconv.ParseUint(host, 10, 32)
@@ -151,36 +135,74 @@ func cmdDirectorMap(c *cmdCtx) (*table, int) {
 		code := exOK
 		t := newTable("user", "hash", "mail server ip", "expire time")
 		for _, l := range lines {
-			f := strings.Split(l, "\t")
-			var h uint64
-			var exp int64
-			var ip netip.Addr
-			ok := len(f) >= 3
-			if ok {
-				var e1, e3 error
-				h, e1 = strconv.ParseUint(f[0], 10, 32)
-				exp, ok = parseUnixTS(f[1])
-				ip, e3 = netip.ParseAddr(f[2])
-				ok = ok && e1 == nil && e3 == nil
-			}
+			row, ok := parseUserListRow(l)
 			if !ok {
 				c.log.Error("Invalid USER-LIST reply", "line", l)
 				code = exProtocol
 				continue
 			}
-			if len(ips) > 0 && !containsAddr(ips, ip.Unmap()) {
+			if len(ips) > 0 && !containsAddr(ips, row.ip.Unmap()) {
 				continue
 			}
-			names := byHash[uint32(h)]
+			names := byHash[row.hash]
 			if len(names) == 0 {
 				names = []string{"<unknown>"}
 			}
 			for _, u := range names {
-				t.add(u, f[0], f[2], unixdate2str(exp))
+				t.add(u, row.hashText, row.ipText, unixdate2str(row.expire))
 			}
 		}
 		return t, code
 	})
+}
+
+// usersByHash indexes the userdb's users by director hash for `director
+// map`. Over HTTP the users-file parameter arrives as a stream, which 2.3's
+// `director map` cannot use as a file name: the user list is then empty and
+// every mapping shows as <unknown> (as the golden recording shows). Without
+// it the userdb is iterated.
+func usersByHash(c *cmdCtx) (map[uint32][]string, int) {
+	var users []string
+	if !c.has("users-file") {
+		var err error
+		if users, err = c.svc.UserList(c.ctx); err != nil {
+			c.log.Error("user listing failed", "err", err)
+			return nil, exTempFail
+		}
+	}
+	byHash := map[uint32][]string{}
+	for _, u := range users {
+		h, err := c.svc.UserHash(u)
+		if err != nil {
+			continue
+		}
+		// reverse insertion order, as 2.3's hash table of user lists yields them
+		byHash[h] = append([]string{u}, byHash[h]...)
+	}
+	return byHash, exOK
+}
+
+// userListRow is one USER-LIST reply line: hash, expiry, backend. The
+// texts are printed as the director sent them.
+type userListRow struct {
+	hash             uint32
+	expire           int64
+	ip               netip.Addr
+	hashText, ipText string
+}
+
+func parseUserListRow(l string) (userListRow, bool) {
+	f := strings.Split(l, "\t")
+	if len(f) < 3 {
+		return userListRow{}, false
+	}
+	h, err1 := strconv.ParseUint(f[0], 10, 32)
+	exp, ok := parseUnixTS(f[1])
+	ip, err3 := netip.ParseAddr(f[2])
+	if err1 != nil || !ok || err3 != nil {
+		return userListRow{}, false
+	}
+	return userListRow{hash: uint32(h), expire: exp, ip: ip, hashText: f[0], ipText: f[2]}, true
 }
 
 func containsAddr(list []netip.Addr, ip netip.Addr) bool {
