@@ -291,18 +291,7 @@ func TestMembership(t *testing.T) {
 	if _, err := r4.Node().Apply(ctx, hostSet(ip1)); err != nil {
 		t.Fatalf("write through the new director: %v", err)
 	}
-	eventually(t, "4 rows, all reachable", func() bool {
-		rows := tr.rings[1].List()
-		if len(rows) != 4 {
-			return false
-		}
-		for _, f := range rows {
-			if len(f) != 12 || f[4] == "unreachable" {
-				return false
-			}
-		}
-		return true
-	})
+	eventually(t, "4 rows, all reachable", func() bool { return memberRows(tr.rings[1].List(), 4, true) })
 	rows := tr.rings[1].List()
 	selves := 0
 	for _, f := range rows {
@@ -327,13 +316,7 @@ func TestMembership(t *testing.T) {
 	for _, i := range []int{0, 2} {
 		eventually(t, "3 members and the removed one", func() bool {
 			rows := tr.rings[i].List()
-			removed := 0
-			for _, f := range rows {
-				if len(f) == 5 && f[2] == "removed" && net.JoinHostPort(f[0], f[1]) == extra && f[4] == "" {
-					removed++
-				}
-			}
-			return len(rows) == 4 && removed == 1
+			return len(rows) == 4 && removedRows(rows, extra) == 1
 		})
 	}
 	// Re-adding by DIRECTOR-ADD works on any director, twice.
@@ -342,20 +325,38 @@ func TestMembership(t *testing.T) {
 			t.Fatalf("add: %v", err)
 		}
 	}
-	eventually(t, "4 member rows again", func() bool {
-		rows := tr.rings[0].List()
-		for _, f := range rows {
-			if len(f) != 12 {
-				return false
-			}
-		}
-		return len(rows) == 4
-	})
+	eventually(t, "4 member rows again", func() bool { return memberRows(tr.rings[0].List(), 4, false) })
 	// Removing oneself changes nothing.
 	self := netip.MustParseAddrPort(tr.addrs[0])
 	if found, err := tr.rings[0].Remove(ctx, self.Addr(), int(self.Port())); !found || err != nil {
 		t.Errorf("remove self: %v %v", found, err)
 	}
+}
+
+// memberRows reports whether DIRECTOR-LIST shows n members, each with
+// the 12 columns of a member row and, if reachable is set, none
+// unreachable.
+func memberRows(rows [][]string, n int, reachable bool) bool {
+	if len(rows) != n {
+		return false
+	}
+	for _, f := range rows {
+		if len(f) != 12 || reachable && f[4] == "unreachable" {
+			return false
+		}
+	}
+	return true
+}
+
+// removedRows counts DIRECTOR-LIST's "removed" rows for addr.
+func removedRows(rows [][]string, addr string) int {
+	n := 0
+	for _, f := range rows {
+		if len(f) == 5 && f[2] == "removed" && net.JoinHostPort(f[0], f[1]) == addr && f[4] == "" {
+			n++
+		}
+	}
+	return n
 }
 
 func portOf(addr string) string {
