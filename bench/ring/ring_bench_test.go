@@ -153,7 +153,7 @@ func BenchmarkNewUserRecorded3(b *testing.B) {
 		h, _ := rt.Hash(user)
 		for _, r := range rs {
 			for found := false; !found; {
-				r.Node().Read(func(s *cluster.State) { _, found = s.User("", h) })
+				r.Node().Read(func(s cluster.View) { _, found = s.User("", h) })
 				if !found {
 					time.Sleep(100 * time.Microsecond)
 				}
@@ -200,7 +200,7 @@ func BenchmarkNewUserRoute3(b *testing.B) {
 	for _, r := range rs {
 		for {
 			n := 0
-			r.Node().Read(func(s *cluster.State) { n = s.UserTotal() })
+			r.Node().Read(func(s cluster.View) { n = s.UserTotal() })
 			if n >= len(distinct) {
 				break
 			}

@@ -306,9 +306,8 @@ func (n *Node) Role() string { return n.raft.State().String() }
 // ID is this node's raft server ID.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
-// Read runs fn with the state read-locked. fn must not keep references to
-// the state or call Apply.
-func (n *Node) Read(fn func(s *State)) {
+// Read runs fn with the state read-locked. fn must not keep the view.
+func (n *Node) Read(fn func(s View)) {
 	n.fsm.mu.RLock()
 	defer n.fsm.mu.RUnlock()
 	fn(n.fsm.state)
@@ -327,10 +326,10 @@ func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 // ...) plus fsm_hosts and fsm_users.
 func (n *Node) Stats() map[string]string {
 	st := n.raft.Stats()
-	n.Read(func(s *State) {
-		st["fsm_hosts"] = fmt.Sprint(len(s.hosts))
-		st["fsm_users"] = fmt.Sprint(s.UserTotal())
-	})
+	n.fsm.mu.RLock()
+	st["fsm_hosts"] = fmt.Sprint(len(n.fsm.state.hosts))
+	st["fsm_users"] = fmt.Sprint(n.fsm.state.UserTotal())
+	n.fsm.mu.RUnlock()
 	return st
 }
 

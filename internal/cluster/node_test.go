@@ -62,7 +62,7 @@ func TestNodeReopen(t *testing.T) {
 		t.Errorf("leader %q %q", addr, id)
 	}
 	var before []byte
-	n.Read(func(s *State) { before, _ = s.MarshalBinary() })
+	n.Read(func(s View) { before, _ = s.MarshalBinary() })
 	if err := n.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -76,7 +76,7 @@ func TestNodeReopen(t *testing.T) {
 	n = openNode(t, dir)
 	defer n.Close()
 	var after []byte
-	n.Read(func(s *State) {
+	n.Read(func(s View) {
 		after, _ = s.MarshalBinary()
 		if got := s.RemovedHosts(); len(got) != 1 || got[0] != ip1 {
 			t.Errorf("removed %v", got)
@@ -87,7 +87,7 @@ func TestNodeReopen(t *testing.T) {
 	}
 	// Init with the same config again must not resurrect the removed host.
 	mustApply(t, n, Command{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: -1}, {IP: ip2, VhostCount: -1}}})
-	n.Read(func(s *State) {
+	n.Read(func(s View) {
 		if _, ok := s.Host(ip1); ok {
 			t.Errorf("removed host came back")
 		}
@@ -159,7 +159,7 @@ func TestKillRecovery(t *testing.T) {
 
 	n := openNode(t, dir)
 	defer n.Close()
-	n.Read(func(s *State) {
+	n.Read(func(s View) {
 		for _, h := range acked {
 			if _, ok := s.User("", h); !ok {
 				t.Errorf("acknowledged user %d lost", h)

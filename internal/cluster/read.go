@@ -2,6 +2,28 @@ package cluster
 
 import "net/netip"
 
+// View is the state as its readers see it (Node.Read): the read accessors
+// of State, without Apply or UnmarshalBinary, so that no reader can change
+// a replica outside the log.
+type View interface {
+	Hosts() []Host
+	Host(ip netip.Addr) (Host, bool)
+	User(tag string, hash uint32) (User, bool)
+	EachUser(filter *netip.Addr, fn func(User) bool)
+	Users(filter *netip.Addr) []User
+	UserTotal() int
+	UserCount(ip netip.Addr, now, expire int64) int
+	UserCounts(now, expire int64) map[netip.Addr]int
+	ConfiguredHosts() []Host
+	RemovedHosts() []netip.Addr
+	Tags() []string
+	Initialized() bool
+	HostGen() uint64
+	MarshalBinary() ([]byte, error)
+}
+
+var _ View = (*State)(nil)
+
 // Read accessors. They return copies; the caller holds the lock (see Node.Read).
 
 // Hosts returns every host, IPv4 before IPv6, then by address bytes.

@@ -65,7 +65,7 @@ func TestRing(t *testing.T) {
 	for _, n := range nodes {
 		for {
 			var ok bool
-			n.Read(func(s *State) { _, ok = s.User("", 7) })
+			n.Read(func(s View) { _, ok = s.User("", 7) })
 			if ok {
 				break
 			}

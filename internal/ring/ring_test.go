@@ -150,7 +150,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 
 func stateBytes(n *cluster.Node) []byte {
 	var b []byte
-	n.Read(func(s *cluster.State) { b, _ = s.MarshalBinary() })
+	n.Read(func(s cluster.View) { b, _ = s.MarshalBinary() })
 	return b
 }
 
@@ -205,7 +205,7 @@ func TestForwardAndConverge(t *testing.T) {
 		}
 	}
 	// Read your writes on the follower that took the write.
-	tr.rings[f].Node().Read(func(s *cluster.State) {
+	tr.rings[f].Node().Read(func(s cluster.View) {
 		if len(s.Hosts()) != 3 {
 			t.Errorf("follower sees %d hosts right after OK", len(s.Hosts()))
 		}
@@ -239,7 +239,7 @@ func TestForwardAndConverge(t *testing.T) {
 		t.Fatalf("%d assignments failed", failed.Load())
 	}
 	eventually(t, "states identical", tr.converged)
-	tr.rings[0].Node().Read(func(s *cluster.State) {
+	tr.rings[0].Node().Read(func(s cluster.View) {
 		if s.UserTotal() != users {
 			t.Errorf("users %d", s.UserTotal())
 		}
@@ -381,7 +381,7 @@ func TestNoQuorum(t *testing.T) {
 	tr.rings[1], tr.rings[2] = nil, nil
 	n := tr.rings[0].Node()
 	var ok bool
-	n.Read(func(s *cluster.State) { _, ok = s.User("", 9) })
+	n.Read(func(s cluster.View) { _, ok = s.User("", 9) })
 	if !ok {
 		t.Fatal("mapped user lost")
 	}
@@ -431,7 +431,7 @@ func TestLeaderRestartAndSnapshot(t *testing.T) {
 	}
 	tr.waitReady()
 	eventually(t, "restarted leader caught up", tr.converged)
-	tr.rings[l].Node().Read(func(s *cluster.State) {
+	tr.rings[l].Node().Read(func(s cluster.View) {
 		if s.UserTotal() != 300 {
 			t.Errorf("users %d", s.UserTotal())
 		}

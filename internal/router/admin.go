@@ -71,7 +71,7 @@ func (r *Router) Hosts() []HostStatus {
 	r.syncReads()
 	now := r.now().Unix()
 	var out []HostStatus
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		for _, h := range s.Hosts() {
 			out = append(out, HostStatus{Host: h, Users: s.UserCount(h.IP, now, r.expireSecs())})
 		}
@@ -82,7 +82,7 @@ func (r *Router) Hosts() []HostStatus {
 // RemovedHosts lists configured backends that an admin removed.
 func (r *Router) RemovedHosts() []netip.Addr {
 	var out []netip.Addr
-	r.node.Read(func(s *cluster.State) { out = s.RemovedHosts() })
+	r.node.Read(func(s cluster.View) { out = s.RemovedHosts() })
 	return out
 }
 
@@ -134,7 +134,7 @@ func (r *Router) LookupUser(userOrHash, tag string) (Lookup, error) {
 	var l Lookup
 	now := r.now().Unix()
 	exp := r.expireSecs()
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		if u, ok := s.User(tag, h); ok && u.Timestamp+exp > now {
 			l.Current, l.Expire = u.Host, u.Timestamp+exp
 		}
@@ -164,7 +164,7 @@ func (r *Router) Users(ip *netip.Addr) []UserEntry {
 	now := r.now().Unix()
 	exp := r.expireSecs()
 	var out []UserEntry
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		for _, u := range s.Users(ip) {
 			if u.Timestamp+exp > now {
 				out = append(out, UserEntry{Tag: u.Tag, Hash: u.Hash, Expire: u.Timestamp + exp, Host: u.Host})
@@ -197,7 +197,7 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 	// Dovecot looks the host up before anything else: an unknown host is NOTFOUND even
 	// while the user is still being moved.
 	var hostKnown bool
-	r.node.Read(func(s *cluster.State) { _, hostKnown = s.Host(ip) })
+	r.node.Read(func(s cluster.View) { _, hostKnown = s.Host(ip) })
 	if !hostKnown {
 		return ErrNotFound
 	}
@@ -205,7 +205,7 @@ func (r *Router) Move(ctx context.Context, userOrHash string, ip netip.Addr) err
 	var existed bool
 	now := r.now().Unix()
 	exp := r.expireSecs()
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		old, existed = s.User(k.tag, h)
 		existed = existed && old.Timestamp+exp > now
 	})
@@ -335,7 +335,7 @@ func (r *Router) Kick(ctx context.Context, user string) error {
 func (r *Router) ResetUsers(ctx context.Context, ip *netip.Addr, maxParallel int) error {
 	if ip != nil {
 		found := false
-		r.node.Read(func(s *cluster.State) { _, found = s.Host(*ip) })
+		r.node.Read(func(s cluster.View) { _, found = s.Host(*ip) })
 		if !found {
 			return ErrNotFound
 		}

@@ -216,7 +216,7 @@ func (r *Router) loseLocked(k key, p *provisional) {
 // and holds its logins for the kick delay, as a move does.
 func (r *Router) kickLoser(k key, p *provisional, winner netip.Addr) {
 	var gen uint64
-	r.node.Read(func(s *cluster.State) { gen = s.HostGen() })
+	r.node.Read(func(s cluster.View) { gen = s.HostGen() })
 	r.log.Warn("assignment conflict: the user was recorded on another backend first; kicking its sessions here",
 		"user", p.user, "tag", k.tag, "hash", k.hash, "routed", p.host.String(), "routed_generation", p.gen,
 		"recorded", winner.String(), "generation", gen, "provisional_for", r.now().Sub(p.at).Round(time.Millisecond).String())

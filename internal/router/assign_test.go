@@ -14,7 +14,7 @@ func committed(r *Router, user string) (netip.Addr, bool) {
 	h, _ := r.Hash(user)
 	var u cluster.User
 	var ok bool
-	r.node.Read(func(s *cluster.State) { u, ok = s.User("", h) })
+	r.node.Read(func(s cluster.View) { u, ok = s.User("", h) })
 	return u.Host, ok
 }
 

@@ -233,7 +233,7 @@ func (r *Router) finish(j *job, err error) {
 func (r *Router) host(ip netip.Addr) (cluster.Host, bool) {
 	var h cluster.Host
 	var ok bool
-	r.node.Read(func(s *cluster.State) { h, ok = s.Host(ip) })
+	r.node.Read(func(s cluster.View) { h, ok = s.Host(ip) })
 	return h, ok
 }
 

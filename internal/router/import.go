@@ -34,7 +34,7 @@ func (r *Router) ImportUser(ctx context.Context, hash uint32, ip netip.Addr, ts 
 		old      cluster.User
 		existing bool
 	)
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		if host, known = s.Host(ip); known {
 			old, existing = s.User(host.Tag, hash)
 		}

@@ -148,7 +148,7 @@ func (r *Router) expireSecs() int64 { return int64(r.config().Expire / time.Seco
 // generation, rebuilt only when the generation moved.
 func (r *Router) currentRings() (*director.Rings, uint64) {
 	var gen uint64
-	r.node.Read(func(s *cluster.State) { gen = s.HostGen() })
+	r.node.Read(func(s cluster.View) { gen = s.HostGen() })
 	r.mu.Lock()
 	rings, cached := r.rings, r.ringGen
 	r.mu.Unlock()
@@ -156,7 +156,7 @@ func (r *Router) currentRings() (*director.Rings, uint64) {
 		return rings, gen
 	}
 	var hosts []director.Host
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		gen = s.HostGen()
 		for _, h := range s.Hosts() {
 			hosts = append(hosts, director.Host{IP: h.IP, VhostCount: h.VhostCount, Down: h.Down, Tag: h.Tag})
@@ -217,7 +217,7 @@ func (r *Router) route(k key, user string) (ip netip.Addr, wait bool) {
 	var u cluster.User
 	var found bool
 	var gen uint64
-	r.node.Read(func(s *cluster.State) {
+	r.node.Read(func(s cluster.View) {
 		u, found = s.User(k.tag, k.hash)
 		gen = s.HostGen()
 	})

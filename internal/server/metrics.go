@@ -47,7 +47,7 @@ func (m metricsSource) Jobs() []metrics.JobState {
 
 func (m metricsSource) Mappings() int {
 	n := 0
-	m.srv.node.Read(func(s *cluster.State) { n = s.UserTotal() })
+	m.srv.node.Read(func(s cluster.View) { n = s.UserTotal() })
 	return n
 }
 
