@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/director"
 	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/router"
 )
@@ -23,8 +24,8 @@ type fakeDirector struct {
 
 func (f *fakeDirector) Hosts() []router.HostStatus {
 	return []router.HostStatus{
-		{Host: cluster.Host{IP: netip.MustParseAddr("10.0.0.1"), VhostCount: 100}, Users: 3},
-		{Host: cluster.Host{IP: netip.MustParseAddr("10.0.0.2"), VhostCount: 50, Tag: "t\tx", Down: true, LastUpDown: 1700000000}},
+		{Host: cluster.Host{Host: director.Host{IP: netip.MustParseAddr("10.0.0.1"), VhostCount: 100}}, Users: 3},
+		{Host: cluster.Host{Host: director.Host{IP: netip.MustParseAddr("10.0.0.2"), VhostCount: 50, Tag: "t\tx", Down: true}, LastUpDown: 1700000000}},
 	}
 }
 func (f *fakeDirector) RemovedHosts() []netip.Addr {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/usher-mail/usher/internal/cluster"
+	"github.com/usher-mail/usher/internal/director"
 	"github.com/usher-mail/usher/internal/router"
 )
 
@@ -15,9 +16,8 @@ type fakeMover struct{ fakeDirector }
 
 func (f *fakeMover) Hosts() []router.HostStatus {
 	return []router.HostStatus{
-		{Host: cluster.Host{IP: netip.MustParseAddr("10.0.0.1"), VhostCount: 100, Down: true, Cause: cluster.CauseHealth,
-			HealthDown: true, LastUpDown: 1700000000}, Users: 3},
-		{Host: cluster.Host{IP: netip.MustParseAddr("10.0.0.2"), VhostCount: 50, Cause: cluster.CauseAdmin, HealthDown: true, HoldUp: true}},
+		{Host: cluster.Host{Host: director.Host{IP: netip.MustParseAddr("10.0.0.1"), VhostCount: 100, Down: true}, Cause: cluster.CauseHealth, HealthDown: true, LastUpDown: 1700000000}, Users: 3},
+		{Host: cluster.Host{Host: director.Host{IP: netip.MustParseAddr("10.0.0.2"), VhostCount: 50}, Cause: cluster.CauseAdmin, HealthDown: true, HoldUp: true}},
 	}
 }
 

@@ -123,7 +123,7 @@ func (s *State) applyHostSet(c Command) Code {
 		if vc < 0 {
 			vc = director.DefaultVhostCount
 		}
-		return s.addHost(Host{IP: normIP(c.IP), Tag: c.Tag, VhostCount: vc})
+		return s.addHost(Host{Host: director.Host{IP: normIP(c.IP), Tag: c.Tag, VhostCount: vc}})
 	}
 	// An empty tag means "not given", as doveadm sends it.
 	if c.Tag != "" && c.Tag != h.Tag {

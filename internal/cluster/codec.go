@@ -141,7 +141,7 @@ func (d *decoder) addr() netip.Addr {
 
 // host reads what appendHost wrote; ext allows the version 2 flags.
 func (d *decoder) host(ext bool) Host {
-	h := Host{IP: d.addr(), Tag: d.str()}
+	h := Host{Host: director.Host{IP: d.addr(), Tag: d.str()}}
 	vc := d.varint()
 	if vc < -1 || vc > director.MaxVhostCount {
 		d.fail()

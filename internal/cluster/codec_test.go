@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 func sampleCommands() []Command {
@@ -14,7 +16,7 @@ func sampleCommands() []Command {
 		{Op: OpHostFlush, All: true, VhostCount: -1},
 		assign("tag", 0xdeadbeef, ip2, 1700000000),
 		{Op: OpUserRefresh, Users: []UserKey{{"", 1}, {"x", 0xffffffff}}, Now: -5, VhostCount: -1},
-		{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: 100, Hostname: "mx"}, {IP: ip6, Tag: "a", VhostCount: -1, Down: true, LastUpDown: 9}}, VhostCount: -1},
+		{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100, Hostname: "mx"}}, {Host: director.Host{IP: ip6, Tag: "a", VhostCount: -1, Down: true}, LastUpDown: 9}}, VhostCount: -1},
 		{Op: OpExpire, Now: 1000, Expire: 900, VhostCount: -1},
 		{Op: OpHealthDown, IP: ip1, Now: 7, VhostCount: -1},
 		{Op: OpUserRecord, Expire: 900, VhostCount: -1, Records: []Record{
@@ -110,7 +112,7 @@ func FuzzCommand(f *testing.F) {
 
 func FuzzSnapshot(f *testing.F) {
 	s := NewState()
-	s.Apply(Command{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: 100}, {IP: ip3, VhostCount: 1}}})
+	s.Apply(Command{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}}, {Host: director.Host{IP: ip3, VhostCount: 1}}}})
 	s.Apply(hostSet(ip6, "t", 5))
 	s.Apply(assign("", 1, ip1, 10))
 	s.Apply(assign("t", 2, ip6, 20))

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -43,7 +45,7 @@ func TestNodeReopen(t *testing.T) {
 	if !n.IsLeader() {
 		t.Fatal("single node is not leader after Open")
 	}
-	mustApply(t, n, Command{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: -1}, {IP: ip2, VhostCount: -1}}})
+	mustApply(t, n, Command{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: -1}}, {Host: director.Host{IP: ip2, VhostCount: -1}}}})
 	mustApply(t, n, hostSet(ip3, "t", 7))
 	if r := mustApply(t, n, assign("", 42, ip2, 100)); r.User.Host != ip2 {
 		t.Errorf("assign %+v", r)
@@ -86,7 +88,7 @@ func TestNodeReopen(t *testing.T) {
 		t.Errorf("state changed across restart")
 	}
 	// Init with the same config again must not resurrect the removed host.
-	mustApply(t, n, Command{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: -1}, {IP: ip2, VhostCount: -1}}})
+	mustApply(t, n, Command{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: -1}}, {Host: director.Host{IP: ip2, VhostCount: -1}}}})
 	n.Read(func(s View) {
 		if _, ok := s.Host(ip1); ok {
 			t.Errorf("removed host came back")

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 func record(recs ...Record) Command {
@@ -57,7 +59,7 @@ func TestHostGen(t *testing.T) {
 		c    Command
 		bump bool
 	}{
-		{Command{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: -1}}}, true},
+		{Command{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: -1}}}}, true},
 		{hostSet(ip2, "", 10), true},
 		{hostSet(ip2, "other", 10), false}, // tag change refused
 		{Command{Op: OpHostDown, IP: ip2, Now: 5}, true},
@@ -89,7 +91,7 @@ func TestHostGen(t *testing.T) {
 func randomLog(seed uint64, n int) []Command {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	hosts := []netip.Addr{ip1, ip2, ip3}
-	log := []Command{{Op: OpInitHosts, Hosts: []Host{{IP: ip1, VhostCount: -1}, {IP: ip2, VhostCount: -1}}}}
+	log := []Command{{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: -1}}, {Host: director.Host{IP: ip2, VhostCount: -1}}}}}
 	now := int64(1000)
 	for range n {
 		now += int64(rng.IntN(30))

@@ -17,14 +17,12 @@ import (
 // maxHosts bounds the host table: users refer to hosts by a uint16 slot.
 const maxHosts = 1 << 16
 
-// Host is one mail backend.
+// Host is one mail backend: the ring's view of it (address, tag, vhost
+// count, up or down, the name it came from) and the history only the
+// replicated state keeps.
 type Host struct {
-	IP         netip.Addr
-	Tag        string
-	VhostCount int
-	Down       bool
+	director.Host
 	LastUpDown int64 // unix seconds of the last up/down change, 0 = never
-	Hostname   string
 
 	// Why the host is in its up/down state, kept apart from Down so that the
 	// doveadm replies (which know only up/down) stay Dovecot's. See health.go.

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/usher-mail/usher/internal/director"
 )
 
 var (
@@ -65,34 +67,34 @@ func TestApply(t *testing.T) {
 		removed []netip.Addr
 	}{
 		{name: "set new host default vhosts", cmds: []Command{hostSet(ip3, "x", -1)},
-			hosts: []Host{{IP: ip1, VhostCount: 100}, {IP: ip2, Tag: "t", VhostCount: 50}, {IP: ip3, Tag: "x", VhostCount: 100}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}, {Host: director.Host{IP: ip3, Tag: "x", VhostCount: 100}}}},
 		{name: "set existing changes vhosts", cmds: []Command{hostSet(ip1, "", 7)},
-			hosts: []Host{{IP: ip1, VhostCount: 7}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 7}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "set existing without count keeps it", cmds: []Command{hostSet(ip2, "", -1)},
-			hosts: []Host{{IP: ip1, VhostCount: 100}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "set same tag ok", cmds: []Command{hostSet(ip2, "t", 0)},
-			hosts: []Host{{IP: ip1, VhostCount: 100}, {IP: ip2, Tag: "t", VhostCount: 0}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 0}}}},
 		{name: "tag change refused", cmds: []Command{hostSet(ip2, "u", 1)}, want: Result{Code: TagChange},
-			hosts: []Host{{IP: ip1, VhostCount: 100}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "vhost too large", cmds: []Command{hostSet(ip3, "", 1001)}, want: Result{Code: VhostTooLarge}},
 		{name: "vhost 1000 ok", cmds: []Command{hostSet(ip3, "", 1000)}},
 		{name: "negative vhost invalid", cmds: []Command{hostSet(ip3, "", -2)}, want: Result{Code: Invalid}},
 		{name: "update absent", cmds: []Command{{Op: OpHostUpdate, IP: ip3, VhostCount: 5}}, want: Result{Code: NotFound}},
 		{name: "update too large before notfound", cmds: []Command{{Op: OpHostUpdate, IP: ip3, VhostCount: 5000}}, want: Result{Code: VhostTooLarge}},
 		{name: "update existing", cmds: []Command{{Op: OpHostUpdate, IP: ip1, VhostCount: 5}},
-			hosts: []Host{{IP: ip1, VhostCount: 5}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 5}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "down then down keeps first time", cmds: []Command{{Op: OpHostDown, IP: ip1, Now: 500}, {Op: OpHostDown, IP: ip1, Now: 600}},
-			hosts: []Host{{IP: ip1, VhostCount: 100, Down: true, LastUpDown: 500, Cause: CauseAdmin}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100, Down: true}, LastUpDown: 500, Cause: CauseAdmin}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "up when up unchanged", cmds: []Command{{Op: OpHostUp, IP: ip1, Now: 500}},
-			hosts: []Host{{IP: ip1, VhostCount: 100, Cause: CauseAdmin}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}, Cause: CauseAdmin}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "down up", cmds: []Command{{Op: OpHostDown, IP: ip1, Now: 500}, {Op: OpHostUp, IP: ip1, Now: 700}},
-			hosts: []Host{{IP: ip1, VhostCount: 100, LastUpDown: 700, Cause: CauseAdmin}, {IP: ip2, Tag: "t", VhostCount: 50}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}, LastUpDown: 700, Cause: CauseAdmin}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "down keeps users", cmds: []Command{{Op: OpHostDown, IP: ip1, Now: 500}},
 			users: []userRow{{"", 1, "10.0.0.1", 100}, {"", 2, "10.0.0.1", 200}, {"t", 3, "10.0.0.2", 150}}},
 		{name: "down absent", cmds: []Command{{Op: OpHostDown, IP: ipNo}}, want: Result{Code: NotFound}},
 		{name: "up absent", cmds: []Command{{Op: OpHostUp, IP: ipNo}}, want: Result{Code: NotFound}},
 		{name: "remove drops users", cmds: []Command{{Op: OpHostRemove, IP: ip1}}, want: Result{Dropped: 2},
-			users: []userRow{{"t", 3, "10.0.0.2", 150}}, hosts: []Host{{IP: ip2, Tag: "t", VhostCount: 50}}},
+			users: []userRow{{"t", 3, "10.0.0.2", 150}}, hosts: []Host{{Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}}},
 		{name: "remove absent", cmds: []Command{{Op: OpHostRemove, IP: ipNo}}, want: Result{Code: NotFound}},
 		{name: "remove then re-add has no users", cmds: []Command{{Op: OpHostRemove, IP: ip1}, hostSet(ip1, "", -1), assign("", 9, ip1, 300)},
 			want:  Result{User: User{Hash: 9, Host: ip1, Timestamp: 300}},
@@ -137,8 +139,8 @@ func TestApply(t *testing.T) {
 			users: []userRow{{"", 1, "10.0.0.1", 100}, {"", 2, "10.0.0.1", 200}, {"t", 3, "10.0.0.2", 150}}},
 		{name: "expire needs expire", cmds: []Command{{Op: OpExpire, Now: 5000}}, want: Result{Code: Invalid}},
 		{name: "unknown op", cmds: []Command{{Op: opCount}}, want: Result{Code: Invalid}},
-		{name: "init on used state adds", cmds: []Command{{Op: OpInitHosts, Hosts: []Host{{IP: ip3, VhostCount: -1}, {IP: ip1, VhostCount: -1}}}},
-			hosts: []Host{{IP: ip1, VhostCount: 100}, {IP: ip2, Tag: "t", VhostCount: 50}, {IP: ip3, VhostCount: 100}}},
+		{name: "init on used state adds", cmds: []Command{{Op: OpInitHosts, Hosts: []Host{{Host: director.Host{IP: ip3, VhostCount: -1}}, {Host: director.Host{IP: ip1, VhostCount: -1}}}}},
+			hosts: []Host{{Host: director.Host{IP: ip1, VhostCount: 100}}, {Host: director.Host{IP: ip2, Tag: "t", VhostCount: 50}}, {Host: director.Host{IP: ip3, VhostCount: 100}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,7 +232,7 @@ func TestInitHosts(t *testing.T) {
 	cfg := func(ips ...netip.Addr) Command {
 		c := Command{Op: OpInitHosts}
 		for _, ip := range ips {
-			c.Hosts = append(c.Hosts, Host{IP: ip, VhostCount: -1, Hostname: "h-" + ip.String()})
+			c.Hosts = append(c.Hosts, Host{Host: director.Host{IP: ip, VhostCount: -1, Hostname: "h-" + ip.String()}})
 		}
 		return c
 	}

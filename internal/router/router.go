@@ -159,7 +159,7 @@ func (r *Router) currentRings() (*director.Rings, uint64) {
 	r.node.Read(func(s cluster.View) {
 		gen = s.HostGen()
 		for _, h := range s.Hosts() {
-			hosts = append(hosts, director.Host{IP: h.IP, VhostCount: h.VhostCount, Down: h.Down, Tag: h.Tag})
+			hosts = append(hosts, h.Host)
 		}
 	})
 	rings = director.NewRings(hosts)

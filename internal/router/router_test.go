@@ -104,7 +104,7 @@ func newRouter(t *testing.T, hosts ...netip.Addr) (*Router, *fakeKicker, *clock)
 	var init []cluster.Host
 	var dh []director.Host
 	for _, h := range hosts {
-		init = append(init, cluster.Host{IP: h, VhostCount: 100})
+		init = append(init, cluster.Host{Host: director.Host{IP: h, VhostCount: 100}})
 		dh = append(dh, director.Host{IP: h, VhostCount: 100})
 	}
 	if _, err := node.Apply(context.Background(), cluster.Command{Op: cluster.OpInitHosts, Hosts: init}); err != nil {

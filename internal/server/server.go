@@ -155,7 +155,7 @@ func parseHosts(s *config.Settings) ([]director.Host, error) {
 func toClusterHosts(hs []director.Host) []cluster.Host {
 	out := make([]cluster.Host, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, cluster.Host{IP: h.IP, Tag: h.Tag, VhostCount: h.VhostCount})
+		out = append(out, cluster.Host{Host: director.Host{IP: h.IP, Tag: h.Tag, VhostCount: h.VhostCount}})
 	}
 	return out
 }
