@@ -269,10 +269,7 @@ func TestConcurrentMovesOneWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := b1
-	if ip == b1 {
-		dst = b2
-	}
+	dst := other(ip)
 	var calls atomic.Int32
 	met := make(chan struct{})
 	r.now = func() time.Time {
