@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // backendSession is a backend connection on which the client's user is logged in.
@@ -71,7 +72,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 		if err != nil {
 			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
-		nc, br, caps = tc, login.NewReader(tc), capSet{}
+		nc, br, caps = tc, relay.NewReader(tc), capSet{}
 	}
 	if !caps.known {
 		if _, err := nc.Write([]byte("C CAPABILITY\r\n")); err != nil {

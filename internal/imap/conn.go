@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // conn is one client connection, from greeting to the end of its proxied session.
@@ -33,7 +34,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 func (c *conn) setStream(nc net.Conn) {
 	c.SetStream(nc)
 	c.rd = &reader{
-		br:         login.NewReader(nc),
+		br:         relay.NewReader(nc),
 		maxCommand: c.s.cfg.MaxLineLength,
 		maxLiteral: c.s.cfg.MaxLiteral,
 		cont:       func() error { return c.Reply("+ OK") },

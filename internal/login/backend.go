@@ -9,6 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/usher-mail/usher/internal/netx"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // DialBackend connects to dest, starts TLS at once when ssl (backend_ssl) is "yes", and runs
@@ -31,7 +32,7 @@ func DialBackend[S any](ctx context.Context, dest netip.AddrPort, ssl string, ba
 			return zero, Unavailable("TLS handshake: %w", err)
 		}
 	}
-	s, res := dialogue(nc, NewReader(nc))
+	s, res := dialogue(nc, relay.NewReader(nc))
 	if res.Kind != ResultOK {
 		raw.Close()
 	}

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 type connState int
@@ -47,7 +49,7 @@ type Conn struct {
 	mu         sync.Mutex
 	state      connState
 	backend    net.Conn
-	relay      *loopRelay // the event loop relaying the session, nil when goroutines do
+	relay      *relay.Session // set once the session is relayed
 	kickReason string
 
 	end func() // tells the connection set the session is over (see Serve)
@@ -73,7 +75,7 @@ func (c *Conn) SetStream(nc net.Conn) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.NC = nc
-	c.bw = newWriter(nc)
+	c.bw = relay.NewWriter(nc)
 }
 
 // Reply writes lines to the client and flushes.
@@ -151,13 +153,13 @@ func (c *Conn) ClosePreLogin(text string) {
 // deviation from Dovecot, which just closes.
 func (c *Conn) Kick(reason string) {
 	c.mu.Lock()
-	st, be, relay := c.state, c.backend, c.relay
+	st, be, sess := c.state, c.backend, c.relay
 	if c.kickReason == "" {
 		c.kickReason = reason
 	}
 	c.mu.Unlock()
-	if st == stateProxying && relay != nil {
-		relay.kick()
+	if st == stateProxying && sess != nil {
+		sess.Kick()
 		return
 	}
 	if st == stateProxying && be != nil {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // Proxied is a backend connection on which the client's user is logged in, ready to relay.
@@ -22,7 +24,8 @@ type Proxied struct {
 
 // Proxy registers the logged-in session and relays it until either side ends or it is kicked.
 // It returns at once: the relay runs on an event loop (plain TCP) or its own goroutines (TLS),
-// and the connection is finished, and c.end called, when the session is over.
+// see package relay, and the connection is finished, and c.end called, when the session is
+// over.
 func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 	c.mu.Lock()
 	if c.state != statePreLogin {
@@ -48,34 +51,28 @@ func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 	}
 
 	cbuf, bbuf := p.Take()
-	in0, out0 := Handoff(c.NC, cbuf, p.Backend, bbuf)
-	ReleaseReader(cbuf)
-	ReleaseReader(bbuf)
+	in0, out0 := relay.Handoff(c.NC, cbuf, p.Backend, bbuf)
 	// Only a parting line is written from here on, without a buffer (see Reply).
 	c.wmu.Lock()
-	releaseWriter(c.bw)
+	relay.ReleaseWriter(c.bw)
 	c.bw = nil
 	c.wmu.Unlock()
 
 	var once sync.Once
 	finish := func(i, o int64) { once.Do(func() { c.finishProxy(env, log, p.Info, start, done, in0+i, out0+o) }) }
-	relay := startLoopRelay(c.NC, p.Backend, func(i, o int64) {
+	sess := relay.Start(c.NC, p.Backend, func(i, o int64) {
 		if c.kicked() {
 			go finish(i, o) // the parting line may wait for a slow client: not on the loop
 			return
 		}
 		finish(i, o)
 	})
-	if relay == nil {
-		go func() { finish(Relay(c.NC, p.Backend)) }()
-		return
-	}
 	c.mu.Lock()
-	c.relay = relay
+	c.relay = sess
 	kicked := c.kickReason != ""
 	c.mu.Unlock()
 	if kicked {
-		relay.kick() // a kick came before the relay was known to it
+		sess.Kick() // a kick came before the relay was known to it
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // backendSession is a backend connection on which the client's user is logged in.
@@ -65,7 +66,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 		if err != nil {
 			return nil, login.Unavailable("STLS handshake: %w", err)
 		}
-		nc, br = tc, login.NewReader(tc)
+		nc, br = tc, relay.NewReader(tc)
 	}
 	if xclient {
 		cmd := fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // conn is one client connection, from greeting to the end of its proxied session.
@@ -30,7 +31,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 
 func (c *conn) setStream(nc net.Conn) {
 	c.SetStream(nc)
-	c.br = login.NewReader(nc)
+	c.br = relay.NewReader(nc)
 }
 
 func (c *conn) plaintextAllowed() bool {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // backendSession is a backend connection on which the client's user is logged in.
@@ -91,7 +92,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if err != nil {
 			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
-		nc, br = tc, login.NewReader(tc)
+		nc, br = tc, relay.NewReader(tc)
 		// The server repeats its capabilities under TLS (RFC 5804 section 2.2).
 		if caps, err = readGreeting(br); err != nil {
 			return nil, login.Unavailable("reading capabilities after STARTTLS: %w", err)

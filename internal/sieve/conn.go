@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/relay"
 )
 
 // Texts of Dovecot 2.3's managesieve-login (checked against 2.3.19 / Pigeonhole 0.5.19).
@@ -32,7 +33,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 
 func (c *conn) setStream(nc net.Conn) {
 	c.SetStream(nc)
-	c.rd = &reader{br: login.NewReader(nc), maxCommand: c.s.cfg.MaxLineLength}
+	c.rd = &reader{br: relay.NewReader(nc), maxCommand: c.s.cfg.MaxLineLength}
 }
 
 func (c *conn) plaintextAllowed() bool {

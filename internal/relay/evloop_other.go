@@ -1,6 +1,6 @@
 //go:build !linux
 
-package login
+package relay
 
 import "net"
 

@@ -1,4 +1,4 @@
-package login
+package relay
 
 import (
 	"bytes"
@@ -43,14 +43,14 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 
 type relayResult struct{ in, out int64 }
 
-// relayUnderTest is one of the two relays: goroutines (Relay, any stream) and the event loop
-// (plain TCP on Linux). kick ends a session from outside the way Conn.Kick does.
+// relayUnderTest is one of the two relays: goroutines (any stream) and the event loop (plain
+// TCP on Linux, through Start). kick ends a session from outside the way login.Conn.Kick does.
 type relayUnderTest struct {
 	name  string
 	start func(t *testing.T, client, backend net.Conn) (kick func(), done <-chan relayResult)
 }
 
-// loopDone is the loop relay's done callback as Conn.Proxy has it: the session is over, and
+// loopDone is the loop relay's done callback as login.Conn.Proxy has it: the session is over, and
 // closing the legs is what passes the backend's end on to the client. A kicked client's leg
 // stays open for its parting line (which the test writes).
 func loopDone(client, backend net.Conn, kicked *atomic.Bool, ch chan<- relayResult) func(in, out int64) {
@@ -67,7 +67,7 @@ var relays = []relayUnderTest{
 	{"goroutines", func(t *testing.T, client, backend net.Conn) (func(), <-chan relayResult) {
 		ch := make(chan relayResult, 1)
 		go func() {
-			in, out := Relay(client, backend)
+			in, out := relayGoroutines(client, backend)
 			ch <- relayResult{in, out}
 		}()
 		return func() { backend.Close() }, ch
@@ -75,11 +75,11 @@ var relays = []relayUnderTest{
 	{"loop", func(t *testing.T, client, backend net.Conn) (func(), <-chan relayResult) {
 		ch := make(chan relayResult, 1)
 		var kicked atomic.Bool
-		r := startLoopRelay(client, backend, loopDone(client, backend, &kicked, ch))
-		if r == nil {
+		s := Start(client, backend, loopDone(client, backend, &kicked, ch))
+		if s.loop == nil {
 			t.Skip("no event loop relay here")
 		}
-		return func() { kicked.Store(true); r.kick() }, ch
+		return func() { kicked.Store(true); s.Kick() }, ch
 	}},
 }
 
@@ -180,7 +180,7 @@ func TestRelayClientGone(t *testing.T) {
 	})
 }
 
-// TLS legs take the generic path and still carry data both ways.
+// TLS legs take the goroutines and still carry data both ways.
 func TestRelayTLS(t *testing.T) {
 	user, clientLeg := tcpPair(t)
 	backendLeg, server := tcpPair(t)
@@ -196,10 +196,9 @@ func TestRelayTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := make(chan relayResult, 1)
-	go func() {
-		in, out := Relay(srvTLS, backendLeg)
-		ch <- relayResult{in, out}
-	}()
+	if s := Start(srvTLS, backendLeg, func(in, out int64) { ch <- relayResult{in, out} }); s.loop != nil {
+		t.Fatal("a TLS leg went to an event loop")
+	}
 	go func() {
 		_, _ = cliTLS.Write([]byte("hello"))
 		_ = cliTLS.CloseWrite()

@@ -1,4 +1,4 @@
-package login
+package relay
 
 import (
 	"net"
@@ -12,18 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A proxied session spends nearly all its life idle: a mail client in IDLE, a phone holding
-// its connection. With a goroutine per relay direction, each idle session keeps two goroutine
-// stacks (4 to 16 KiB between them) just to wait. The event loops here wait for all idle
-// sessions at once with an epoll set of usher's own, and only a burst of traffic costs work:
-// a short one (a command, an answer) is read and written by the loop itself; a long one (a
-// message being fetched or appended) or one the receiver cannot take yet is handed to a
-// goroutine for as long as it lasts, which splices it, then gives the direction back.
-//
-// The sockets stay owned by Go's net package: every system call on them goes through
-// RawConn.Control, which holds a reference, so a concurrent Close can never make the loop
-// touch a reused descriptor number. The epoll descriptor itself is waited on through Go's
-// poller, so a loop with nothing to do is a parked goroutine, not a blocked thread.
+// The event loops of the package doc's design: why they exist and what they guarantee is
+// written there.
 
 // loopRelay is a session relayed by an event loop.
 type loopRelay struct {

@@ -1,0 +1,97 @@
+package relay
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Session is a relayed session, for ending it from outside.
+type Session struct {
+	loop    *loopRelay // the event loop's session; nil when goroutines relay it
+	backend net.Conn
+}
+
+// Start relays client and backend until the session is over, then calls done with the byte
+// counts (in: client to backend, out: backend to client). It returns at once. Plain TCP legs
+// go to an event loop on Linux, and done then runs on the loop: it must not block. Any other
+// pair (a TLS leg, another system) is relayed by goroutines, one of which calls done.
+//
+// Start never closes the connections; done is the caller's cue to close them. Until then the
+// client's leg stays writable for a parting line, even after a Kick.
+func Start(client, backend net.Conn, done func(in, out int64)) *Session {
+	if r := startLoopRelay(client, backend, done); r != nil {
+		return &Session{loop: r, backend: backend}
+	}
+	go func() { done(relayGoroutines(client, backend)) }()
+	return &Session{backend: backend}
+}
+
+// Kick ends the session: the backend's leg is shut down at once, the client's keeps its write
+// side for the parting line, and done follows once both directions have stopped.
+func (s *Session) Kick() {
+	if s.loop != nil {
+		s.loop.kick()
+		return
+	}
+	_ = s.backend.Close()
+}
+
+// relayGoroutines moves bytes between an authenticated client and its backend until both
+// directions have ended, and returns the byte counts (in: client to backend, out: backend to
+// client).
+//
+// A clean EOF from the client is passed on as a half-close (CloseWrite), so a client that shuts
+// down its sending side still gets the rest of the backend's answer. A clean EOF from the
+// backend is passed on the same way and then ends the relay: a mail server that has hung up
+// takes no more commands, and the client may never close its side. Any other end (reset,
+// closed by a kick, write failure) stops both directions at once by expiring the read
+// deadlines rather than closing: the caller may still want to write a last line (IMAP BYE) to
+// the client. The connections are left open; the caller closes them.
+func relayGoroutines(client, backend net.Conn) (in, out int64) {
+	var wg sync.WaitGroup
+	var once sync.Once
+	abort := func() {
+		once.Do(func() {
+			past := time.Unix(1, 0)
+			_ = client.SetReadDeadline(past)
+			_ = backend.SetReadDeadline(past)
+		})
+	}
+	pipe := func(dst, src net.Conn, n *int64, lastWord bool) {
+		defer wg.Done()
+		var err error
+		*n, err = copyConn(dst, src)
+		if err == nil {
+			cw, ok := dst.(interface{ CloseWrite() error })
+			if ok && cw.CloseWrite() == nil && !lastWord {
+				return
+			}
+		}
+		abort()
+	}
+	wg.Add(2)
+	go pipe(backend, client, &in, false)
+	// The caller's goroutine carries the other direction: one goroutine
+	// stack less per idle session.
+	pipe(client, backend, &out, true)
+	wg.Wait()
+	return in, out
+}
+
+// copyConn hands both TCP legs to spliceConn, so bulk data takes the splice path; a wrapped
+// conn (TLS) goes through io.Copy's single reusable buffer.
+func copyConn(dst, src net.Conn) (int64, error) {
+	if d, ok := dst.(*net.TCPConn); ok {
+		if s, ok := src.(*net.TCPConn); ok {
+			return spliceConn(d, s)
+		}
+	}
+	n, err := io.Copy(dst, src)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
