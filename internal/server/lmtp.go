@@ -12,13 +12,9 @@ import (
 // startLMTP serves the lmtp service's inet listeners and its unix listeners (Dovecot's
 // default is the unix socket "lmtp" in base_dir, mode 0666) with one LMTP front-end.
 func (srv *Server) startLMTP(s *config.Settings, svc *config.Service, env *login.Env) error {
-	ls := lmtp.NewServer(lmtp.Config{
-		Greeting:       s.LoginGreeting,
-		BackendPort:    s.BackendLMTPPort,
-		UsernameFormat: s.AuthUsernameFormat,
-		MaxRecipients:  s.UsherLMTPMaxRecipients,
-		Limiter:        srv.limiter(svc.Name, s),
-	}, env)
+	cfg := lmtpConfig(s)
+	cfg.Limiter = srv.limiter(svc.Name, s)
+	ls := lmtp.NewServer(cfg, env)
 	var all []net.Listener
 	for j := range svc.InetListeners {
 		l := &svc.InetListeners[j]

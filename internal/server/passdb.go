@@ -14,16 +14,15 @@ func buildPassdb(s *config.Settings) (*passdb.DB, error) {
 	return passdb.New(s.Passdbs, s.AuthUsernameFormat)
 }
 
-// passdbCheck is the login pipeline's password hook. It reads the checker on every call, so
-// a reload that changes the passdb sections applies to the next login.
+// passdbCheck is the login pipeline's password hook. It loads the checker on every call
+// (atomically: a login storm does not queue on the server's lock), so a reload that changes
+// the passdb sections applies to the next login.
 type passdbCheck struct{ srv *Server }
 
 // Verify reports whether pass is user's password for the service. Without a configured
 // passdb every password passes here and the backend decides.
 func (p passdbCheck) Verify(service, user, pass string) (bool, error) {
-	p.srv.mu.Lock()
-	db := p.srv.passdb
-	p.srv.mu.Unlock()
+	db := p.srv.passdb.Load()
 	if db == nil {
 		return true, nil
 	}
@@ -37,9 +36,7 @@ func (p passdbCheck) Verify(service, user, pass string) (bool, error) {
 
 // ForwardFields are user's forward_* fields from the passdb, for the backend login.
 func (p passdbCheck) ForwardFields(service, user string) []string {
-	p.srv.mu.Lock()
-	db := p.srv.passdb
-	p.srv.mu.Unlock()
+	db := p.srv.passdb.Load()
 	if db == nil {
 		return nil
 	}

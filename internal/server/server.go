@@ -54,7 +54,7 @@ type Server struct {
 	stats     *stats.Stats
 	admin     *admin.Server
 	apis      []*doveadm.Server
-	passdb    *passdb.DB // nil: usher checks no passwords; guarded by mu
+	passdb    atomic.Pointer[passdb.DB] // nil: usher checks no passwords; read by every login, so no lock
 	events    *status.Events
 	limiters  map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
 	adminAt   []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
@@ -107,9 +107,11 @@ func (srv *Server) open(listen bool) error {
 	if err != nil {
 		return err
 	}
-	if srv.passdb, err = buildPassdb(s); err != nil {
+	db, err := buildPassdb(s)
+	if err != nil {
 		return err
 	}
+	srv.passdb.Store(db)
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return err
 	}
@@ -321,9 +323,7 @@ func (srv *Server) reload() error {
 		srv.log.Error("reload rejected, keeping the running settings", "err", err)
 		return err
 	}
-	srv.mu.Lock()
-	srv.passdb = db
-	srv.mu.Unlock()
+	srv.passdb.Store(db)
 	srv.apply(s)
 	srv.log.Info("configuration reloaded", "file", srv.confPath)
 	return nil

@@ -112,31 +112,22 @@ type frontEnd interface {
 	Shutdown(context.Context) error
 }
 
-// newFrontEnd builds the front-end of one listener.
-func (srv *Server) newFrontEnd(proto string, s *config.Settings, l *config.InetListener, tc, btc *tls.Config, env *login.Env) frontEnd {
-	switch proto {
-	case "pop3":
-		return pop3.NewServer(pop3.Config{
-			Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
-			LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
-			BackendPort: s.BackendPOP3Port, BackendSSL: s.BackendSSL,
-			BackendTLS: btc, Limiter: srv.limiter("pop3-login", s),
-		}, env)
-	case "sieve":
-		return sieve.NewServer(sieve.Config{
-			Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
-			LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
-			BackendPort: s.BackendSievePort, BackendSSL: s.BackendSSL,
-			BackendTLS: btc, Limiter: srv.limiter("managesieve-login", s),
-		}, env)
+// newFrontEnd builds the front-end of one listener of a login service.
+func (srv *Server) newFrontEnd(service string, s *config.Settings, l *config.InetListener, tc, btc *tls.Config, env *login.Env) frontEnd {
+	lim := srv.limiter(service, s)
+	switch service {
+	case "pop3-login":
+		cfg := pop3Config(s, l, tc, btc)
+		cfg.Limiter = lim
+		return pop3.NewServer(cfg, env)
+	case "managesieve-login":
+		cfg := sieveConfig(s, l, tc, btc)
+		cfg.Limiter = lim
+		return sieve.NewServer(cfg, env)
 	}
-	return imap.NewServer(imap.Config{
-		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
-		MaxLineLength: s.ImapMaxLineLength, LoginTimeout: s.UsherLoginTimeout,
-		MaxCommands: s.UsherMaxPreloginCommands,
-		BackendPort: s.BackendIMAPPort, BackendSSL: s.BackendSSL, IDRetain: s.ImapIDRetain,
-		BackendTLS: btc, Limiter: srv.limiter("imap-login", s),
-	}, env)
+	cfg := imapConfig(s, l, tc, btc)
+	cfg.Limiter = lim
+	return imap.NewServer(cfg, env)
 }
 
 // loginRouter tells the front-ends which routing failures are temporary.
@@ -167,6 +158,8 @@ func apiConfig(s *config.Settings) doveadm.Config {
 	return cfg
 }
 
+// startListeners starts every service of the settings that has listeners, one function per
+// kind of service.
 func (srv *Server) startListeners() error {
 	s := srv.settings
 	tc, err := tlsConfig(s)
@@ -180,91 +173,119 @@ func (srv *Server) startListeners() error {
 	env := srv.loginEnv(s)
 	for i := range s.Services {
 		svc := &s.Services[i]
+		var err error
 		switch svc.Name {
 		case "lmtp":
-			if !slices.Contains(s.Protocols, "lmtp") {
-				continue
-			}
-			if err := srv.startLMTP(s, svc, env); err != nil {
-				return err
+			if slices.Contains(s.Protocols, "lmtp") {
+				err = srv.startLMTP(s, svc, env)
 			}
 		case "imap-login", "pop3-login", "managesieve-login":
-			proto := map[string]string{"imap-login": "imap", "pop3-login": "pop3", "managesieve-login": "sieve"}[svc.Name]
-			if !slices.Contains(s.Protocols, proto) {
-				continue
-			}
-			for j := range svc.InetListeners {
-				l := &svc.InetListeners[j]
-				if l.Port == 0 {
-					continue
-				}
-				if l.SSL && tc == nil {
-					srv.log.Warn("skipping TLS listener: ssl is off or ssl_cert/ssl_key are not set", "listener", l.Name, "at", l.File+":"+strconv.Itoa(l.Line))
-					continue
-				}
-				fe := srv.newFrontEnd(proto, s, l, tc, btc, env)
-				lns, err := listenTCP(s.Listen, l)
-				if err != nil {
-					return err
-				}
-				srv.serve(svc.Name, lns, fe.Serve)
-				srv.onStop(func(ctx context.Context) { fe.Shutdown(ctx) })
-				for _, ln := range lns {
-					srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL)
-				}
+			if slices.Contains(s.Protocols, loginProtocols[svc.Name]) {
+				err = srv.startLogin(s, svc, tc, btc, env)
 			}
 		case "doveadm":
-			for j := range svc.InetListeners {
-				l := &svc.InetListeners[j]
-				if l.Name != "http" || l.Port == 0 {
-					if l.Port != 0 {
-						srv.log.Warn("only the doveadm HTTP API (inet_listener http) is served", "listener", l.Name)
-					}
-					continue
-				}
-				if err := srv.startAPI(s, l, tc); err != nil {
-					return err
-				}
-			}
+			err = srv.startDoveadm(s, svc, tc)
 		case "usher":
-			for j := range svc.InetListeners {
-				l := &svc.InetListeners[j]
-				if l.Name != "metrics" || l.Port == 0 {
-					continue
-				}
-				if err := srv.startMetrics(s, l); err != nil {
-					return err
-				}
-			}
+			err = srv.startUsher(s, svc)
 		case "director":
-			for _, u := range svc.UnixListeners {
-				if u.Name != "director-admin" && u.Path != "director-admin" {
-					continue
-				}
-				ln, err := listenUnixAt(s.BaseDir, u)
-				if err != nil {
-					return err
-				}
-				srv.admin.Limiter = srv.limiter(svc.Name, s)
-				srv.serve(svc.Name, []net.Listener{ln}, srv.admin.Serve)
-				srv.addAdminAt(ln.Addr().String())
-			}
-			for j := range svc.InetListeners {
-				l := &svc.InetListeners[j]
-				if l.Name != "director-admin" || l.Port == 0 {
-					continue // the unnamed listener is ring traffic
-				}
-				lns, err := srv.listenAdminTCP(s, l)
-				if err != nil {
-					return err
-				}
-				srv.admin.Limiter = srv.limiter(svc.Name, s)
-				srv.serve(svc.Name, lns, srv.admin.Serve)
-				for _, ln := range lns {
-					srv.addAdminAt(ln.Addr().String())
-					srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String())
-				}
-			}
+			err = srv.startDirector(s, svc)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startLogin serves a login service (imap-login, pop3-login, managesieve-login): one
+// front-end per inet_listener. A TLS listener without a certificate is skipped with a warning.
+func (srv *Server) startLogin(s *config.Settings, svc *config.Service, tc, btc *tls.Config, env *login.Env) error {
+	for j := range svc.InetListeners {
+		l := &svc.InetListeners[j]
+		if l.Port == 0 {
+			continue
+		}
+		if l.SSL && tc == nil {
+			srv.log.Warn("skipping TLS listener: ssl is off or ssl_cert/ssl_key are not set", "listener", l.Name, "at", l.File+":"+strconv.Itoa(l.Line))
+			continue
+		}
+		fe := srv.newFrontEnd(svc.Name, s, l, tc, btc, env)
+		lns, err := listenTCP(s.Listen, l)
+		if err != nil {
+			return err
+		}
+		srv.serve(svc.Name, lns, fe.Serve)
+		srv.onStop(func(ctx context.Context) { fe.Shutdown(ctx) })
+		for _, ln := range lns {
+			srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL)
+		}
+	}
+	return nil
+}
+
+// startDoveadm serves the doveadm HTTP API on inet_listener http; other doveadm listeners
+// (Dovecot's doveadm protocol) are not served, with a warning.
+func (srv *Server) startDoveadm(s *config.Settings, svc *config.Service, tc *tls.Config) error {
+	for j := range svc.InetListeners {
+		l := &svc.InetListeners[j]
+		if l.Port == 0 {
+			continue
+		}
+		if l.Name != "http" {
+			srv.log.Warn("only the doveadm HTTP API (inet_listener http) is served", "listener", l.Name)
+			continue
+		}
+		if err := srv.startAPI(s, l, tc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startUsher serves usher's own service: inet_listener metrics.
+func (srv *Server) startUsher(s *config.Settings, svc *config.Service) error {
+	for j := range svc.InetListeners {
+		l := &svc.InetListeners[j]
+		if l.Name != "metrics" || l.Port == 0 {
+			continue
+		}
+		if err := srv.startMetrics(s, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startDirector serves the director-admin protocol on the director service's unix_listener
+// director-admin and its inet_listener director-admin; the unnamed inet_listener is the ring
+// port (see ring.go).
+func (srv *Server) startDirector(s *config.Settings, svc *config.Service) error {
+	for _, u := range svc.UnixListeners {
+		if u.Name != "director-admin" && u.Path != "director-admin" {
+			continue
+		}
+		ln, err := listenUnixAt(s.BaseDir, u)
+		if err != nil {
+			return err
+		}
+		srv.admin.Limiter = srv.limiter(svc.Name, s)
+		srv.serve(svc.Name, []net.Listener{ln}, srv.admin.Serve)
+		srv.addAdminAt(ln.Addr().String())
+	}
+	for j := range svc.InetListeners {
+		l := &svc.InetListeners[j]
+		if l.Name != "director-admin" || l.Port == 0 {
+			continue
+		}
+		lns, err := srv.listenAdminTCP(s, l)
+		if err != nil {
+			return err
+		}
+		srv.admin.Limiter = srv.limiter(svc.Name, s)
+		srv.serve(svc.Name, lns, srv.admin.Serve)
+		for _, ln := range lns {
+			srv.addAdminAt(ln.Addr().String())
+			srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String())
 		}
 	}
 	return nil
