@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/usher-mail/usher/internal/relay"
@@ -58,14 +57,14 @@ func (c *Conn) Proxy(env *Env, log *slog.Logger, p Proxied) {
 	c.bw = nil
 	c.wmu.Unlock()
 
-	var once sync.Once
-	finish := func(i, o int64) { once.Do(func() { c.finishProxy(env, log, p.Info, start, done, in0+i, out0+o) }) }
+	// relay.Start calls this once, on an event loop or on the relay's goroutine.
 	sess := relay.Start(c.NC, p.Backend, func(i, o int64) {
 		if c.kicked() {
-			go finish(i, o) // the parting line may wait for a slow client: not on the loop
+			// The parting line may wait for a slow client: not on the loop.
+			go c.finishProxy(env, log, p.Info, start, done, in0+i, out0+o)
 			return
 		}
-		finish(i, o)
+		c.finishProxy(env, log, p.Info, start, done, in0+i, out0+o)
 	})
 	c.mu.Lock()
 	c.relay = sess

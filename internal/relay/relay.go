@@ -14,8 +14,8 @@ type Session struct {
 	backend net.Conn
 }
 
-// Start relays client and backend until the session is over, then calls done with the byte
-// counts (in: client to backend, out: backend to client). It returns at once. Plain TCP legs
+// Start relays client and backend until the session is over, then calls done, once, with the
+// byte counts (in: client to backend, out: backend to client). It returns at once. Plain TCP legs
 // go to an event loop on Linux, and done then runs on the loop: it must not block. Any other
 // pair (a TLS leg, another system) is relayed by goroutines, one of which calls done.
 //
