@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The event loops of the package doc's design: why they exist and what they guarantee is
-// written there.
+// The event loops of the package doc (doc.go says why they exist and what they guarantee):
+// each loop waits on its epoll set, moves one short burst at a time itself (burst, move) and
+// hands a long one to a goroutine (carry), which gives the direction back when it is quiet.
 
 // loopRelay is a session relayed by an event loop.
 type loopRelay struct {
