@@ -100,7 +100,7 @@ func (c *conn) saslResponse(tag string, ir *string, challenge string) (resp []by
 func (c *conn) login(tag string, cr login.Creds) (*backendSession, bool) {
 	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend[*backendSession]{
 		Texts:  failTexts(),
-		Sleep:  c.s.conns.Sleep,
+		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(tag + " " + line) },
 		Backend: func(ctx context.Context, dest netip.AddrPort) (*backendSession, login.Result) {
 			return c.loginBackend(ctx, dest, cr)

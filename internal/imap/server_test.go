@@ -124,7 +124,7 @@ func TestDeadBackend(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	h := newHarness(t, Config{BackendPort: port}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("a LOGIN u1 pass")
@@ -141,7 +141,7 @@ func TestDeadBackend(t *testing.T) {
 
 func TestBadBanner(t *testing.T) {
 	be := newFakeBackend(t, "* BYE go away")
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("a LOGIN u1 pass")
@@ -231,7 +231,7 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	h := newHarness(t, Config{MaxLineLength: 100, MaxLiteral: 10}, nil)
+	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}, MaxLiteral: 10}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("a LOGIN " + strings.Repeat("x", 200) + " y")
@@ -256,7 +256,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestLoginTimeout(t *testing.T) {
-	h := newHarness(t, Config{LoginTimeout: time.Millisecond}, nil)
+	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
 	c := h.dial()
 	c.expectPrefix("* ") // the greeting, if it beat the deadline, or the BYE
 	for {
@@ -273,7 +273,7 @@ func TestLoginTimeout(t *testing.T) {
 
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
-	h := newHarness(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
+	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
 		func(_ *login.Env, s *Server) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
@@ -315,7 +315,7 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
-	h := newHarness(t, Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, nil)
+	h := newHarness(t, Config{Config: login.Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}}, nil)
 	nc, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +352,7 @@ func TestTrustedID(t *testing.T) {
 
 func TestBackendLoginDisabled(t *testing.T) {
 	be := newFakeBackend(t, "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED AUTH=PLAIN] ready.")
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("a LOGIN u1 pass")
@@ -364,7 +364,7 @@ func TestBackendLoginDisabled(t *testing.T) {
 
 func TestBackendNoCapsInBanner(t *testing.T) {
 	be := newFakeBackend(t, "* OK ready.")
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("a LOGIN u1 pass")
@@ -419,7 +419,7 @@ func TestShutdown(t *testing.T) {
 
 func TestTooManyCommandsBeforeLogin(t *testing.T) {
 	env, _, _, _, _ := logintest.Env(netip.MustParseAddr("127.0.0.1"))
-	s := NewServer(Config{MaxCommands: 3}, env)
+	s := NewServer(Config{Config: login.Config{MaxCommands: 3}}, env)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +553,7 @@ func TestTrustedIDSessionControl(t *testing.T) {
 func TestConnectionCeilings(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{Total: 3, PerIP: 2})
-	h := newHarness(t, Config{Limiter: lim}, nil)
+	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
 	dialFrom := func(ip string) *client {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 		nc, err := d.Dial("tcp", h.addr)

@@ -109,7 +109,7 @@ func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply st
 func (c *conn) login(cr login.Creds) (*backendSession, bool) {
 	return login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend[*backendSession]{
 		Texts:  failTexts(),
-		Sleep:  c.s.conns.Sleep,
+		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(line) },
 		Backend: func(ctx context.Context, dest netip.AddrPort) (*backendSession, login.Result) {
 			return c.loginBackend(ctx, dest, cr)

@@ -3,6 +3,7 @@ package pop3
 import (
 	"testing"
 
+	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/netx"
 )
 
@@ -10,7 +11,7 @@ import (
 func TestConnectionCeiling(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{PerIP: 1})
-	h := newHarness(t, Config{Limiter: lim}, nil)
+	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
 	h.dial().expect(greeting)
 	c := h.dial()
 	c.expect("-ERR [SYS/TEMP] Too many connections, try again later.")

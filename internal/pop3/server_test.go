@@ -89,7 +89,7 @@ func TestUserPassProxies(t *testing.T) {
 // Without [XCLIENT] in the banner the backend is not told about the client.
 func TestBackendWithoutXCLIENT(t *testing.T) {
 	be := newFakeBackend(t, "+OK ready.")
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("AUTH PLAIN AHUxAHBhc3M=")
@@ -139,7 +139,7 @@ func TestDeadBackend(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	h := newHarness(t, Config{BackendPort: port}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("AUTH PLAIN AHUxAHBhc3M=")
@@ -153,7 +153,7 @@ func TestDeadBackend(t *testing.T) {
 
 func TestBadBanner(t *testing.T) {
 	be := newFakeBackend(t, "-ERR go away")
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("AUTH PLAIN AHUxAHBhc3M=")
@@ -224,7 +224,7 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	h := newHarness(t, Config{MaxLineLength: 100}, nil)
+	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	c.send("USER " + strings.Repeat("x", 200))
@@ -243,7 +243,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestLoginTimeout(t *testing.T) {
-	h := newHarness(t, Config{LoginTimeout: time.Millisecond}, nil)
+	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
 	c := h.dial()
 	for {
 		l, err := c.br.ReadString('\n')
@@ -259,7 +259,7 @@ func TestLoginTimeout(t *testing.T) {
 
 func TestPlaintextPolicyAndSTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
-	h := newHarness(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
+	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
 		func(_ *login.Env, s *Server) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
@@ -307,7 +307,7 @@ func TestPlaintextPolicyAndSTLS(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
-	h := newHarness(t, Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, nil)
+	h := newHarness(t, Config{Config: login.Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}}, nil)
 	nc, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestTooManyCommandsBeforeLogin(t *testing.T) {
-	h := newHarness(t, Config{MaxCommands: 3}, nil)
+	h := newHarness(t, Config{Config: login.Config{MaxCommands: 3}}, nil)
 	c := h.dial()
 	c.expect(greeting)
 	if _, err := c.nc.Write([]byte("USER a\r\nUSER b\r\nUSER c\r\nUSER d\r\n")); err != nil {

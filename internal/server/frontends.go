@@ -6,6 +6,7 @@ import (
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/imap"
 	"github.com/usher-mail/usher/internal/lmtp"
+	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/pop3"
 	"github.com/usher-mail/usher/internal/sieve"
 )
@@ -18,32 +19,28 @@ import (
 // loginProtocols maps each login service to the protocol that enables it in `protocols`.
 var loginProtocols = map[string]string{"imap-login": "imap", "pop3-login": "pop3", "managesieve-login": "sieve"}
 
-func imapConfig(s *config.Settings, l *config.InetListener, tc, btc *tls.Config) imap.Config {
-	return imap.Config{
+// loginConfig is the part of a login front-end's Config every protocol shares; backendPort is
+// the protocol's backend port setting.
+func loginConfig(s *config.Settings, l *config.InetListener, tc, btc *tls.Config, backendPort int) login.Config {
+	return login.Config{
 		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
-		MaxLineLength: s.ImapMaxLineLength, LoginTimeout: s.UsherLoginTimeout,
-		MaxCommands: s.UsherMaxPreloginCommands,
-		BackendPort: s.BackendIMAPPort, BackendSSL: s.BackendSSL, IDRetain: s.ImapIDRetain,
-		BackendTLS: btc,
+		LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
+		BackendPort: backendPort, BackendSSL: s.BackendSSL, BackendTLS: btc,
 	}
+}
+
+func imapConfig(s *config.Settings, l *config.InetListener, tc, btc *tls.Config) imap.Config {
+	c := imap.Config{Config: loginConfig(s, l, tc, btc, s.BackendIMAPPort), IDRetain: s.ImapIDRetain}
+	c.MaxLineLength = s.ImapMaxLineLength
+	return c
 }
 
 func pop3Config(s *config.Settings, l *config.InetListener, tc, btc *tls.Config) pop3.Config {
-	return pop3.Config{
-		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
-		LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
-		BackendPort: s.BackendPOP3Port, BackendSSL: s.BackendSSL,
-		BackendTLS: btc,
-	}
+	return pop3.Config{Config: loginConfig(s, l, tc, btc, s.BackendPOP3Port)}
 }
 
 func sieveConfig(s *config.Settings, l *config.InetListener, tc, btc *tls.Config) sieve.Config {
-	return sieve.Config{
-		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
-		LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
-		BackendPort: s.BackendSievePort, BackendSSL: s.BackendSSL,
-		BackendTLS: btc,
-	}
+	return sieve.Config{Config: loginConfig(s, l, tc, btc, s.BackendSievePort)}
 }
 
 func lmtpConfig(s *config.Settings) lmtp.Config {

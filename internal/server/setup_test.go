@@ -11,6 +11,7 @@ import (
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/imap"
 	"github.com/usher-mail/usher/internal/lmtp"
+	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/pop3"
 	"github.com/usher-mail/usher/internal/sieve"
 )
@@ -109,30 +110,12 @@ usher_lmtp_max_recipients = 50
 		name      string
 		got, want any
 	}{
-		{"imap", imapConfig(s, plain, tc, btc), imap.Config{
-			Greeting: "Mail here.", TLS: tc, MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second,
-			MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", IDRetain: true, BackendTLS: btc,
-		}},
-		{"imaps", imapConfig(s, implicit, tc, btc), imap.Config{
-			Greeting: "Mail here.", TLS: tc, ImplicitTLS: true, MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second,
-			MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", IDRetain: true, BackendTLS: btc,
-		}},
-		{"imap without TLS", imapConfig(s, plain, nil, btc), imap.Config{
-			Greeting: "Mail here.", MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second,
-			MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", IDRetain: true, BackendTLS: btc,
-		}},
-		{"pop3", pop3Config(s, plain, tc, btc), pop3.Config{
-			Greeting: "Mail here.", TLS: tc, LoginTimeout: 20 * time.Second, MaxCommands: 12,
-			BackendPort: 1110, BackendSSL: "starttls", BackendTLS: btc,
-		}},
-		{"pop3s", pop3Config(s, implicit, tc, btc), pop3.Config{
-			Greeting: "Mail here.", TLS: tc, ImplicitTLS: true, LoginTimeout: 20 * time.Second, MaxCommands: 12,
-			BackendPort: 1110, BackendSSL: "starttls", BackendTLS: btc,
-		}},
-		{"sieve", sieveConfig(s, plain, tc, btc), sieve.Config{
-			Greeting: "Mail here.", TLS: tc, LoginTimeout: 20 * time.Second, MaxCommands: 12,
-			BackendPort: 14190, BackendSSL: "starttls", BackendTLS: btc,
-		}},
+		{"imap", imapConfig(s, plain, tc, btc), imap.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}, IDRetain: true}},
+		{"imaps", imapConfig(s, implicit, tc, btc), imap.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, ImplicitTLS: true, MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}, IDRetain: true}},
+		{"imap without TLS", imapConfig(s, plain, nil, btc), imap.Config{Config: login.Config{Greeting: "Mail here.", MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}, IDRetain: true}},
+		{"pop3", pop3Config(s, plain, tc, btc), pop3.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1110, BackendSSL: "starttls", BackendTLS: btc}}},
+		{"pop3s", pop3Config(s, implicit, tc, btc), pop3.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, ImplicitTLS: true, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1110, BackendSSL: "starttls", BackendTLS: btc}}},
+		{"sieve", sieveConfig(s, plain, tc, btc), sieve.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 14190, BackendSSL: "starttls", BackendTLS: btc}}},
 		{"lmtp", lmtpConfig(s), lmtp.Config{
 			Greeting: "Mail here.", BackendPort: 1024, UsernameFormat: "%Ln", MaxRecipients: 50,
 		}},

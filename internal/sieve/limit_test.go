@@ -3,6 +3,7 @@ package sieve
 import (
 	"testing"
 
+	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/netx"
 )
 
@@ -10,7 +11,7 @@ import (
 func TestConnectionCeiling(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{PerIP: 1})
-	h := newHarness(t, Config{Limiter: lim}, nil)
+	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
 	h.dial().expect(caps("Dovecot ready.")...)
 	c := h.dial()
 	c.expect(`BYE (TRYLATER) "Too many connections, try again later."`)

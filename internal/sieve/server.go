@@ -6,22 +6,18 @@
 package sieve
 
 import (
-	"context"
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
-	"github.com/usher-mail/usher/internal/netx"
 )
 
-// Config holds the ManageSieve front-end settings. Zero values take the defaults noted per
-// field.
+// Config holds the ManageSieve front-end settings: the shared ones (login.Config;
+// MaxLineLength defaults to 1024, the input buffer of Dovecot's login processes, BackendPort
+// to 4190) and ManageSieve's own. Zero values take the defaults noted per field.
 type Config struct {
-	// Greeting is login_greeting (default "Dovecot ready.").
-	Greeting string
+	login.Config
 	// Implementation is managesieve_implementation_string (default "Dovecot Pigeonhole";
 	// Debian's build says "Dovecot (Debian) Pigeonhole").
 	Implementation string
@@ -29,31 +25,6 @@ type Config struct {
 	SieveExtensions string
 	// NotifyMethods is managesieve_notify_capability (default "mailto").
 	NotifyMethods string
-	// TLS enables STARTTLS (or implicit TLS); nil means no TLS.
-	TLS *tls.Config
-	// ImplicitTLS makes the listener speak TLS from the first byte.
-	ImplicitTLS bool
-	// MaxLineLength bounds one pre-login command, literals included (default 1024, the input
-	// buffer of Dovecot's login processes).
-	MaxLineLength int
-	// MaxBadCommands disconnects a client after this many bad commands (default 3, as
-	// Dovecot's managesieve-login).
-	MaxBadCommands int
-	// MaxCommands bounds the commands a client may send before logging in (default 30,
-	// usher_max_prelogin_commands, as for IMAP).
-	MaxCommands int
-	// LoginTimeout is the time a client has to log in (default 60 s).
-	LoginTimeout time.Duration
-	// BackendPort is the backends' ManageSieve port (default 4190).
-	BackendPort int
-	// BackendSSL is "no" (default), "yes" (implicit TLS) or "starttls".
-	BackendSSL string
-	// BackendTLS is used for TLS to backends (nil: a default config).
-	BackendTLS *tls.Config
-	// Limiter holds the service's connection ceilings, shared by all its
-	// listeners (nil: none); a connection over one is answered in the
-	// protocol's words and closed.
-	Limiter *netx.Limiter
 }
 
 // DefaultSieveExtensions is what Pigeonhole 0.5 (Dovecot 2.3) announces by default.
@@ -62,9 +33,7 @@ const DefaultSieveExtensions = "fileinto reject envelope encoded-character vacat
 	"environment mailbox date index ihave duplicate mime foreverypart extracttext"
 
 func (c Config) withDefaults() Config {
-	if c.Greeting == "" {
-		c.Greeting = "Dovecot ready."
-	}
+	c.Config = c.Config.WithDefaults(login.Defaults{MaxLineLength: 1024, BackendPort: 4190, BackendTLSPort: 4190})
 	if c.Implementation == "" {
 		c.Implementation = "Dovecot Pigeonhole"
 	}
@@ -74,24 +43,6 @@ func (c Config) withDefaults() Config {
 	if c.NotifyMethods == "" {
 		c.NotifyMethods = "mailto"
 	}
-	if c.MaxLineLength <= 0 {
-		c.MaxLineLength = 1024
-	}
-	if c.MaxBadCommands <= 0 {
-		c.MaxBadCommands = 3
-	}
-	if c.MaxCommands <= 0 {
-		c.MaxCommands = 30
-	}
-	if c.LoginTimeout <= 0 {
-		c.LoginTimeout = 60 * time.Second
-	}
-	if c.BackendSSL == "" {
-		c.BackendSSL = "no"
-	}
-	if c.BackendPort <= 0 {
-		c.BackendPort = 4190
-	}
 	return c
 }
 
@@ -99,53 +50,27 @@ func (c Config) withDefaults() Config {
 // %s = "sieve" for managesieve-login too (verified against 2.3.19), so who/kick filter on it.
 const Service = "sieve"
 
-// Server accepts ManageSieve clients on any number of listeners.
+// Server accepts ManageSieve clients on any number of listeners; its Serve, Close and Shutdown are
+// login.Front's.
 type Server struct {
+	*login.Front[*conn]
 	cfg Config
 	env *login.Env
 	log *slog.Logger
 	// remoteAddr lets tests pretend a connection comes from elsewhere (the plaintext policy
 	// depends on the client address, and tests only have loopback).
 	remoteAddr func(net.Conn) netip.AddrPort
-	conns      *login.ConnSet[*conn]
 }
 
 // NewServer returns a server; env.Router must be set.
 func NewServer(cfg Config, env *login.Env) *Server {
 	env = env.WithDefaults()
 	s := &Server{
-		cfg:   cfg.withDefaults(),
-		env:   env,
-		log:   env.Logger.With("service", Service),
-		conns: login.NewConnSet[*conn](),
+		cfg: cfg.withDefaults(),
+		env: env,
+		log: env.Logger.With("service", Service),
 	}
 	refuse := `BYE (TRYLATER) "Too many connections, try again later."` + "\r\n"
-	if cfg.ImplicitTLS {
-		refuse = "" // no words before the TLS handshake
-	}
-	s.conns.SetLimiter(cfg.Limiter, refuse)
+	s.Front = login.NewFront(cfg.Limiter, refuse, cfg.ImplicitTLS, s.newConn, (*conn).serve)
 	return s
-}
-
-// Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
-// returns nil; other accept errors are returned.
-func (s *Server) Serve(l net.Listener) error {
-	return s.conns.ServeThen(l, s.newConn, (*conn).serve)
-}
-
-// Close stops accepting and closes every connection at once, proxied ones included, and waits
-// for their goroutines to end.
-func (s *Server) Close() {
-	s.conns.Close(kickForShutdown)
-}
-
-const shutdownText = "Server shutting down."
-
-func kickForShutdown(c *conn) { c.Kick(shutdownText) }
-
-// Shutdown stops accepting, sends `BYE "Server shutting down."` to clients that have not
-// logged in yet, and waits for proxied sessions to end. When ctx ends first, the remaining
-// sessions are kicked with the same text and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.conns.Shutdown(ctx, func(c *conn) { c.ClosePreLogin(shutdownText) }, kickForShutdown)
 }

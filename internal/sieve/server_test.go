@@ -152,7 +152,7 @@ func TestDeadBackendAndTempFail(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	h := newHarness(t, Config{BackendPort: port}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
 	c := h.dial()
 	c.expect(caps("Dovecot ready.")...)
 	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
@@ -167,7 +167,7 @@ func TestDeadBackendAndTempFail(t *testing.T) {
 
 func TestBadGreeting(t *testing.T) {
 	be := newFakeBackend(t, `BYE "go away"`)
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(caps("Dovecot ready.")...)
 	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
@@ -176,7 +176,7 @@ func TestBadGreeting(t *testing.T) {
 
 func TestBackendWithoutXCLIENT(t *testing.T) {
 	be := newFakeBackend(t, `"SASL" "PLAIN"`)
-	h := newHarness(t, Config{BackendPort: be.port()}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
 	c := h.dial()
 	c.expect(caps("Dovecot ready.")...)
 	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
@@ -187,7 +187,7 @@ func TestBackendWithoutXCLIENT(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	h := newHarness(t, Config{MaxLineLength: 100}, nil)
+	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}}, nil)
 	c := h.dial()
 	c.expect(caps("Dovecot ready.")...)
 	c.send(`NOOP "` + strings.Repeat("x", 200) + `"`)
@@ -212,7 +212,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestLoginTimeout(t *testing.T) {
-	h := newHarness(t, Config{LoginTimeout: time.Millisecond}, nil)
+	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
 	c := h.dial()
 	for {
 		l, err := c.br.ReadString('\n')
@@ -228,7 +228,7 @@ func TestLoginTimeout(t *testing.T) {
 
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
-	h := newHarness(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}},
+	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
 		func(_ *login.Env, s *Server) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
@@ -322,7 +322,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestTooManyCommandsBeforeLogin(t *testing.T) {
-	h := newHarness(t, Config{MaxCommands: 3}, nil)
+	h := newHarness(t, Config{Config: login.Config{MaxCommands: 3}}, nil)
 	c := h.dial()
 	c.expect(caps("Dovecot ready.")...)
 	if _, err := c.nc.Write([]byte("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n")); err != nil {

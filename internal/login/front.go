@@ -1,0 +1,138 @@
+package login
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/usher-mail/usher/internal/netx"
+)
+
+// Config holds the settings every login front-end shares. A protocol's Config embeds it and
+// adds its own; zero values take the defaults noted per field, some of them the protocol's
+// (see WithDefaults).
+type Config struct {
+	// Greeting is login_greeting (default "Dovecot ready.").
+	Greeting string
+	// TLS enables STARTTLS (STLS in POP3) or implicit TLS; nil means no TLS.
+	TLS *tls.Config
+	// ImplicitTLS makes the listener speak TLS from the first byte (ports 993, 995).
+	ImplicitTLS bool
+	// MaxLineLength bounds one pre-login command, literals included (the protocol's default).
+	MaxLineLength int
+	// MaxBadCommands disconnects a client after this many bad commands (default 3, as
+	// Dovecot 2.3's login processes: IMAP's third one gets "* BYE Too many invalid IMAP
+	// commands.").
+	MaxBadCommands int
+	// MaxCommands bounds the commands a client may send before logging in (default 30,
+	// usher_max_prelogin_commands).
+	MaxCommands int
+	// LoginTimeout is the time a client has to log in (default 60 s, Dovecot's
+	// CLIENT_LOGIN_TIMEOUT_MSECS).
+	LoginTimeout time.Duration
+	// BackendPort is the backends' port for the protocol (the protocol's default).
+	BackendPort int
+	// BackendSSL is "no" (default), "yes" (implicit TLS) or "starttls".
+	BackendSSL string
+	// BackendTLS is used for TLS to backends (nil: a default config).
+	BackendTLS *tls.Config
+	// Limiter holds the service's connection ceilings, shared by all its listeners (nil:
+	// none); a connection over one is answered in the protocol's words and closed.
+	Limiter *netx.Limiter
+}
+
+// Defaults are a protocol's own defaults for Config.
+type Defaults struct {
+	MaxLineLength int
+	// BackendPort is the backends' plain port, BackendTLSPort their implicit-TLS one
+	// (BackendSSL "yes").
+	BackendPort, BackendTLSPort int
+}
+
+// WithDefaults returns c with its zero values replaced by the shared defaults and d.
+func (c Config) WithDefaults(d Defaults) Config {
+	if c.Greeting == "" {
+		c.Greeting = "Dovecot ready."
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = d.MaxLineLength
+	}
+	if c.MaxBadCommands <= 0 {
+		c.MaxBadCommands = 3
+	}
+	if c.MaxCommands <= 0 {
+		c.MaxCommands = 30
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = 60 * time.Second
+	}
+	if c.BackendSSL == "" {
+		c.BackendSSL = "no"
+	}
+	if c.BackendPort <= 0 {
+		c.BackendPort = d.BackendPort
+		if c.BackendSSL == "yes" {
+			c.BackendPort = d.BackendTLSPort
+		}
+	}
+	return c
+}
+
+// ShutdownText is what a client is told when its front-end closes or shuts down.
+const ShutdownText = "Server shutting down."
+
+// Ender is a front-end connection as a Front ends it: with a kick whatever its state, or by
+// closing it only if it has not logged in yet (Conn provides both).
+type Ender interface {
+	comparable
+	Kick(reason string)
+	ClosePreLogin(text string)
+}
+
+// Front is the server part every login front-end (IMAP, POP3, ManageSieve) shares: its
+// listeners and connections, their ceilings, and the two ways of stopping. A protocol's
+// Server embeds it and keeps only its protocol's settings and dialogue.
+type Front[C Ender] struct {
+	conns   *ConnSet[C]
+	newConn func(net.Conn) C
+	serve   func(C) func(end func())
+}
+
+// NewFront returns a front-end server whose accepted connections become newConn's C and run
+// serve (see ConnSet.ServeThen). lim's ceilings (nil: none) are enforced with refuse as the
+// answer, the protocol's words with CRLF; a listener with implicit TLS refuses in silence,
+// as it has no words before the handshake.
+func NewFront[C Ender](lim *netx.Limiter, refuse string, implicitTLS bool,
+	newConn func(net.Conn) C, serve func(C) func(end func())) *Front[C] {
+	f := &Front[C]{conns: NewConnSet[C](), newConn: newConn, serve: serve}
+	if implicitTLS {
+		refuse = ""
+	}
+	f.conns.SetLimiter(lim, refuse)
+	return f
+}
+
+// Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
+// returns nil; other accept errors are returned.
+func (f *Front[C]) Serve(l net.Listener) error {
+	return f.conns.ServeThen(l, f.newConn, f.serve)
+}
+
+// Sleep waits d, a login penalty; false when the server starts closing meanwhile.
+func (f *Front[C]) Sleep(d time.Duration) bool { return f.conns.Sleep(d) }
+
+// Close stops accepting and kicks every connection at once, proxied ones included, with
+// ShutdownText, and waits for their goroutines to end.
+func (f *Front[C]) Close() {
+	f.conns.Close(kickForShutdown[C])
+}
+
+// Shutdown stops accepting, sends the protocol's parting line with ShutdownText to clients
+// that have not logged in yet, and waits for proxied sessions to end. When ctx ends first,
+// the remaining sessions are kicked with the same text and ctx's error is returned.
+func (f *Front[C]) Shutdown(ctx context.Context) error {
+	return f.conns.Shutdown(ctx, func(c C) { c.ClosePreLogin(ShutdownText) }, kickForShutdown[C])
+}
+
+func kickForShutdown[C Ender](c C) { c.Kick(ShutdownText) }
