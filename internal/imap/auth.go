@@ -1,8 +1,10 @@
 package imap
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -23,14 +25,14 @@ const (
 	byeExposedPass = "* BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed."
 )
 
-func (c *conn) cmdLogin(tag, user, pass string) (*backendSession, bool) {
+func (c *conn) cmdLogin(tag, user, pass string) (*login.Session, bool) {
 	if !c.plaintextAllowed() {
 		return nil, c.Reply(byeExposedPass, tag+" "+noPlainLogin) == nil
 	}
 	return c.login(tag, login.Creds{Mech: "LOGIN", User: user, Pass: pass})
 }
 
-func (c *conn) cmdAuthenticate(cmd *command) (*backendSession, bool) {
+func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 	mech, ok := cmd.args[0].str()
 	if !ok {
 		return nil, c.badCommand(cmd.tag, badGeneric)
@@ -97,17 +99,17 @@ func (c *conn) saslResponse(tag string, ir *string, challenge string) (resp []by
 
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in
 // backend; every failure has been answered and the client may retry.
-func (c *conn) login(tag string, cr login.Creds) (*backendSession, bool) {
-	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend[*backendSession]{
+func (c *conn) login(tag string, cr login.Creds) (*login.Session, bool) {
+	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
 		Texts:  failTexts(),
 		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(tag + " " + line) },
-		Backend: func(ctx context.Context, dest netip.AddrPort) (*backendSession, login.Result) {
-			return c.loginBackend(ctx, dest, cr)
-		},
+		Backend: c.s.cfg.Backend(func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			return c.backendDialogue(ctx, nc, br, dest, tag, cr)
+		}),
 	})
 	if bs != nil {
-		bs.tag = tag
+		bs.Client, c.rd = c.rd.br, nil // the session takes the client's pipelined bytes
 	}
 	return bs, next
 }
@@ -127,13 +129,12 @@ func failTexts() *login.Texts {
 }
 
 // loggedInReply tells the client it is logged in, with the backend's capabilities.
-func (c *conn) loggedInReply(tag string, bs *backendSession) []string {
-	text := bs.okText
-	if bs.caps == "" {
+func (c *conn) loggedInReply(tag, caps, text string) []string {
+	if caps == "" {
 		return []string{tag + " OK " + text}
 	}
 	if c.capsSeen {
-		return []string{"* CAPABILITY " + bs.caps, tag + " OK " + text}
+		return []string{"* CAPABILITY " + caps, tag + " OK " + text}
 	}
-	return []string{tag + " OK [CAPABILITY " + bs.caps + "] " + text}
+	return []string{tag + " OK [CAPABILITY " + caps + "] " + text}
 }

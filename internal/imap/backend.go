@@ -16,39 +16,16 @@ import (
 	"github.com/usher-mail/usher/internal/relay"
 )
 
-// backendSession is a backend connection on which the client's user is logged in.
-type backendSession struct {
-	conn   net.Conn
-	br     *bufio.Reader // may hold bytes the backend sent after its OK
-	addr   netip.AddrPort
-	user   string
-	tag    string // of the client's login command
-	caps   string // post-login capabilities, "" when unknown
-	okText string // the backend's OK text after any [CAPABILITY] code
-}
-
 // backendLine reads one response line from the backend.
 func backendLine(br *bufio.Reader) (string, error) {
 	r := reader{br: br, maxCommand: 64 << 10}
 	return r.readLine(r.maxCommand)
 }
 
-// loginBackend connects to dest and logs cr in the way Dovecot's imap proxy does: banner,
+// backendDialogue logs cr in on a backend stream the way Dovecot's imap proxy does: banner,
 // optional STARTTLS, CAPABILITY when unknown, ID with the client's address, then LOGIN (or
 // AUTHENTICATE PLAIN when the backend disables LOGIN).
-func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
-	cfg := c.s.cfg
-	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
-		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
-			return c.backendDialogue(ctx, nc, br, dest, cr)
-		})
-	if res.Kind == login.ResultOK {
-		bs.user = cr.LoginUser()
-	}
-	return bs, res
-}
-
-func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, tag string, cr login.Creds) (*login.Session, login.Result) {
 	ssl := c.s.cfg.BackendSSL
 	banner, err := backendLine(br)
 	if err != nil {
@@ -120,7 +97,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 			}
 			chunks = chunks[1:]
 		case strings.HasPrefix(line, "L "):
-			return c.loginReply(nc, br, dest, line[2:], postCaps)
+			return c.loginReply(nc, br, tag, line[2:], postCaps)
 		default:
 			// Untagged data, BYE and the ID reply are the proxy's business, not the client's.
 			if rest, ok := cutPrefixFold(line, "* CAPABILITY "); ok {
@@ -131,17 +108,17 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 }
 
 // loginReply maps the backend's tagged answer to the login (reference 6.2).
-func (c *conn) loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply, postCaps string) (*backendSession, login.Result) {
+func (c *conn) loginReply(nc net.Conn, br *bufio.Reader, tag, reply, postCaps string) (*login.Session, login.Result) {
 	word, rest, _ := strings.Cut(reply, " ")
 	switch strings.ToUpper(word) {
 	case "OK":
-		bs := &backendSession{conn: nc, br: br, addr: dest, caps: postCaps, okText: rest}
-		if caps, after, ok := capabilityText(rest); ok {
-			bs.caps = strings.TrimSpace(caps)
-			bs.okText = strings.TrimPrefix(after, " ")
+		caps, text := postCaps, rest
+		if codeCaps, after, ok := capabilityText(rest); ok {
+			caps = strings.TrimSpace(codeCaps)
+			text = strings.TrimPrefix(after, " ")
 		}
 		_ = nc.SetDeadline(time.Time{})
-		return bs, login.Result{Kind: login.ResultOK}
+		return &login.Session{Conn: nc, BR: br, OK: c.loggedInReply(tag, caps, text)}, login.Result{Kind: login.ResultOK}
 	case "NO":
 		if _, ok := cutPrefixFold(rest, "[UNAVAILABLE]"); ok {
 			// retried like a connect failure, passed on once the reconnects are spent

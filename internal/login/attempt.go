@@ -73,21 +73,21 @@ type Attempt struct {
 }
 
 // Frontend is what Login needs from the connection it runs for.
-type Frontend[S any] struct {
+type Frontend struct {
 	Texts *Texts
 	// Sleep waits out a delay; false when the server is closing meanwhile.
 	Sleep func(time.Duration) bool
 	// Answer sends a failure line to the client.
 	Answer func(line string) error
 	// Backend connects to dest and logs the user in there.
-	Backend func(ctx context.Context, dest netip.AddrPort) (S, Result)
+	Backend func(ctx context.Context, dest netip.AddrPort) (*Session, Result)
 }
 
 // Login runs the login pipeline: penalty delay, passdb check, route, user+IP limit, TTL check,
 // backend login. On success it returns the logged-in backend session; every failure has been
 // answered, and next reports whether the client may go on (false: it is gone, or the server
 // is closing).
-func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
+func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 	ip := a.Client
 	user := a.LoginUser()
 	// A login logs one line, so its attributes are put together for a line, not up front.
@@ -99,7 +99,7 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 		return sess, false
 	}
 	start := time.Now()
-	fail := func(reply string, authFailure bool) (S, bool) {
+	fail := func(reply string, authFailure bool) (*Session, bool) {
 		env.Stats.AuthFailure(a.Service, time.Since(start))
 		if authFailure {
 			env.Penalties.Fail(ip, attempt, a.User, a.Pass)
@@ -165,6 +165,7 @@ func Login[S any](env *Env, a Attempt, f Frontend[S]) (sess S, next bool) {
 		env.Stats.Login(a.Service)
 		a.Log.LogAttrs(context.Background(), slog.LevelInfo, "started proxying", slog.String("user", user),
 			slog.String("method", a.Mech), slog.String("backend", dest.String()))
+		bs.User, bs.Addr = user, dest
 		return bs, true
 	case ResultAuthFailed:
 		if res.Text == "" {

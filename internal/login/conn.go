@@ -186,9 +186,9 @@ func (c *Conn) StartTLS(cfg *tls.Config, what string, setStream func(net.Conn)) 
 
 // Serve runs a connection's pre-login dialogue; after a login it returns the proxied session
 // as a continuation (see ConnSet.ServeThen), which is handed the function to call once the
-// session is over: proxy must see to it that Proxy runs. Without a login the connection is
+// session is over, and relays the session (see Proxy). Without a login the connection is
 // finished at once and Serve returns nil.
-func Serve[S any](c *Conn, preLogin func() *S, proxy func(*S)) func(end func()) {
+func Serve(c *Conn, env *Env, service string, preLogin func() *Session) func(end func()) {
 	sess := preLogin()
 	if sess == nil {
 		c.Finish()
@@ -196,6 +196,18 @@ func Serve[S any](c *Conn, preLogin func() *S, proxy func(*S)) func(end func()) 
 	}
 	return func(end func()) {
 		c.end = end
-		proxy(sess)
+		c.Proxy(env, c.Log, Proxied{
+			Info: SessionInfo{
+				ID: c.SessionID, Service: service, User: sess.User,
+				Client: c.Remote, Local: c.Local, Backend: sess.Addr,
+			},
+			Backend: sess.Conn,
+			OK:      sess.OK,
+			Take: func() (client, backend *bufio.Reader) {
+				client, backend = sess.Client, sess.BR
+				sess.Client, sess.BR = nil, nil
+				return client, backend
+			},
+		})
 	}
 }

@@ -1,9 +1,11 @@
 package login
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/usher-mail/usher/internal/netx"
@@ -136,3 +138,16 @@ func (f *Front[C]) Shutdown(ctx context.Context) error {
 }
 
 func kickForShutdown[C Ender](c C) { c.Kick(ShutdownText) }
+
+// Dialogue logs a user in on a connected backend stream (see DialBackend).
+type Dialogue func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*Session, Result)
+
+// Backend returns a Frontend.Backend that connects as c says (BackendSSL, BackendTLS) and runs
+// dialogue on the stream.
+func (c Config) Backend(dialogue Dialogue) func(ctx context.Context, dest netip.AddrPort) (*Session, Result) {
+	return func(ctx context.Context, dest netip.AddrPort) (*Session, Result) {
+		return DialBackend(ctx, dest, c.BackendSSL, c.BackendTLS, func(nc net.Conn, br *bufio.Reader) (*Session, Result) {
+			return dialogue(ctx, nc, br, dest)
+		})
+	}
+}

@@ -95,7 +95,7 @@ func retryable(res Result) bool {
 
 // backendLogin runs f.Backend on dest with the reconnects described above. ok is false
 // when the server started closing during a wait.
-func backendLogin[S any](ctx context.Context, env *Env, f Frontend[S], dest netip.AddrPort, log func() *slog.Logger) (s S, res Result, ok bool) {
+func backendLogin(ctx context.Context, env *Env, f Frontend, dest netip.AddrPort, log func() *slog.Logger) (s *Session, res Result, ok bool) {
 	started := time.Now()
 	for reconnects := 0; ; reconnects++ {
 		if beginConnect(dest, time.Now()) {
@@ -103,8 +103,7 @@ func backendLogin[S any](ctx context.Context, env *Env, f Frontend[S], dest neti
 			connectFailed := res.Kind == ResultUnavailable && errors.Is(res.Err, ErrConnect)
 			endConnect(dest, started, time.Now(), !connectFailed)
 		} else {
-			var zero S
-			s, res = zero, Result{Kind: ResultUnavailable,
+			s, res = nil, Result{Kind: ResultUnavailable,
 				Err: fmt.Errorf("%w: failing for over %v since its last success", ErrHostDown, hostDownAfter)}
 		}
 		if !retryable(res) || reconnects >= env.MaxReconnects || !timeLeft(ctx, reconnectMinLeft) {

@@ -20,20 +20,20 @@ var testTexts = &Texts{AuthFailed: "AUTHFAILED", Config: "CONFIG", Unavailable: 
 // repeating); it returns the client's answer, the backend calls and the waits asked for.
 func scripted(t *testing.T, env *Env, port int, results ...Result) (answer string, calls int, sleeps []time.Duration) {
 	t.Helper()
-	f := Frontend[int]{
+	f := Frontend{
 		Texts:  testTexts,
 		Sleep:  func(d time.Duration) bool { sleeps = append(sleeps, d); return true },
 		Answer: func(line string) error { answer = line; return nil },
-		Backend: func(ctx context.Context, dest netip.AddrPort) (int, Result) {
+		Backend: func(ctx context.Context, dest netip.AddrPort) (*Session, Result) {
 			r := results[min(calls, len(results)-1)]
 			calls++
-			return calls, r
+			return &Session{}, r
 		},
 	}
 	a := Attempt{Creds: Creds{User: "u", Pass: "p"}, Service: "imap", Client: netip.MustParseAddr("192.0.2.1"),
 		TTL: ProxyTTL, BackendPort: port, Log: env.Logger}
-	if s, _ := Login(env, a, f); s != 0 {
-		answer = fmt.Sprintf("OK after %d", s)
+	if s, _ := Login(env, a, f); s != nil {
+		answer = fmt.Sprintf("OK after %d", calls)
 	}
 	return answer, calls, sleeps
 }

@@ -1,8 +1,10 @@
 package pop3
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -23,7 +25,7 @@ const (
 	errNoUser      = "-ERR No username given."
 )
 
-func (c *conn) cmdPass(pass string) (*backendSession, bool) {
+func (c *conn) cmdPass(pass string) (*login.Session, bool) {
 	if !c.plaintextAllowed() {
 		return nil, c.Reply(errPlainUser) == nil
 	}
@@ -43,7 +45,7 @@ func (c *conn) cmdPass(pass string) (*backendSession, bool) {
 }
 
 // cmdAuth handles "AUTH" (list mechanisms) and "AUTH <mech> [initial response]".
-func (c *conn) cmdAuth(args string) (*backendSession, bool) {
+func (c *conn) cmdAuth(args string) (*login.Session, bool) {
 	if args == "" {
 		if !c.plaintextAllowed() {
 			return nil, c.Reply("+OK", ".") == nil
@@ -106,15 +108,19 @@ func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply st
 
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in
 // backend; every failure has been answered and the client may retry.
-func (c *conn) login(cr login.Creds) (*backendSession, bool) {
-	return login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend[*backendSession]{
+func (c *conn) login(cr login.Creds) (*login.Session, bool) {
+	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
 		Texts:  failTexts(),
 		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(line) },
-		Backend: func(ctx context.Context, dest netip.AddrPort) (*backendSession, login.Result) {
-			return c.loginBackend(ctx, dest, cr)
-		},
+		Backend: c.s.cfg.Backend(func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			return c.backendDialogue(ctx, nc, br, dest, cr)
+		}),
 	})
+	if bs != nil {
+		bs.Client, c.br = c.br, nil // the session takes the client's pipelined bytes
+	}
+	return bs, next
 }
 
 // failTexts are pop3-login's answers to failed logins.

@@ -14,34 +14,13 @@ import (
 	"github.com/usher-mail/usher/internal/relay"
 )
 
-// backendSession is a backend connection on which the client's user is logged in.
-type backendSession struct {
-	conn   net.Conn
-	br     *bufio.Reader // may hold bytes the backend sent after its +OK
-	addr   netip.AddrPort
-	user   string
-	okLine string // the backend's "+OK ..." answer to the login, for the client
-}
-
 // maxBackendLine bounds one backend reply line before login.
 const maxBackendLine = 64 << 10
 
-// loginBackend connects to dest and logs cr in the way Dovecot's pop3 proxy does: banner,
+// backendDialogue logs cr in on a backend stream the way Dovecot's pop3 proxy does: banner,
 // optional STLS, XCLIENT with the client's address when the banner offers it, then USER/PASS
 // (or AUTH PLAIN when the credentials cannot travel on a POP3 line or name a master user).
-func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
-	cfg := c.s.cfg
-	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
-		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
-			return c.backendDialogue(ctx, nc, br, dest, cr)
-		})
-	if res.Kind == login.ResultOK {
-		bs.user = cr.LoginUser()
-	}
-	return bs, res
-}
-
-func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
 	ssl := c.s.cfg.BackendSSL
 	banner, err := readLine(br, maxBackendLine)
 	if err != nil {
@@ -104,11 +83,11 @@ func usableOnLine(s string) bool {
 var noDeadline time.Time
 
 // loginReply maps the backend's answer to the login (reference 6.3).
-func loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply string) (*backendSession, login.Result) {
+func loginReply(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, reply string) (*login.Session, login.Result) {
 	switch {
 	case strings.HasPrefix(reply, "+OK"):
 		_ = nc.SetDeadline(noDeadline)
-		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, login.Result{Kind: login.ResultOK}
+		return &login.Session{Conn: nc, BR: br, OK: []string{reply}}, login.Result{Kind: login.ResultOK}
 	case strings.HasPrefix(reply, "-ERR [AUTH]"), reply == "-ERR", strings.HasPrefix(reply, "-ERR ") && !strings.HasPrefix(reply, "-ERR ["):
 		return nil, login.Result{Kind: login.ResultAuthFailed, Text: reply}
 	case strings.HasPrefix(reply, "-ERR [SYS/TEMP]"):

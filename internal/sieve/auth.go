@@ -1,8 +1,10 @@
 package sieve
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -23,7 +25,7 @@ const (
 )
 
 // cmdAuthenticate handles AUTHENTICATE "<mech>" ["<initial response>"].
-func (c *conn) cmdAuthenticate(cmd *command) (*backendSession, bool) {
+func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 	mech := strings.ToUpper(cmd.args[0].s)
 	if mech != "PLAIN" && mech != "LOGIN" {
 		return nil, c.Reply(noMechanism) == nil
@@ -83,15 +85,19 @@ func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply st
 
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in
 // backend; every failure has been answered and the client may retry.
-func (c *conn) login(cr login.Creds) (*backendSession, bool) {
-	return login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend[*backendSession]{
+func (c *conn) login(cr login.Creds) (*login.Session, bool) {
+	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
 		Texts:  failTexts(),
 		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(line) },
-		Backend: func(ctx context.Context, dest netip.AddrPort) (*backendSession, login.Result) {
-			return c.loginBackend(ctx, dest, cr)
-		},
+		Backend: c.s.cfg.Backend(func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			return c.backendDialogue(nc, br, dest, cr)
+		}),
 	})
+	if bs != nil {
+		bs.Client, c.rd = c.rd.br, nil // the session takes the client's pipelined bytes
+	}
+	return bs, next
 }
 
 // failTexts are managesieve-login's answers to failed logins.

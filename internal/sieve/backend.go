@@ -2,7 +2,6 @@ package sieve
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,15 +13,6 @@ import (
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/relay"
 )
-
-// backendSession is a backend connection on which the client's user is logged in.
-type backendSession struct {
-	conn   net.Conn
-	br     *bufio.Reader // may hold bytes the backend sent after its OK
-	addr   netip.AddrPort
-	user   string
-	okLine string // the backend's OK to AUTHENTICATE, for the client
-}
 
 // maxBackendLine bounds one backend line before login.
 const maxBackendLine = 64 << 10
@@ -54,22 +44,10 @@ func readGreeting(br *bufio.Reader) (map[string]bool, error) {
 	return nil, errors.New("too many capability lines")
 }
 
-// loginBackend connects to dest and logs cr in the way Pigeonhole's managesieve proxy does:
+// backendDialogue logs cr in on a backend stream the way Pigeonhole's managesieve proxy does:
 // greeting, optional STARTTLS, XCLIENT with the client's address when offered, then
 // AUTHENTICATE "PLAIN" with an initial response.
-func (c *conn) loginBackend(ctx context.Context, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
-	cfg := c.s.cfg
-	bs, res := login.DialBackend(ctx, dest, cfg.BackendSSL, cfg.BackendTLS,
-		func(nc net.Conn, br *bufio.Reader) (*backendSession, login.Result) {
-			return c.backendDialogue(nc, br, dest, cr)
-		})
-	if res.Kind == login.ResultOK {
-		bs.user = cr.LoginUser()
-	}
-	return bs, res
-}
-
-func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*backendSession, login.Result) {
+func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
 	ssl := c.s.cfg.BackendSSL
 	caps, err := readGreeting(br)
 	if err != nil {
@@ -114,7 +92,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 	switch strings.ToUpper(word) {
 	case "OK":
 		_ = nc.SetDeadline(time.Time{})
-		return &backendSession{conn: nc, br: br, addr: dest, okLine: reply}, login.Result{Kind: login.ResultOK}
+		return &login.Session{Conn: nc, BR: br, OK: []string{reply}}, login.Result{Kind: login.ResultOK}
 	case "NO":
 		if strings.HasPrefix(rest, "(") {
 			return nil, login.Result{Kind: login.ResultForward, Text: reply}

@@ -65,10 +65,10 @@ func (c *conn) capabilities(text string) []string {
 	return append(lines, "OK "+quote(text))
 }
 
-func (c *conn) serve() func(end func()) { return login.Serve(&c.Conn, c.preLogin, c.proxy) }
+func (c *conn) serve() func(end func()) { return login.Serve(&c.Conn, c.s.env, Service, c.preLogin) }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
-func (c *conn) preLogin() *backendSession {
+func (c *conn) preLogin() *login.Session {
 	_ = c.Raw.SetDeadline(time.Now().Add(c.s.cfg.LoginTimeout))
 	if c.s.cfg.ImplicitTLS {
 		if !c.StartTLS(c.s.cfg.TLS, "TLS", c.setStream) {
@@ -139,7 +139,7 @@ func (c *conn) badCommand() bool {
 
 // dispatch runs one pre-login command. It returns a logged-in backend session to relay, or
 // whether to go on reading commands.
-func (c *conn) dispatch(cmd *command) (*backendSession, bool) {
+func (c *conn) dispatch(cmd *command) (*login.Session, bool) {
 	noArgs := len(cmd.args) == 0
 	switch {
 	case cmd.name == "CAPABILITY" && noArgs:
