@@ -24,30 +24,30 @@ const greeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE I
 func TestPreLoginCommands(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a CAPABILITY")
-	c.expect("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN")
-	c.expect("a OK Pre-login capabilities listed, post-login capabilities have more.")
-	c.send("b noop")
-	c.expect("b OK NOOP completed.")
-	c.send(`c ID ("name" "test" "version" NIL)`)
-	c.expect(`* ID ("name" "Dovecot")`)
-	c.expect("c OK ID completed.")
-	c.send("d ID NIL")
-	c.expect(`* ID ("name" "Dovecot")`)
-	c.expect("d OK ID completed.")
-	c.send("e ENABLE CONDSTORE")
-	c.expect("* ENABLED")
-	c.expect("e OK ENABLE ignored in non-authenticated state.")
-	c.send("f STARTTLS")
-	c.expect("f BAD TLS support isn't enabled.")
-	c.send("g SELECT INBOX")
-	c.expect("g BAD Error in IMAP command received by server.")
-	c.send("h LOGOUT")
-	c.expect("* BYE Logging out")
-	c.expect("h OK Logout completed.")
-	c.expectEOF()
-	if h.stats.Count("command:NOOP") != 1 {
+	c.Expect(greeting)
+	c.Send("a CAPABILITY")
+	c.Expect("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN")
+	c.Expect("a OK Pre-login capabilities listed, post-login capabilities have more.")
+	c.Send("b noop")
+	c.Expect("b OK NOOP completed.")
+	c.Send(`c ID ("name" "test" "version" NIL)`)
+	c.Expect(`* ID ("name" "Dovecot")`)
+	c.Expect("c OK ID completed.")
+	c.Send("d ID NIL")
+	c.Expect(`* ID ("name" "Dovecot")`)
+	c.Expect("d OK ID completed.")
+	c.Send("e ENABLE CONDSTORE")
+	c.Expect("* ENABLED")
+	c.Expect("e OK ENABLE ignored in non-authenticated state.")
+	c.Send("f STARTTLS")
+	c.Expect("f BAD TLS support isn't enabled.")
+	c.Send("g SELECT INBOX")
+	c.Expect("g BAD Error in IMAP command received by server.")
+	c.Send("h LOGOUT")
+	c.Expect("* BYE Logging out")
+	c.Expect("h OK Logout completed.")
+	c.ExpectEOF()
+	if h.Stats.Count("command:NOOP") != 1 {
 		t.Error("NOOP not counted")
 	}
 }
@@ -55,24 +55,24 @@ func TestPreLoginCommands(t *testing.T) {
 func TestLoginProxies(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
-	c.send("b NOOP")
-	c.expect("b OK NOOP done")
-	c.send("c LOGOUT")
-	c.expect("* BYE bye")
-	c.expect("c OK Logout completed.")
-	c.expectEOF()
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
+	c.Send("b NOOP")
+	c.Expect("b OK NOOP done")
+	c.Send("c LOGOUT")
+	c.Expect("* BYE bye")
+	c.Expect("c OK Logout completed.")
+	c.ExpectEOF()
 
-	sess := waitDone(t, h.sessions, 0)
-	if sess.Info.User != "u1" || sess.Info.Service != "imap" || sess.Info.Backend.Port() != uint16(h.backend.port()) {
+	sess := logintest.WaitDone(t, h.Sessions, 0)
+	if sess.Info.User != "u1" || sess.Info.Service != "imap" || sess.Info.Backend.Port() != uint16(h.backend.Port()) {
 		t.Errorf("session info %+v", sess.Info)
 	}
 	if sess.In != int64(len("b NOOP\r\nc LOGOUT\r\n")) || sess.Out == 0 {
 		t.Errorf("bytes in=%d out=%d", sess.In, sess.Out)
 	}
-	lines := h.backend.received()
+	lines := h.backend.Received()
 	if len(lines) < 2 || !strings.HasPrefix(lines[0], `I ID ("x-session-id" "`+sess.Info.ID+`" "x-originating-ip" "127.0.0.1" "x-originating-port" "`) ||
 		!strings.HasSuffix(lines[0], `"x-proxy-ttl" "4")`) {
 		t.Errorf("backend got %q", lines)
@@ -80,10 +80,10 @@ func TestLoginProxies(t *testing.T) {
 	if lines[1] != `L LOGIN "u1" "pass"` {
 		t.Errorf("login line %q", lines[1])
 	}
-	if h.pen.Count("succeed") != 1 || h.pen.Count("fail") != 0 {
-		t.Errorf("penalties %+v", h.pen.Events())
+	if h.Pen.Count("succeed") != 1 || h.Pen.Count("fail") != 0 {
+		t.Errorf("penalties %+v", h.Pen.Events())
 	}
-	if h.stats.Count("login") != 1 || h.stats.Count("auth_success") != 1 {
+	if h.Stats.Count("login") != 1 || h.Stats.Count("auth_success") != 1 {
 		t.Error("stats not counted")
 	}
 }
@@ -92,30 +92,30 @@ func TestLoginProxies(t *testing.T) {
 func TestLoginAfterCapability(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a CAPABILITY")
-	c.line()
-	c.line()
-	c.send("b AUTHENTICATE PLAIN AHUxAHBhc3M=")
-	c.expect("* CAPABILITY IMAP4rev1 IDLE MOVE")
-	c.expect("b OK Logged in")
+	c.Expect(greeting)
+	c.Send("a CAPABILITY")
+	c.Line()
+	c.Line()
+	c.Send("b AUTHENTICATE PLAIN AHUxAHBhc3M=")
+	c.Expect("* CAPABILITY IMAP4rev1 IDLE MOVE")
+	c.Expect("b OK Logged in")
 }
 
 func TestWrongPassword(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 wrong")
-	c.expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
-	ev := h.pen.Events()
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 wrong")
+	c.Expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
+	ev := h.Pen.Events()
 	if len(ev) != 2 || ev[1].Kind != "fail" || ev[1].User != "u1" || ev[1].Password != "wrong" || ev[1].Attempt != ev[0].Attempt {
 		t.Errorf("penalties %+v", ev)
 	}
-	c.send("b LOGIN busy pass")
-	c.expect("b NO [INUSE] Mailbox is locked.")
-	c.send("c LOGIN u1 pass")
-	c.expectPrefix("c OK ")
-	if len(h.sessions.All()) != 1 {
+	c.Send("b LOGIN busy pass")
+	c.Expect("b NO [INUSE] Mailbox is locked.")
+	c.Send("c LOGIN u1 pass")
+	c.ExpectPrefix("c OK ")
+	if len(h.Sessions.All()) != 1 {
 		t.Error("expected one session")
 	}
 }
@@ -126,68 +126,68 @@ func TestDeadBackend(t *testing.T) {
 	l.Close()
 	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
-	c.send("b NOOP")
-	c.expect("b OK NOOP completed.")
-	if n := len(h.sessions.All()); n != 0 {
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.Expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
+	c.Send("b NOOP")
+	c.Expect("b OK NOOP completed.")
+	if n := len(h.Sessions.All()); n != 0 {
 		t.Errorf("%d sessions registered", n)
 	}
-	if h.pen.Count("fail") != 0 {
+	if h.Pen.Count("fail") != 0 {
 		t.Error("a dead backend is not the client's fault")
 	}
 }
 
 func TestBadBanner(t *testing.T) {
 	be := newFakeBackend(t, "* BYE go away")
-	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.Expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
 }
 
 func TestTempFail(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	h.router.SetErr(logintest.TempFail)
+	h.Router.SetErr(logintest.TempFail)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expectPrefix("a NO [UNAVAILABLE] Temporary authentication failure. [usher.test:")
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.ExpectPrefix("a NO [UNAVAILABLE] Temporary authentication failure. [usher.test:")
 }
 
 func TestUserIPLimit(t *testing.T) {
 	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxUserIPConnections = 1 })
 	c1 := h.dial()
-	c1.expect(greeting)
-	c1.send("a LOGIN u1 pass")
-	c1.expectPrefix("a OK ")
+	c1.Expect(greeting)
+	c1.Send("a LOGIN u1 pass")
+	c1.ExpectPrefix("a OK ")
 	c2 := h.dial()
-	c2.expect(greeting)
-	c2.send("a LOGIN u1 pass")
-	c2.expect("a NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)")
+	c2.Expect(greeting)
+	c2.Send("a LOGIN u1 pass")
+	c2.Expect("a NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)")
 }
 
 func TestLiterals(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN {2}")
-	c.expect("+ OK")
-	c.send("u1 {6+}")
-	c.send(`p"a\ss`)
-	c.expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
-	if got := h.backend.received()[1]; got != `L LOGIN "u1" "p\"a\\ss"` {
+	c.Expect(greeting)
+	c.Send("a LOGIN {2}")
+	c.Expect("+ OK")
+	c.Send("u1 {6+}")
+	c.Send(`p"a\ss`)
+	c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
+	if got := h.backend.Received()[1]; got != `L LOGIN "u1" "p\"a\\ss"` {
 		t.Errorf("backend got %q", got)
 	}
 
 	// 8-bit passwords cannot be quoted: they go on as a literal.
 	c2 := h.dial()
-	c2.expect(greeting)
-	c2.send(`b LOGIN "u2" "pässwörd"`)
-	c2.expectPrefix("b OK ")
-	if got := h.backend.received()[3]; got != "L LOGIN \"u2\" {10+}|pässwörd|" {
+	c2.Expect(greeting)
+	c2.Send(`b LOGIN "u2" "pässwörd"`)
+	c2.ExpectPrefix("b OK ")
+	if got := h.backend.Received()[3]; got != "L LOGIN \"u2\" {10+}|pässwörd|" {
 		t.Errorf("backend got %q", got)
 	}
 }
@@ -195,37 +195,37 @@ func TestLiterals(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a AUTHENTICATE FOO")
-	c.expect("a NO [ALERT] Unsupported authentication mechanism.")
-	c.send("b AUTHENTICATE PLAIN")
-	c.expect("+ ")
-	c.send("*")
-	c.expect("b BAD Authentication aborted by client.")
-	c.send("c AUTHENTICATE PLAIN")
-	c.expect("+ ")
-	c.send("!!!")
-	c.expect("c NO [ALERT] Invalid base64 in response")
-	c.send("d AUTHENTICATE PLAIN dXNlcg==")
-	c.expect("d NO [AUTHENTICATIONFAILED] Authentication failed.")
-	c.send("e AUTHENTICATE login")
-	c.expect("+ VXNlcm5hbWU6")
-	c.send("dTE=")
-	c.expect("+ UGFzc3dvcmQ6")
-	c.send("*")
-	c.expect("e BAD Authentication aborted by client.")
-	c.send("f AUTHENTICATE PLAIN")
-	c.expect("+ ")
-	c.send("AHUxAHBhc3M=")
-	c.expect("f OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
+	c.Expect(greeting)
+	c.Send("a AUTHENTICATE FOO")
+	c.Expect("a NO [ALERT] Unsupported authentication mechanism.")
+	c.Send("b AUTHENTICATE PLAIN")
+	c.Expect("+ ")
+	c.Send("*")
+	c.Expect("b BAD Authentication aborted by client.")
+	c.Send("c AUTHENTICATE PLAIN")
+	c.Expect("+ ")
+	c.Send("!!!")
+	c.Expect("c NO [ALERT] Invalid base64 in response")
+	c.Send("d AUTHENTICATE PLAIN dXNlcg==")
+	c.Expect("d NO [AUTHENTICATIONFAILED] Authentication failed.")
+	c.Send("e AUTHENTICATE login")
+	c.Expect("+ VXNlcm5hbWU6")
+	c.Send("dTE=")
+	c.Expect("+ UGFzc3dvcmQ6")
+	c.Send("*")
+	c.Expect("e BAD Authentication aborted by client.")
+	c.Send("f AUTHENTICATE PLAIN")
+	c.Expect("+ ")
+	c.Send("AHUxAHBhc3M=")
+	c.Expect("f OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
 
 	c2 := h.dial()
-	c2.expect(greeting)
-	c2.send("a AUTHENTICATE LOGIN dTE=")
-	c2.expect("+ UGFzc3dvcmQ6")
-	c2.send("cGFzcw==")
-	c2.expectPrefix("a OK ")
-	if got := len(h.sessions.All()); got != 2 {
+	c2.Expect(greeting)
+	c2.Send("a AUTHENTICATE LOGIN dTE=")
+	c2.Expect("+ UGFzc3dvcmQ6")
+	c2.Send("cGFzcw==")
+	c2.ExpectPrefix("a OK ")
+	if got := len(h.Sessions.All()); got != 2 {
 		t.Errorf("%d sessions", got)
 	}
 }
@@ -233,34 +233,34 @@ func TestAuthenticate(t *testing.T) {
 func TestLimits(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}, MaxLiteral: 10}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN " + strings.Repeat("x", 200) + " y")
-	c.expect("* BYE Input buffer full, aborting")
-	c.expectEOF()
+	c.Expect(greeting)
+	c.Send("a LOGIN " + strings.Repeat("x", 200) + " y")
+	c.Expect("* BYE Input buffer full, aborting")
+	c.ExpectEOF()
 
 	c = h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN {11}")
-	c.expect("* BYE Literal size too large")
-	c.expectEOF()
+	c.Expect(greeting)
+	c.Send("a LOGIN {11}")
+	c.Expect("* BYE Literal size too large")
+	c.ExpectEOF()
 
 	c = h.dial()
-	c.expect(greeting)
-	c.send("")
-	c.expect("* BAD Error in IMAP command received by server.")
-	c.send("a LOGIN u1 pa\"ss")
-	c.expect("a BAD Invalid characters in atom")
-	c.send("b FOO")
-	c.expect("* BYE Too many invalid IMAP commands.")
-	c.expectEOF()
+	c.Expect(greeting)
+	c.Send("")
+	c.Expect("* BAD Error in IMAP command received by server.")
+	c.Send("a LOGIN u1 pa\"ss")
+	c.Expect("a BAD Invalid characters in atom")
+	c.Send("b FOO")
+	c.Expect("* BYE Too many invalid IMAP commands.")
+	c.ExpectEOF()
 }
 
 func TestLoginTimeout(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
 	c := h.dial()
-	c.expectPrefix("* ") // the greeting, if it beat the deadline, or the BYE
+	c.ExpectPrefix("* ") // the greeting, if it beat the deadline, or the BYE
 	for {
-		l, err := c.br.ReadString('\n')
+		l, err := c.BR.ReadString('\n')
 		if err != nil {
 			t.Fatal("no BYE before the close")
 		}
@@ -268,7 +268,7 @@ func TestLoginTimeout(t *testing.T) {
 			break
 		}
 	}
-	c.expectEOF()
+	c.ExpectEOF()
 }
 
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
@@ -278,37 +278,32 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
 	c := h.dial()
-	c.expect("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS LOGINDISABLED] Dovecot ready.")
-	c.send("a LOGIN u1 pass")
-	c.expect("* BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed.")
-	c.expect("a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
-	c.send("b AUTHENTICATE PLAIN AHUxAHBhc3M=")
-	c.expect("b NO [PRIVACYREQUIRED] Plaintext authentication disabled.")
-	if len(h.router.Calls()) != 0 || len(h.pen.Events()) != 0 {
+	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS LOGINDISABLED] Dovecot ready.")
+	c.Send("a LOGIN u1 pass")
+	c.Expect("* BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed.")
+	c.Expect("a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
+	c.Send("b AUTHENTICATE PLAIN AHUxAHBhc3M=")
+	c.Expect("b NO [PRIVACYREQUIRED] Plaintext authentication disabled.")
+	if len(h.Router.Calls()) != 0 || len(h.Pen.Events()) != 0 {
 		t.Error("refused logins must not route or count")
 	}
 	// Pipelined plaintext after STARTTLS must be dropped, not run under TLS.
-	if _, err := c.nc.Write([]byte("c STARTTLS\r\nd NOOP\r\n")); err != nil {
+	if _, err := c.NC.Write([]byte("c STARTTLS\r\nd NOOP\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("c OK Begin TLS negotiation now.")
-	tc := tls.Client(c.nc, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.br = bufio.NewReader(tc)
-	c.nc = tc
-	c.send("e CAPABILITY")
-	c.expect("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN")
-	c.line()
-	c.send("f STARTTLS")
-	c.expect("f BAD TLS is already active.")
-	c.send("g LOGIN u1 pass")
-	c.expect("* CAPABILITY IMAP4rev1 IDLE MOVE")
-	c.expect("g OK Logged in")
-	c.send("h NOOP")
-	c.expect("h OK NOOP done")
-	if got := h.backend.received()[0]; !strings.Contains(got, `"x-originating-ip" "192.0.2.7" "x-originating-port" "4711"`) {
+	c.Expect("c OK Begin TLS negotiation now.")
+	c.StartTLS()
+	c.Send("e CAPABILITY")
+	c.Expect("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN")
+	c.Line()
+	c.Send("f STARTTLS")
+	c.Expect("f BAD TLS is already active.")
+	c.Send("g LOGIN u1 pass")
+	c.Expect("* CAPABILITY IMAP4rev1 IDLE MOVE")
+	c.Expect("g OK Logged in")
+	c.Send("h NOOP")
+	c.Expect("h OK NOOP done")
+	if got := h.backend.Received()[0]; !strings.Contains(got, `"x-originating-ip" "192.0.2.7" "x-originating-port" "4711"`) {
 		t.Errorf("ID %q", got)
 	}
 }
@@ -316,17 +311,13 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 func TestImplicitTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}}, nil)
-	nc, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c := &client{t: t, nc: nc, br: bufio.NewReader(nc)}
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expectPrefix("a OK ")
-	c.send("b NOOP")
-	c.expect("b OK NOOP done")
+	c := h.dial()
+	c.StartTLS()
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.ExpectPrefix("a OK ")
+	c.Send("b NOOP")
+	c.Expect("b OK NOOP done")
 }
 
 // A trusted proxy in front of us may forward its client's address.
@@ -335,41 +326,41 @@ func TestTrustedID(t *testing.T) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
 	c := h.dial()
-	c.expect(greeting)
-	c.send(`a ID ("X-Originating-IP" "198.51.100.9" "x-originating-port" "5000" "x-proxy-ttl" "3" "x-session-id" "abc")`)
-	c.line()
-	c.line()
-	c.send("b LOGIN u1 pass")
-	c.expectPrefix("b OK ")
+	c.Expect(greeting)
+	c.Send(`a ID ("X-Originating-IP" "198.51.100.9" "x-originating-port" "5000" "x-proxy-ttl" "3" "x-session-id" "abc")`)
+	c.Line()
+	c.Line()
+	c.Send("b LOGIN u1 pass")
+	c.ExpectPrefix("b OK ")
 	want := `I ID ("x-session-id" "abc" "x-originating-ip" "198.51.100.9" "x-originating-port" "5000"`
-	if got := h.backend.received()[0]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, `"x-proxy-ttl" "2")`) {
+	if got := h.backend.Received()[0]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, `"x-proxy-ttl" "2")`) {
 		t.Errorf("ID %q", got)
 	}
-	if ev := h.pen.Events(); ev[0].IP != netip.MustParseAddr("198.51.100.9") {
+	if ev := h.Pen.Events(); ev[0].IP != netip.MustParseAddr("198.51.100.9") {
 		t.Errorf("penalty on %v", ev[0].IP)
 	}
 }
 
 func TestBackendLoginDisabled(t *testing.T) {
 	be := newFakeBackend(t, "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED AUTH=PLAIN] ready.")
-	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expectPrefix("a OK ")
-	if got := be.received(); len(got) != 1 || got[0] != "L AUTHENTICATE PLAIN AHUxAHBhc3M=" {
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.ExpectPrefix("a OK ")
+	if got := be.Received(); len(got) != 1 || got[0] != "L AUTHENTICATE PLAIN AHUxAHBhc3M=" {
 		t.Errorf("backend got %q", got)
 	}
 }
 
 func TestBackendNoCapsInBanner(t *testing.T) {
 	be := newFakeBackend(t, "* OK ready.")
-	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expectPrefix("a OK ")
-	if got := be.received(); len(got) < 2 || got[0] != "C CAPABILITY" || got[1] != `L LOGIN "u1" "pass"` {
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.ExpectPrefix("a OK ")
+	if got := be.Received(); len(got) < 2 || got[0] != "C CAPABILITY" || got[1] != `L LOGIN "u1" "pass"` {
 		t.Errorf("backend got %q", got)
 	}
 }
@@ -377,14 +368,14 @@ func TestBackendNoCapsInBanner(t *testing.T) {
 func TestKick(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN u1 pass")
-	c.expectPrefix("a OK ")
-	h.sessions.KickAll("Kicked by admin.")
-	c.expect("* BYE Kicked by admin.")
-	c.expectEOF()
-	waitDone(t, h.sessions, 0)
-	if h.stats.Count("session_finished") != 1 {
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.ExpectPrefix("a OK ")
+	h.Sessions.KickAll("Kicked by admin.")
+	c.Expect("* BYE Kicked by admin.")
+	c.ExpectEOF()
+	logintest.WaitDone(t, h.Sessions, 0)
+	if h.Stats.Count("session_finished") != 1 {
 		t.Error("session_finished not counted")
 	}
 }
@@ -392,23 +383,23 @@ func TestKick(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	pre := h.dial()
-	pre.expect(greeting)
+	pre.Expect(greeting)
 	proxied := h.dial()
-	proxied.expect(greeting)
-	proxied.send("a LOGIN u1 pass")
-	proxied.expectPrefix("a OK ")
+	proxied.Expect(greeting)
+	proxied.Send("a LOGIN u1 pass")
+	proxied.ExpectPrefix("a OK ")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.srv.Shutdown(ctx) }()
-	pre.expect("* BYE Server shutting down.")
-	pre.expectEOF()
+	pre.Expect("* BYE Server shutting down.")
+	pre.ExpectEOF()
 	// The proxied session keeps working until the deadline.
-	proxied.send("b NOOP")
-	proxied.expect("b OK NOOP done")
+	proxied.Send("b NOOP")
+	proxied.Expect("b OK NOOP done")
 	cancel()
-	proxied.expect("* BYE Server shutting down.")
-	proxied.expectEOF()
+	proxied.Expect("* BYE Server shutting down.")
+	proxied.ExpectEOF()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Shutdown = %v", err)
 	}
@@ -454,15 +445,15 @@ func TestAuthFailureDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.AuthFailureDelay = delay })
 	c := h.dial()
-	c.expect(greeting)
+	c.Expect(greeting)
 	start := time.Now()
-	c.send("a LOGIN u1 wrong")
-	c.expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
+	c.Send("a LOGIN u1 wrong")
+	c.Expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
 	if d := time.Since(start); d < delay {
 		t.Fatalf("failure answered after %v, before the %v delay", d, delay)
 	}
-	c.send("b LOGIN u1 pass")
-	c.expectPrefix("b OK ")
+	c.Send("b LOGIN u1 pass")
+	c.ExpectPrefix("b OK ")
 }
 
 // With imap_id_retain the client's own ID parameters go first in the backend's ID, without the
@@ -474,13 +465,13 @@ func TestIDRetainAndForward(t *testing.T) {
 		env.Passdb = &logintest.Passdb{Users: map[string]string{"u1": "pass"}, Forward: []string{"plan=gold"}}
 	})
 	c := h.dial()
-	c.expect(greeting)
-	c.send(`a ID ("name" "mua" "x-originating-ip" "198.51.100.9" "X-Forward-Plan" "silver" "x-forward-tenant" "acme" "os" NIL "long" "` + strings.Repeat("v", 300) + `")`)
-	c.line()
-	c.line()
-	c.send("b LOGIN u1 pass")
-	c.expectPrefix("b OK ")
-	got := h.backend.received()[0]
+	c.Expect(greeting)
+	c.Send(`a ID ("name" "mua" "x-originating-ip" "198.51.100.9" "X-Forward-Plan" "silver" "x-forward-tenant" "acme" "os" NIL "long" "` + strings.Repeat("v", 300) + `")`)
+	c.Line()
+	c.Line()
+	c.Send("b LOGIN u1 pass")
+	c.ExpectPrefix("b OK ")
+	got := h.backend.Received()[0]
 	if !strings.HasPrefix(got, `I ID ("name" "mua" "os" NIL "x-session-id" "`) ||
 		!strings.HasSuffix(got, `"x-proxy-ttl" "4" "x-forward-tenant" "acme" "x-forward-plan" "gold")`) ||
 		strings.Contains(got, "vvv") || strings.Contains(got, "silver") {
@@ -493,13 +484,13 @@ func TestIDRetainAndForward(t *testing.T) {
 func TestIDNotRetained(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(greeting)
-	c.send(`a ID ("name" "mua" "x-forward-tenant" "acme")`)
-	c.line()
-	c.line()
-	c.send("b LOGIN u1 pass")
-	c.expectPrefix("b OK ")
-	if got := h.backend.received()[0]; !strings.HasPrefix(got, `I ID ("x-session-id" "`) || strings.Contains(got, "mua") || strings.Contains(got, "acme") {
+	c.Expect(greeting)
+	c.Send(`a ID ("name" "mua" "x-forward-tenant" "acme")`)
+	c.Line()
+	c.Line()
+	c.Send("b LOGIN u1 pass")
+	c.ExpectPrefix("b OK ")
+	if got := h.backend.Received()[0]; !strings.HasPrefix(got, `I ID ("x-session-id" "`) || strings.Contains(got, "mua") || strings.Contains(got, "acme") {
 		t.Errorf("ID %q", got)
 	}
 }
@@ -509,13 +500,13 @@ func TestIDNotRetained(t *testing.T) {
 func TestBackendUnavailableRetried(t *testing.T) {
 	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxReconnects = 1 })
 	c := h.dial()
-	c.expect(greeting)
-	c.send("a LOGIN tempfail pass")
-	c.expect("a NO [UNAVAILABLE] Internal error occurred.")
-	c.send("b LOGIN busy pass")
-	c.expect("b NO [INUSE] Mailbox is locked.")
+	c.Expect(greeting)
+	c.Send("a LOGIN tempfail pass")
+	c.Expect("a NO [UNAVAILABLE] Internal error occurred.")
+	c.Send("b LOGIN busy pass")
+	c.Expect("b NO [INUSE] Mailbox is locked.")
 	logins := 0
-	for _, l := range h.backend.received() {
+	for _, l := range h.backend.Received() {
 		if strings.HasPrefix(l, "L LOGIN ") {
 			logins++
 		}
@@ -533,15 +524,15 @@ func TestTrustedIDSessionControl(t *testing.T) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
 	c := h.dial()
-	c.expect(greeting)
+	c.Expect(greeting)
 	evil := "ab\r\nX LOGOUT"
-	c.send(`a ID ("x-session-id" {` + strconv.Itoa(len(evil)) + `+}`)
-	c.send(evil + `)`)
-	c.line()
-	c.line()
-	c.send("b LOGIN u1 pass")
-	c.expectPrefix("b OK ")
-	got := h.backend.received()
+	c.Send(`a ID ("x-session-id" {` + strconv.Itoa(len(evil)) + `+}`)
+	c.Send(evil + `)`)
+	c.Line()
+	c.Line()
+	c.Send("b LOGIN u1 pass")
+	c.ExpectPrefix("b OK ")
+	got := h.backend.Received()
 	if !strings.HasPrefix(got[0], `I ID ("x-session-id" "`) || strings.Contains(got[0], "ab") || strings.Contains(strings.Join(got, "\n"), "X LOGOUT") {
 		t.Errorf("backend got %q", got)
 	}
@@ -554,36 +545,27 @@ func TestConnectionCeilings(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{Total: 3, PerIP: 2})
 	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
-	dialFrom := func(ip string) *client {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		nc, err := d.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-		t.Cleanup(func() { nc.Close() })
-		return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
-	}
+	dialFrom := func(ip string) *client { return logintest.DialFrom(t, ip, h.addr) }
 	const bye = "* BYE [UNAVAILABLE] Too many connections, try again later."
 	proxied := dialFrom("127.0.0.1")
-	proxied.expect(greeting)
-	proxied.send("a LOGIN u1 pass")
-	proxied.expectPrefix("a OK ")
+	proxied.Expect(greeting)
+	proxied.Send("a LOGIN u1 pass")
+	proxied.ExpectPrefix("a OK ")
 	pre := dialFrom("127.0.0.1")
-	pre.expect(greeting)
+	pre.Expect(greeting)
 	over := dialFrom("127.0.0.1")
-	over.expect(bye)
-	over.expectEOF()
+	over.Expect(bye)
+	over.ExpectEOF()
 	other := dialFrom("127.0.0.2")
-	other.expect(greeting)
+	other.Expect(greeting)
 	full := dialFrom("127.0.0.3")
-	full.expect(bye)
+	full.Expect(bye)
 	// A place is free again once a connection has gone.
-	pre.nc.Close()
+	pre.NC.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c := dialFrom("127.0.0.1")
-		if c.line() == greeting {
+		if c.Line() == greeting {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -600,18 +582,18 @@ func TestJunkUserName(t *testing.T) {
 		env.UsernameChars = "abcdefghijklmnopqrstuvwxyz0123456789.-_@"
 	})
 	c := h.dial()
-	c.expect(greeting)
-	c.send(`a LOGIN "` + strings.Repeat("u", 60<<10) + `" "x"`)
-	c.expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
-	c.send(`b LOGIN "us er" "x"`)
-	c.expect("b NO [AUTHENTICATIONFAILED] Authentication failed.")
-	if calls := h.router.Calls(); len(calls) != 0 {
+	c.Expect(greeting)
+	c.Send(`a LOGIN "` + strings.Repeat("u", 60<<10) + `" "x"`)
+	c.Expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
+	c.Send(`b LOGIN "us er" "x"`)
+	c.Expect("b NO [AUTHENTICATIONFAILED] Authentication failed.")
+	if calls := h.Router.Calls(); len(calls) != 0 {
 		t.Errorf("routed %d names", len(calls))
 	}
-	if got := h.backend.received(); len(got) != 0 {
+	if got := h.backend.Received(); len(got) != 0 {
 		t.Errorf("backend got %d lines", len(got))
 	}
-	if h.pen.Count("fail") != 2 {
-		t.Errorf("penalty events %v", h.pen.Events())
+	if h.Pen.Count("fail") != 2 {
+		t.Errorf("penalty events %v", h.Pen.Events())
 	}
 }

@@ -2,14 +2,10 @@ package pop3
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"net"
-	"net/netip"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -18,41 +14,18 @@ import (
 // fakeBackend is a tiny POP3 server: it accepts password "pass" for any user and, once
 // logged in, answers STAT and QUIT. It records every line it receives.
 type fakeBackend struct {
-	l      net.Listener
+	*logintest.Backend
 	banner string
-	mu     sync.Mutex
-	lines  []string
 }
 
 func newFakeBackend(t *testing.T, banner string) *fakeBackend {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if banner == "" {
 		banner = "+OK [XCLIENT] Dovecot ready."
 	}
-	b := &fakeBackend{l: l, banner: banner}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go b.serve(c)
-		}
-	}()
+	b := &fakeBackend{banner: banner}
+	b.Backend = logintest.NewBackend(t, b.serve)
 	return b
-}
-
-func (b *fakeBackend) port() int { return b.l.Addr().(*net.TCPAddr).Port }
-
-func (b *fakeBackend) received() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.lines...)
 }
 
 func (b *fakeBackend) serve(c net.Conn) {
@@ -67,9 +40,7 @@ func (b *fakeBackend) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		b.mu.Lock()
-		b.lines = append(b.lines, line)
-		b.mu.Unlock()
+		b.Record(line)
 		cmd := parseCommand(line)
 		pass := ""
 		switch {
@@ -113,106 +84,28 @@ func (b *fakeBackend) serve(c net.Conn) {
 }
 
 type harness struct {
-	t        *testing.T
-	srv      *Server
-	addr     string
-	backend  *fakeBackend
-	router   *logintest.Router
-	pen      *logintest.Penalties
-	sessions *logintest.Sessions
-	stats    *logintest.Stats
+	logintest.Fakes
+	t       *testing.T
+	srv     *Server
+	addr    string
+	backend *fakeBackend
 }
 
 func newHarness(t *testing.T, cfg Config, tweak func(*login.Env, *Server)) *harness {
 	t.Helper()
 	be := newFakeBackend(t, "")
 	if cfg.BackendPort == 0 {
-		cfg.BackendPort = be.port()
+		cfg.BackendPort = be.Port()
 	}
-	env, r, p, s, st := logintest.Env(netip.MustParseAddr("127.0.0.1"))
-	h := &harness{t: t, backend: be, router: r, pen: p, sessions: s, stats: st}
+	env, fakes := logintest.NewEnv()
 	srv := NewServer(cfg, env)
 	if tweak != nil {
 		tweak(env, srv)
 		srv.env = env.WithDefaults()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(srv.Close)
-	h.srv, h.addr = srv, l.Addr().String()
-	return h
+	return &harness{Fakes: fakes, t: t, srv: srv, backend: be, addr: logintest.Serve(t, srv)}
 }
 
-// client is a line-oriented POP3 client for exact-text assertions.
-type client struct {
-	t  *testing.T
-	nc net.Conn
-	br *bufio.Reader
-}
+type client = logintest.Client
 
-func (h *harness) dial() *client {
-	h.t.Helper()
-	nc, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	// A safety net against a hung test, not a timing assertion.
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-	h.t.Cleanup(func() { nc.Close() })
-	return &client{t: h.t, nc: nc, br: bufio.NewReader(nc)}
-}
-
-func (c *client) send(s string) {
-	c.t.Helper()
-	if _, err := c.nc.Write([]byte(s + "\r\n")); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *client) line() string {
-	c.t.Helper()
-	l, err := c.br.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, l)
-	}
-	return strings.TrimSuffix(l, "\r\n")
-}
-
-func (c *client) expect(want ...string) {
-	c.t.Helper()
-	for _, w := range want {
-		if got := c.line(); got != w {
-			c.t.Fatalf("got  %q\nwant %q", got, w)
-		}
-	}
-}
-
-func (c *client) expectPrefix(want string) string {
-	c.t.Helper()
-	got := c.line()
-	if !strings.HasPrefix(got, want) {
-		c.t.Fatalf("got  %q\nwant prefix %q", got, want)
-	}
-	return got
-}
-
-func (c *client) expectEOF() {
-	c.t.Helper()
-	if l, err := c.br.ReadString('\n'); err == nil {
-		c.t.Fatalf("expected EOF, got %q", l)
-	}
-}
-
-func waitDone(t *testing.T, s *logintest.Sessions, i int) logintest.Session {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sess, err := s.WaitDone(ctx, i)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sess
-}
+func (h *harness) dial() *client { return logintest.Dial(h.t, h.addr) }

@@ -12,8 +12,8 @@ func TestConnectionCeiling(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{PerIP: 1})
 	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
-	h.dial().expect(greeting)
+	h.dial().Expect(greeting)
 	c := h.dial()
-	c.expect("-ERR [SYS/TEMP] Too many connections, try again later.")
-	c.expectEOF()
+	c.Expect("-ERR [SYS/TEMP] Too many connections, try again later.")
+	c.ExpectEOF()
 }

@@ -12,8 +12,8 @@ func TestConnectionCeiling(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{PerIP: 1})
 	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
-	h.dial().expect(caps("Dovecot ready.")...)
+	h.dial().Expect(caps("Dovecot ready.")...)
 	c := h.dial()
-	c.expect(`BYE (TRYLATER) "Too many connections, try again later."`)
-	c.expectEOF()
+	c.Expect(`BYE (TRYLATER) "Too many connections, try again later."`)
+	c.ExpectEOF()
 }

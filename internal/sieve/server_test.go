@@ -1,7 +1,6 @@
 package sieve
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"net"
@@ -27,25 +26,25 @@ func caps(ok string) []string {
 func TestPreLoginCommands(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send("CAPABILITY")
-	c.expect(caps("Capability completed.")...)
-	c.send("noop")
-	c.expect(`OK "NOOP Completed"`)
-	c.send(`NOOP "t\"ag"`)
-	c.expect(`OK (TAG "t\"ag") "Done"`)
-	c.send("NOOP {3+}\r\nabc")
-	c.expect(`OK (TAG "abc") "Done"`)
-	c.send("STARTTLS")
-	c.expect(`NO "TLS support isn't enabled."`)
-	c.send("XCLIENT ADDR=192.0.2.1")
-	c.expect(`NO "You are not from trusted IP"`)
-	c.send(`AUTHENTICATE "FOO"`)
-	c.expect(`NO "Unsupported authentication mechanism."`)
-	c.send("LOGOUT")
-	c.expect(`OK "Logout completed."`)
-	c.expectEOF()
-	if h.stats.Count("command:NOOP") != 3 {
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send("CAPABILITY")
+	c.Expect(caps("Capability completed.")...)
+	c.Send("noop")
+	c.Expect(`OK "NOOP Completed"`)
+	c.Send(`NOOP "t\"ag"`)
+	c.Expect(`OK (TAG "t\"ag") "Done"`)
+	c.Send("NOOP {3+}\r\nabc")
+	c.Expect(`OK (TAG "abc") "Done"`)
+	c.Send("STARTTLS")
+	c.Expect(`NO "TLS support isn't enabled."`)
+	c.Send("XCLIENT ADDR=192.0.2.1")
+	c.Expect(`NO "You are not from trusted IP"`)
+	c.Send(`AUTHENTICATE "FOO"`)
+	c.Expect(`NO "Unsupported authentication mechanism."`)
+	c.Send("LOGOUT")
+	c.Expect(`OK "Logout completed."`)
+	c.ExpectEOF()
+	if h.Stats.Count("command:NOOP") != 3 {
 		t.Error("NOOP not counted")
 	}
 }
@@ -53,29 +52,29 @@ func TestPreLoginCommands(t *testing.T) {
 func TestAuthenticateProxies(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`OK "Logged in."`)
-	c.send("LISTSCRIPTS")
-	c.expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
-	c.send("LOGOUT")
-	c.expect(`OK "Logout completed."`)
-	c.expectEOF()
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`OK "Logged in."`)
+	c.Send("LISTSCRIPTS")
+	c.Expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
+	c.Send("LOGOUT")
+	c.Expect(`OK "Logout completed."`)
+	c.ExpectEOF()
 
-	sess := waitDone(t, h.sessions, 0)
-	if sess.Info.User != "u1" || sess.Info.Service != "sieve" || sess.Info.Backend.Port() != uint16(h.backend.port()) {
+	sess := logintest.WaitDone(t, h.Sessions, 0)
+	if sess.Info.User != "u1" || sess.Info.Service != "sieve" || sess.Info.Backend.Port() != uint16(h.backend.Port()) {
 		t.Errorf("session info %+v", sess.Info)
 	}
 	if sess.In != int64(len("LISTSCRIPTS\r\nLOGOUT\r\n")) || sess.Out == 0 {
 		t.Errorf("bytes in=%d out=%d", sess.In, sess.Out)
 	}
-	lines := h.backend.received()
+	lines := h.backend.Received()
 	if len(lines) < 2 || !strings.HasPrefix(lines[0], "XCLIENT ADDR=127.0.0.1 PORT=") ||
 		!strings.HasSuffix(lines[0], " SESSION="+sess.Info.ID+" TTL=4") ||
 		lines[1] != `AUTHENTICATE "PLAIN" "AHUxAHBhc3M="` {
 		t.Errorf("backend got %q", lines)
 	}
-	if h.pen.Count("succeed") != 1 || h.stats.Count("login") != 1 || h.stats.Count("auth_success") != 1 {
+	if h.Pen.Count("succeed") != 1 || h.Stats.Count("login") != 1 || h.Stats.Count("auth_success") != 1 {
 		t.Error("penalties or stats not counted")
 	}
 }
@@ -89,23 +88,23 @@ func TestAuthenticateForms(t *testing.T) {
 		{"literal continuation", `AUTHENTICATE "PLAIN"`, "{12+}\r\nAHUxAHBhc3M="},
 	} {
 		c := h.dial()
-		c.expect(caps("Dovecot ready.")...)
-		c.send(tc.send)
+		c.Expect(caps("Dovecot ready.")...)
+		c.Send(tc.send)
 		if tc.cont != "" {
-			c.expect(`""`)
-			c.send(tc.cont)
+			c.Expect(`""`)
+			c.Send(tc.cont)
 		}
-		if got := c.line(); got != `OK "Logged in."` {
+		if got := c.Line(); got != `OK "Logged in."` {
 			t.Errorf("%s: got %q", tc.name, got)
 		}
 	}
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "LOGIN" "dTE="`)
-	c.expect(`"UGFzc3dvcmQ6"`)
-	c.send(`"cGFzcw=="`)
-	c.expect(`OK "Logged in."`)
-	if got := len(h.sessions.All()); got != 5 {
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "LOGIN" "dTE="`)
+	c.Expect(`"UGFzc3dvcmQ6"`)
+	c.Send(`"cGFzcw=="`)
+	c.Expect(`OK "Logged in."`)
+	if got := len(h.Sessions.All()); got != 5 {
 		t.Errorf("%d sessions", got)
 	}
 }
@@ -113,39 +112,39 @@ func TestAuthenticateForms(t *testing.T) {
 func TestAuthenticateErrors(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "PLAIN"`)
-	c.expect(`""`)
-	c.send(`"*"`)
-	c.expect(`NO "Authentication aborted by client."`)
-	c.send(`AUTHENTICATE "PLAIN"`)
-	c.expect(`""`)
-	c.send(`*`)
-	c.expect(`NO "Invalid AUTHENTICATE client response."`)
-	c.send(`AUTHENTICATE "PLAIN"`)
-	c.expect(`""`)
-	c.send(`"!!!"`)
-	c.expect(`NO "Invalid base64 in response"`)
-	c.send(`AUTHENTICATE "LOGIN"`)
-	c.expect(`"VXNlcm5hbWU6"`)
-	c.send(`"dTE="`)
-	c.expect(`"UGFzc3dvcmQ6"`)
-	c.send(`"*"`)
-	c.expect(`NO "Authentication aborted by client."`)
-	c.send(`AUTHENTICATE "PLAIN" "dXNlcg=="`)
-	c.expect(`NO "Authentication failed."`)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHdyb25n"`)
-	c.expect(`NO "Authentication failed."`)
-	if ev := h.pen.Events(); h.pen.Count("fail") != 2 || ev[len(ev)-1].Password != "wrong" {
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "PLAIN"`)
+	c.Expect(`""`)
+	c.Send(`"*"`)
+	c.Expect(`NO "Authentication aborted by client."`)
+	c.Send(`AUTHENTICATE "PLAIN"`)
+	c.Expect(`""`)
+	c.Send(`*`)
+	c.Expect(`NO "Invalid AUTHENTICATE client response."`)
+	c.Send(`AUTHENTICATE "PLAIN"`)
+	c.Expect(`""`)
+	c.Send(`"!!!"`)
+	c.Expect(`NO "Invalid base64 in response"`)
+	c.Send(`AUTHENTICATE "LOGIN"`)
+	c.Expect(`"VXNlcm5hbWU6"`)
+	c.Send(`"dTE="`)
+	c.Expect(`"UGFzc3dvcmQ6"`)
+	c.Send(`"*"`)
+	c.Expect(`NO "Authentication aborted by client."`)
+	c.Send(`AUTHENTICATE "PLAIN" "dXNlcg=="`)
+	c.Expect(`NO "Authentication failed."`)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHdyb25n"`)
+	c.Expect(`NO "Authentication failed."`)
+	if ev := h.Pen.Events(); h.Pen.Count("fail") != 2 || ev[len(ev)-1].Password != "wrong" {
 		t.Errorf("penalties %+v", ev)
 	}
-	c.send(`AUTHENTICATE "PLAIN" "AGJ1c3kAcGFzcw=="`)
-	c.expect(`NO (TRYLATER) "Mailbox is locked."`)
-	if h.pen.Count("fail") != 2 {
+	c.Send(`AUTHENTICATE "PLAIN" "AGJ1c3kAcGFzcw=="`)
+	c.Expect(`NO (TRYLATER) "Mailbox is locked."`)
+	if h.Pen.Count("fail") != 2 {
 		t.Error("a locked mailbox is not an auth failure")
 	}
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`OK "Logged in."`)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`OK "Logged in."`)
 }
 
 func TestDeadBackendAndTempFail(t *testing.T) {
@@ -154,34 +153,34 @@ func TestDeadBackendAndTempFail(t *testing.T) {
 	l.Close()
 	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`NO (TRYLATER) "Account is temporarily unavailable."`)
-	h.router.SetErr(logintest.TempFail)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expectPrefix(`NO (TRYLATER) "Temporary authentication failure. [usher.test:`)
-	if n := len(h.sessions.All()); n != 0 || h.pen.Count("fail") != 0 {
-		t.Errorf("%d sessions, penalties %+v", n, h.pen.Events())
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`NO (TRYLATER) "Account is temporarily unavailable."`)
+	h.Router.SetErr(logintest.TempFail)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.ExpectPrefix(`NO (TRYLATER) "Temporary authentication failure. [usher.test:`)
+	if n := len(h.Sessions.All()); n != 0 || h.Pen.Count("fail") != 0 {
+		t.Errorf("%d sessions, penalties %+v", n, h.Pen.Events())
 	}
 }
 
 func TestBadGreeting(t *testing.T) {
 	be := newFakeBackend(t, `BYE "go away"`)
-	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`NO (TRYLATER) "Account is temporarily unavailable."`)
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`NO (TRYLATER) "Account is temporarily unavailable."`)
 }
 
 func TestBackendWithoutXCLIENT(t *testing.T) {
 	be := newFakeBackend(t, `"SASL" "PLAIN"`)
-	h := newHarness(t, Config{Config: login.Config{BackendPort: be.port()}}, nil)
+	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`OK "Logged in."`)
-	if got := be.received(); len(got) != 1 || !strings.HasPrefix(got[0], "AUTHENTICATE") {
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`OK "Logged in."`)
+	if got := be.Received(); len(got) != 1 || !strings.HasPrefix(got[0], "AUTHENTICATE") {
 		t.Errorf("backend got %q", got)
 	}
 }
@@ -189,33 +188,33 @@ func TestBackendWithoutXCLIENT(t *testing.T) {
 func TestLimits(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`NOOP "` + strings.Repeat("x", 200) + `"`)
-	c.expect(`BYE "Input buffer full, aborting"`)
-	c.expectEOF()
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`NOOP "` + strings.Repeat("x", 200) + `"`)
+	c.Expect(`BYE "Input buffer full, aborting"`)
+	c.ExpectEOF()
 
 	c = h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send("NOOP {101+}")
-	c.expect(`BYE "Input buffer full, aborting"`)
-	c.expectEOF()
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send("NOOP {101+}")
+	c.Expect(`BYE "Input buffer full, aborting"`)
+	c.ExpectEOF()
 
 	c = h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send("")
-	c.expect(`NO "Error in MANAGESIEVE command received by server."`)
-	c.send(`AUTHENTICATE PLAIN AHUxAHBhc3M=`)
-	c.expect(`NO "Error in MANAGESIEVE command received by server."`)
-	c.send("HAVESPACE \"x\" 1")
-	c.expect(`BYE "Too many invalid MANAGESIEVE commands."`)
-	c.expectEOF()
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send("")
+	c.Expect(`NO "Error in MANAGESIEVE command received by server."`)
+	c.Send(`AUTHENTICATE PLAIN AHUxAHBhc3M=`)
+	c.Expect(`NO "Error in MANAGESIEVE command received by server."`)
+	c.Send("HAVESPACE \"x\" 1")
+	c.Expect(`BYE "Too many invalid MANAGESIEVE commands."`)
+	c.ExpectEOF()
 }
 
 func TestLoginTimeout(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
 	c := h.dial()
 	for {
-		l, err := c.br.ReadString('\n')
+		l, err := c.BR.ReadString('\n')
 		if err != nil {
 			t.Fatal("no BYE before the close")
 		}
@@ -223,7 +222,7 @@ func TestLoginTimeout(t *testing.T) {
 			break
 		}
 	}
-	c.expectEOF()
+	c.ExpectEOF()
 }
 
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
@@ -233,31 +232,27 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
 	c := h.dial()
-	c.expect(`"IMPLEMENTATION" "Dovecot Pigeonhole"`, sieveLine, `"NOTIFY" "mailto"`, `"SASL" ""`,
+	c.Expect(`"IMPLEMENTATION" "Dovecot Pigeonhole"`, sieveLine, `"NOTIFY" "mailto"`, `"SASL" ""`,
 		`"STARTTLS"`, `"VERSION" "1.0"`, `OK "Dovecot ready."`)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`NO "Plaintext authentication disabled."`)
-	if len(h.router.Calls()) != 0 || len(h.pen.Events()) != 0 {
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`NO "Plaintext authentication disabled."`)
+	if len(h.Router.Calls()) != 0 || len(h.Pen.Events()) != 0 {
 		t.Error("refused logins must not route or count")
 	}
 	// Pipelined plaintext after STARTTLS must be dropped, not run under TLS.
-	if _, err := c.nc.Write([]byte("STARTTLS\r\nNOOP\r\n")); err != nil {
+	if _, err := c.NC.Write([]byte("STARTTLS\r\nNOOP\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	c.expect(`OK "Begin TLS negotiation now."`)
-	tc := tls.Client(c.nc, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.br, c.nc = bufio.NewReader(tc), tc
-	c.expect(caps("TLS negotiation successful.")...)
-	c.send("STARTTLS")
-	c.expect(`NO "TLS is already active."`)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`OK "Logged in."`)
-	c.send("LISTSCRIPTS")
-	c.expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
-	if got := h.backend.received()[0]; !strings.HasPrefix(got, "XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=") {
+	c.Expect(`OK "Begin TLS negotiation now."`)
+	c.StartTLS()
+	c.Expect(caps("TLS negotiation successful.")...)
+	c.Send("STARTTLS")
+	c.Expect(`NO "TLS is already active."`)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`OK "Logged in."`)
+	c.Send("LISTSCRIPTS")
+	c.Expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
+	if got := h.backend.Received()[0]; !strings.HasPrefix(got, "XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=") {
 		t.Errorf("XCLIENT %q", got)
 	}
 }
@@ -270,14 +265,14 @@ func TestTrustedXCLIENT(t *testing.T) {
 	c := h.dial()
 	want := caps("Dovecot ready.")
 	want = append(want[:len(want)-1], `"XCLIENT"`, want[len(want)-1])
-	c.expect(want...)
-	c.send("XCLIENT ADDR=nonsense")
-	c.expect(`NO "Error in MANAGESIEVE command received by server."`)
-	c.send("XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=3")
-	c.expect(`OK "Updated"`)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`OK "Logged in."`)
-	if got := h.backend.received()[0]; got != "XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=2" {
+	c.Expect(want...)
+	c.Send("XCLIENT ADDR=nonsense")
+	c.Expect(`NO "Error in MANAGESIEVE command received by server."`)
+	c.Send("XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=3")
+	c.Expect(`OK "Updated"`)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`OK "Logged in."`)
+	if got := h.backend.Received()[0]; got != "XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=2" {
 		t.Errorf("XCLIENT %q", got)
 	}
 }
@@ -285,14 +280,14 @@ func TestTrustedXCLIENT(t *testing.T) {
 func TestKick(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	c.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.expect(`OK "Logged in."`)
-	h.sessions.KickAll("Kicked by admin")
-	c.expect(`BYE "Kicked by admin"`)
-	c.expectEOF()
-	waitDone(t, h.sessions, 0)
-	if h.stats.Count("session_finished") != 1 {
+	c.Expect(caps("Dovecot ready.")...)
+	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	c.Expect(`OK "Logged in."`)
+	h.Sessions.KickAll("Kicked by admin")
+	c.Expect(`BYE "Kicked by admin"`)
+	c.ExpectEOF()
+	logintest.WaitDone(t, h.Sessions, 0)
+	if h.Stats.Count("session_finished") != 1 {
 		t.Error("session_finished not counted")
 	}
 }
@@ -300,22 +295,22 @@ func TestKick(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	pre := h.dial()
-	pre.expect(caps("Dovecot ready.")...)
+	pre.Expect(caps("Dovecot ready.")...)
 	proxied := h.dial()
-	proxied.expect(caps("Dovecot ready.")...)
-	proxied.send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	proxied.expect(`OK "Logged in."`)
+	proxied.Expect(caps("Dovecot ready.")...)
+	proxied.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
+	proxied.Expect(`OK "Logged in."`)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.srv.Shutdown(ctx) }()
-	pre.expect(`BYE "Server shutting down."`)
-	pre.expectEOF()
-	proxied.send("LISTSCRIPTS")
-	proxied.expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
+	pre.Expect(`BYE "Server shutting down."`)
+	pre.ExpectEOF()
+	proxied.Send("LISTSCRIPTS")
+	proxied.Expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
 	cancel()
-	proxied.expect(`BYE "Server shutting down."`)
-	proxied.expectEOF()
+	proxied.Expect(`BYE "Server shutting down."`)
+	proxied.ExpectEOF()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Shutdown = %v", err)
 	}
@@ -324,10 +319,10 @@ func TestShutdown(t *testing.T) {
 func TestTooManyCommandsBeforeLogin(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{MaxCommands: 3}}, nil)
 	c := h.dial()
-	c.expect(caps("Dovecot ready.")...)
-	if _, err := c.nc.Write([]byte("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n")); err != nil {
+	c.Expect(caps("Dovecot ready.")...)
+	if _, err := c.NC.Write([]byte("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	c.expect(`OK "NOOP Completed"`, `OK "NOOP Completed"`, `OK "NOOP Completed"`, `BYE "Too many commands before login."`)
-	c.expectEOF()
+	c.Expect(`OK "NOOP Completed"`, `OK "NOOP Completed"`, `OK "NOOP Completed"`, `BYE "Too many commands before login."`)
+	c.ExpectEOF()
 }
