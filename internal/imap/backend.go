@@ -26,51 +26,14 @@ func backendLine(br *bufio.Reader) (string, error) {
 // optional STARTTLS, CAPABILITY when unknown, ID with the client's address, then LOGIN (or
 // AUTHENTICATE PLAIN when the backend disables LOGIN).
 func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, tag string, cr login.Creds) (*login.Session, login.Result) {
-	ssl := c.s.cfg.BackendSSL
-	banner, err := backendLine(br)
-	if err != nil {
-		return nil, login.Unavailable("reading banner: %w", err)
+	nc, br, caps, res := c.backendHello(nc, br, dest)
+	if res.Kind != login.ResultOK {
+		return nil, res
 	}
-	if !strings.HasPrefix(banner, "* OK ") {
-		return nil, login.Unavailable("bad banner %q", banner)
-	}
-	caps, _ := capabilityCode(banner[len("* OK "):])
-	if ssl == "starttls" {
-		if caps.known && !caps.has("STARTTLS") {
-			return nil, login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")}
-		}
-		if _, err := nc.Write([]byte("S STARTTLS\r\n")); err != nil {
-			return nil, login.Unavailable("STARTTLS: %w", err)
-		}
-		if line, _, err := untilTagged(br, "S "); err != nil || !strings.HasPrefix(line, "S OK") {
-			return nil, login.Unavailable("STARTTLS refused: %q %v", line, err)
-		}
-		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
-		if err != nil {
-			return nil, login.Unavailable("STARTTLS handshake: %w", err)
-		}
-		nc, br, caps = tc, relay.NewReader(tc), capSet{}
-	}
-	if !caps.known {
-		if _, err := nc.Write([]byte("C CAPABILITY\r\n")); err != nil {
-			return nil, login.Unavailable("CAPABILITY: %w", err)
-		}
-		line, untagged, err := untilTagged(br, "C ")
-		if err != nil || !strings.HasPrefix(line, "C OK") {
-			return nil, login.Unavailable("CAPABILITY failed: %q %v", line, err)
-		}
-		caps = capSet{known: true}
-		for _, u := range untagged {
-			if rest, ok := cutPrefixFold(u, "* CAPABILITY "); ok {
-				caps.words += " " + rest
-			}
-		}
-	}
-
 	// ID goes in front of the login, pipelined, so the backend logs the real client.
-	chunks, res := loginChunks(cr, caps)
-	if res != nil {
-		return nil, *res
+	chunks, refused := loginChunks(cr, caps)
+	if refused != nil {
+		return nil, *refused
 	}
 	first := make([]byte, 0, 256+len(chunks[0]))
 	if caps.has("ID") {
@@ -105,6 +68,53 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 			}
 		}
 	}
+}
+
+// backendHello reads the backend's banner, runs STARTTLS when backend_ssl says so and asks
+// for the capabilities when the banner (or STARTTLS) left them unknown. It returns the
+// stream to log in on, TLS or not, and a ResultOK.
+func (c *conn) backendHello(nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (net.Conn, *bufio.Reader, capSet, login.Result) {
+	fail := func(res login.Result) (net.Conn, *bufio.Reader, capSet, login.Result) { return nil, nil, capSet{}, res }
+	banner, err := backendLine(br)
+	if err != nil {
+		return fail(login.Unavailable("reading banner: %w", err))
+	}
+	if !strings.HasPrefix(banner, "* OK ") {
+		return fail(login.Unavailable("bad banner %q", banner))
+	}
+	caps, _ := capabilityCode(banner[len("* OK "):])
+	if c.s.cfg.BackendSSL == "starttls" {
+		if caps.known && !caps.has("STARTTLS") {
+			return fail(login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")})
+		}
+		if _, err := nc.Write([]byte("S STARTTLS\r\n")); err != nil {
+			return fail(login.Unavailable("STARTTLS: %w", err))
+		}
+		if line, _, err := untilTagged(br, "S "); err != nil || !strings.HasPrefix(line, "S OK") {
+			return fail(login.Unavailable("STARTTLS refused: %q %v", line, err))
+		}
+		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		if err != nil {
+			return fail(login.Unavailable("STARTTLS handshake: %w", err))
+		}
+		nc, br, caps = tc, relay.NewReader(tc), capSet{}
+	}
+	if !caps.known {
+		if _, err := nc.Write([]byte("C CAPABILITY\r\n")); err != nil {
+			return fail(login.Unavailable("CAPABILITY: %w", err))
+		}
+		line, untagged, err := untilTagged(br, "C ")
+		if err != nil || !strings.HasPrefix(line, "C OK") {
+			return fail(login.Unavailable("CAPABILITY failed: %q %v", line, err))
+		}
+		caps = capSet{known: true}
+		for _, u := range untagged {
+			if rest, ok := cutPrefixFold(u, "* CAPABILITY "); ok {
+				caps.words += " " + rest
+			}
+		}
+	}
+	return nc, br, caps, login.Result{Kind: login.ResultOK}
 }
 
 // loginReply maps the backend's tagged answer to the login (reference 6.2).

@@ -175,8 +175,7 @@ func (c *conn) cmdID(a arg) bool {
 		return false
 	}
 	trusted := c.s.env.IsTrusted(c.Peer.Addr())
-	rip, rport := c.Remote.Addr(), c.Remote.Port()
-	lip, lport := c.Local.Addr(), c.Local.Port()
+	o := idOverride{rip: c.Remote.Addr(), rport: c.Remote.Port(), lip: c.Local.Addr(), lport: c.Local.Port()}
 	c.clientID = ""
 	for i := 0; i < len(a.list); i += 2 {
 		k, v := a.list[i], a.list[i+1]
@@ -194,35 +193,47 @@ func (c *conn) cmdID(a arg) bool {
 			c.Forward = login.MergeForward(c.Forward, []string{k.s[len("x-forward-"):] + "=" + v.s})
 			continue
 		}
-		switch key {
-		case "x-originating-ip":
-			if ip, err := netip.ParseAddr(v.s); err == nil {
-				rip = ip.Unmap()
-			}
-		case "x-originating-port":
-			if p, ok := parsePort(v.s); ok {
-				rport = p
-			}
-		case "x-connected-ip":
-			if ip, err := netip.ParseAddr(v.s); err == nil {
-				lip = ip.Unmap()
-			}
-		case "x-connected-port":
-			if p, ok := parsePort(v.s); ok {
-				lport = p
-			}
-		case "x-proxy-ttl":
-			if p, ok := parsePort(v.s); ok {
-				c.TTL = int(p)
-			}
-		case "x-session-id", "x-session-ext-id":
-			if login.ValidSessionID(v.s) {
-				c.SessionID = v.s
-			}
+		c.trustedID(key, v.s, &o)
+	}
+	c.Remote, c.Local = netip.AddrPortFrom(o.rip, o.rport), netip.AddrPortFrom(o.lip, o.lport)
+	return true
+}
+
+// idOverride are the client's (r) and local (l) address as a trusted ID states them.
+type idOverride struct {
+	rip, lip     netip.Addr
+	rport, lport uint16
+}
+
+// trustedID takes over one ID parameter of a trusted client (another proxy): the addresses
+// into o, the TTL and session id into c. Values that do not parse are ignored.
+func (c *conn) trustedID(key, val string, o *idOverride) {
+	switch key {
+	case "x-originating-ip":
+		if ip, err := netip.ParseAddr(val); err == nil {
+			o.rip = ip.Unmap()
+		}
+	case "x-originating-port":
+		if p, ok := parsePort(val); ok {
+			o.rport = p
+		}
+	case "x-connected-ip":
+		if ip, err := netip.ParseAddr(val); err == nil {
+			o.lip = ip.Unmap()
+		}
+	case "x-connected-port":
+		if p, ok := parsePort(val); ok {
+			o.lport = p
+		}
+	case "x-proxy-ttl":
+		if p, ok := parsePort(val); ok {
+			c.TTL = int(p)
+		}
+	case "x-session-id", "x-session-ext-id":
+		if login.ValidSessionID(val) {
+			c.SessionID = val
 		}
 	}
-	c.Remote, c.Local = netip.AddrPortFrom(rip, rport), netip.AddrPortFrom(lip, lport)
-	return true
 }
 
 // reservedIDKey: the ID keys a proxy sets itself, never passed on as the client's own.
