@@ -1,10 +1,7 @@
 package imap
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -255,22 +252,6 @@ func TestLimits(t *testing.T) {
 	c.ExpectEOF()
 }
 
-func TestLoginTimeout(t *testing.T) {
-	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
-	c := h.dial()
-	c.ExpectPrefix("* ") // the greeting, if it beat the deadline, or the BYE
-	for {
-		l, err := c.BR.ReadString('\n')
-		if err != nil {
-			t.Fatal("no BYE before the close")
-		}
-		if l == "* BYE Disconnected for inactivity.\r\n" {
-			break
-		}
-	}
-	c.ExpectEOF()
-}
-
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
@@ -362,80 +343,6 @@ func TestBackendNoCapsInBanner(t *testing.T) {
 	c.ExpectPrefix("a OK ")
 	if got := be.Received(); len(got) < 2 || got[0] != "C CAPABILITY" || got[1] != `L LOGIN "u1" "pass"` {
 		t.Errorf("backend got %q", got)
-	}
-}
-
-func TestKick(t *testing.T) {
-	h := newHarness(t, Config{}, nil)
-	c := h.dial()
-	c.Expect(greeting)
-	c.Send("a LOGIN u1 pass")
-	c.ExpectPrefix("a OK ")
-	h.Sessions.KickAll("Kicked by admin.")
-	c.Expect("* BYE Kicked by admin.")
-	c.ExpectEOF()
-	logintest.WaitDone(t, h.Sessions, 0)
-	if h.Stats.Count("session_finished") != 1 {
-		t.Error("session_finished not counted")
-	}
-}
-
-func TestShutdown(t *testing.T) {
-	h := newHarness(t, Config{}, nil)
-	pre := h.dial()
-	pre.Expect(greeting)
-	proxied := h.dial()
-	proxied.Expect(greeting)
-	proxied.Send("a LOGIN u1 pass")
-	proxied.ExpectPrefix("a OK ")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.srv.Shutdown(ctx) }()
-	pre.Expect("* BYE Server shutting down.")
-	pre.ExpectEOF()
-	// The proxied session keeps working until the deadline.
-	proxied.Send("b NOOP")
-	proxied.Expect("b OK NOOP done")
-	cancel()
-	proxied.Expect("* BYE Server shutting down.")
-	proxied.ExpectEOF()
-	if err := <-done; err != context.Canceled {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if _, err := net.Dial("tcp", h.addr); err == nil {
-		t.Error("still accepting")
-	}
-}
-
-func TestTooManyCommandsBeforeLogin(t *testing.T) {
-	env, _, _, _, _ := logintest.Env(netip.MustParseAddr("127.0.0.1"))
-	s := NewServer(Config{Config: login.Config{MaxCommands: 3}}, env)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	r.ReadString('\n')
-	fmt.Fprint(c, "a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n")
-	var lines []string
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			break
-		}
-		lines = append(lines, strings.TrimSpace(l))
-	}
-	if len(lines) != 4 || lines[3] != "* BYE Too many commands before login." {
-		t.Fatalf("got %q", lines)
 	}
 }
 
@@ -596,4 +503,23 @@ func TestJunkUserName(t *testing.T) {
 	if h.Pen.Count("fail") != 2 {
 		t.Errorf("penalty events %v", h.Pen.Events())
 	}
+}
+
+// TestCore runs the shared core's tests in IMAP's words.
+func TestCore(t *testing.T) {
+	logintest.RunCore(t, logintest.Dialect{
+		Start: func(t *testing.T, cfg login.Config) logintest.Running {
+			h := newHarness(t, Config{Config: cfg}, nil)
+			return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
+		},
+		Greeting: []string{greeting},
+		Login:    "a LOGIN u1 pass",
+		LoggedIn: []string{"a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in"},
+		Proxied:  "b NOOP",
+		Answer:   []string{"b OK NOOP done"},
+		Noop:     func(n int) string { return string(rune('a'+n)) + " NOOP" },
+		NoopOK:   func(n int) string { return string(rune('a'+n)) + " OK NOOP completed." },
+		Last:     func(text string) string { return "* BYE " + text },
+		Refused:  "* BYE [UNAVAILABLE] Too many connections, try again later.",
+	})
 }

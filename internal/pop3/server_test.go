@@ -1,7 +1,6 @@
 package pop3
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -241,21 +239,6 @@ func TestLimits(t *testing.T) {
 	c.ExpectEOF()
 }
 
-func TestLoginTimeout(t *testing.T) {
-	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
-	c := h.dial()
-	for {
-		l, err := c.BR.ReadString('\n')
-		if err != nil {
-			t.Fatal("no -ERR before the close")
-		}
-		if l == "-ERR Disconnected for inactivity.\r\n" {
-			break
-		}
-	}
-	c.ExpectEOF()
-}
-
 func TestPlaintextPolicyAndSTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
@@ -348,60 +331,6 @@ func TestTTLLoop(t *testing.T) {
 	}
 }
 
-func TestKick(t *testing.T) {
-	h := newHarness(t, Config{}, nil)
-	c := h.dial()
-	c.Expect(greeting)
-	c.Send("AUTH PLAIN AHUxAHBhc3M=")
-	c.Expect("+OK Logged in.")
-	h.Sessions.KickAll("Kicked by admin")
-	c.Expect("-ERR Kicked by admin")
-	c.ExpectEOF()
-	logintest.WaitDone(t, h.Sessions, 0)
-	if h.Stats.Count("session_finished") != 1 {
-		t.Error("session_finished not counted")
-	}
-}
-
-func TestShutdown(t *testing.T) {
-	h := newHarness(t, Config{}, nil)
-	pre := h.dial()
-	pre.Expect(greeting)
-	proxied := h.dial()
-	proxied.Expect(greeting)
-	proxied.Send("AUTH PLAIN AHUxAHBhc3M=")
-	proxied.Expect("+OK Logged in.")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.srv.Shutdown(ctx) }()
-	pre.Expect("-ERR Server shutting down.")
-	pre.ExpectEOF()
-	// The proxied session keeps working until the deadline.
-	proxied.Send("STAT")
-	proxied.Expect("+OK 0 0")
-	cancel()
-	proxied.Expect("-ERR Server shutting down.")
-	proxied.ExpectEOF()
-	if err := <-done; err != context.Canceled {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if _, err := net.Dial("tcp", h.addr); err == nil {
-		t.Error("still accepting")
-	}
-}
-
-func TestTooManyCommandsBeforeLogin(t *testing.T) {
-	h := newHarness(t, Config{Config: login.Config{MaxCommands: 3}}, nil)
-	c := h.dial()
-	c.Expect(greeting)
-	if _, err := c.NC.Write([]byte("USER a\r\nUSER b\r\nUSER c\r\nUSER d\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect("+OK", "+OK", "+OK", "-ERR Too many commands before login.")
-	c.ExpectEOF()
-}
-
 // With usher's own passdb, a wrong password is refused before any routing
 // or backend connection, and counts as a penalty.
 func TestPassdbRefusesBeforeRouting(t *testing.T) {
@@ -467,4 +396,23 @@ func TestBackendTempFailRetried(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d backend logins, want 2 (one reconnect)", n)
 	}
+}
+
+// TestCore runs the shared core's tests in POP3's words.
+func TestCore(t *testing.T) {
+	logintest.RunCore(t, logintest.Dialect{
+		Start: func(t *testing.T, cfg login.Config) logintest.Running {
+			h := newHarness(t, Config{Config: cfg}, nil)
+			return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
+		},
+		Greeting: []string{greeting},
+		Login:    "AUTH PLAIN AHUxAHBhc3M=",
+		LoggedIn: []string{"+OK Logged in."},
+		Proxied:  "STAT",
+		Answer:   []string{"+OK 0 0"},
+		Noop:     func(n int) string { return "USER " + string(rune('a'+n)) },
+		NoopOK:   func(int) string { return "+OK" },
+		Last:     func(text string) string { return "-ERR " + text },
+		Refused:  "-ERR [SYS/TEMP] Too many connections, try again later.",
+	})
 }

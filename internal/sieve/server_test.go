@@ -1,13 +1,11 @@
 package sieve
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -210,21 +208,6 @@ func TestLimits(t *testing.T) {
 	c.ExpectEOF()
 }
 
-func TestLoginTimeout(t *testing.T) {
-	h := newHarness(t, Config{Config: login.Config{LoginTimeout: time.Millisecond}}, nil)
-	c := h.dial()
-	for {
-		l, err := c.BR.ReadString('\n')
-		if err != nil {
-			t.Fatal("no BYE before the close")
-		}
-		if l == "BYE \"Disconnected for inactivity.\"\r\n" {
-			break
-		}
-	}
-	c.ExpectEOF()
-}
-
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
@@ -277,52 +260,21 @@ func TestTrustedXCLIENT(t *testing.T) {
 	}
 }
 
-func TestKick(t *testing.T) {
-	h := newHarness(t, Config{}, nil)
-	c := h.dial()
-	c.Expect(caps("Dovecot ready.")...)
-	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	c.Expect(`OK "Logged in."`)
-	h.Sessions.KickAll("Kicked by admin")
-	c.Expect(`BYE "Kicked by admin"`)
-	c.ExpectEOF()
-	logintest.WaitDone(t, h.Sessions, 0)
-	if h.Stats.Count("session_finished") != 1 {
-		t.Error("session_finished not counted")
-	}
-}
-
-func TestShutdown(t *testing.T) {
-	h := newHarness(t, Config{}, nil)
-	pre := h.dial()
-	pre.Expect(caps("Dovecot ready.")...)
-	proxied := h.dial()
-	proxied.Expect(caps("Dovecot ready.")...)
-	proxied.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
-	proxied.Expect(`OK "Logged in."`)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.srv.Shutdown(ctx) }()
-	pre.Expect(`BYE "Server shutting down."`)
-	pre.ExpectEOF()
-	proxied.Send("LISTSCRIPTS")
-	proxied.Expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
-	cancel()
-	proxied.Expect(`BYE "Server shutting down."`)
-	proxied.ExpectEOF()
-	if err := <-done; err != context.Canceled {
-		t.Errorf("Shutdown = %v", err)
-	}
-}
-
-func TestTooManyCommandsBeforeLogin(t *testing.T) {
-	h := newHarness(t, Config{Config: login.Config{MaxCommands: 3}}, nil)
-	c := h.dial()
-	c.Expect(caps("Dovecot ready.")...)
-	if _, err := c.NC.Write([]byte("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(`OK "NOOP Completed"`, `OK "NOOP Completed"`, `OK "NOOP Completed"`, `BYE "Too many commands before login."`)
-	c.ExpectEOF()
+// TestCore runs the shared core's tests in ManageSieve's words.
+func TestCore(t *testing.T) {
+	logintest.RunCore(t, logintest.Dialect{
+		Start: func(t *testing.T, cfg login.Config) logintest.Running {
+			h := newHarness(t, Config{Config: cfg}, nil)
+			return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
+		},
+		Greeting: caps("Dovecot ready."),
+		Login:    `AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`,
+		LoggedIn: []string{`OK "Logged in."`},
+		Proxied:  "LISTSCRIPTS",
+		Answer:   []string{`"test" ACTIVE`, `OK "Listscripts completed."`},
+		Noop:     func(int) string { return "NOOP" },
+		NoopOK:   func(int) string { return `OK "NOOP Completed"` },
+		Last:     func(text string) string { return `BYE "` + text + `"` },
+		Refused:  `BYE (TRYLATER) "Too many connections, try again later."`,
+	})
 }
