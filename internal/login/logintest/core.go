@@ -107,18 +107,10 @@ func RunCore(t *testing.T, d Dialect) {
 	})
 
 	t.Run("LoginTimeout", func(t *testing.T) {
-		c := Dial(t, d.Start(t, login.Config{LoginTimeout: time.Millisecond}).Addr)
-		// The greeting, or part of it, may beat the deadline: read up to the parting line.
-		want := d.Last("Disconnected for inactivity.") + "\r\n"
-		for {
-			l, err := c.BR.ReadString('\n')
-			if err != nil {
-				t.Fatal("no parting line before the close")
-			}
-			if l == want {
-				break
-			}
-		}
+		// Long enough for the greeting to go out on a loaded machine (a deadline that passes
+		// before it does ends the connection without a word), short enough for a quick test.
+		c := dial(d.Start(t, login.Config{LoginTimeout: 300 * time.Millisecond}))
+		c.Expect(d.Last("Disconnected for inactivity."))
 		c.ExpectEOF()
 	})
 
