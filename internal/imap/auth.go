@@ -60,7 +60,7 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 	case login.SASLStopped:
 		return nil, reply == "" || c.Reply(reply) == nil
 	case login.SASLMalformed:
-		c.s.env.FailedAttempt(c.Remote.Addr())
+		c.s.Env.FailedAttempt(c.Remote.Addr())
 		return nil, c.Reply(cmd.tag+" "+noAuthFailed) == nil
 	}
 	return c.login(cmd.tag, cr)
@@ -100,7 +100,7 @@ func (c *conn) saslResponse(tag string, ir *string, challenge string) (resp []by
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in
 // backend; every failure has been answered and the client may retry.
 func (c *conn) login(tag string, cr login.Creds) (*login.Session, bool) {
-	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
+	bs, next := login.Login(c.s.Env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
 		Texts:  failTexts(),
 		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(tag + " " + line) },

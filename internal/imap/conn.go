@@ -27,7 +27,7 @@ type conn struct {
 
 func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{s: s}
-	c.Init(nc, s.remoteAddr, s.log, func(t string) string { return "* BYE " + t })
+	s.InitConn(&c.Conn, nc, func(t string) string { return "* BYE " + t })
 	return c
 }
 
@@ -54,10 +54,8 @@ func (c *conn) capabilities() string {
 }
 
 func (c *conn) plaintextAllowed() bool {
-	return c.s.env.PlaintextAllowed(c.Peer.Addr(), c.TLS)
+	return c.s.Env.PlaintextAllowed(c.Peer.Addr(), c.TLS)
 }
-
-func (c *conn) serve() func(end func()) { return login.Serve(&c.Conn, c.s.env, Service, c.preLogin) }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
 func (c *conn) preLogin() *login.Session {
@@ -95,7 +93,7 @@ func (c *conn) preLogin() *login.Session {
 		}
 		start := time.Now()
 		sess, next := c.dispatch(cmd)
-		c.s.env.Stats.Command(Service, cmd.name, time.Since(start))
+		c.s.Env.Stats.Command(Service, cmd.name, time.Since(start))
 		if sess != nil {
 			return sess
 		}
@@ -174,7 +172,7 @@ func (c *conn) cmdID(a arg) bool {
 	if a.kind != argList || len(a.list)%2 != 0 || len(a.list) > 60 {
 		return false
 	}
-	trusted := c.s.env.IsTrusted(c.Peer.Addr())
+	trusted := c.s.Env.IsTrusted(c.Peer.Addr())
 	o := idOverride{rip: c.Remote.Addr(), rport: c.Remote.Port(), lip: c.Local.Addr(), lport: c.Local.Port()}
 	c.clientID = ""
 	for i := 0; i < len(a.list); i += 2 {

@@ -184,11 +184,14 @@ func (c *Conn) StartTLS(cfg *tls.Config, what string, setStream func(net.Conn)) 
 	return true
 }
 
-// Serve runs a connection's pre-login dialogue; after a login it returns the proxied session
+// loginConn makes every type that embeds Conn a FrontConn.
+func (c *Conn) loginConn() *Conn { return c }
+
+// serve runs a connection's pre-login dialogue; after a login it returns the proxied session
 // as a continuation (see ConnSet.ServeThen), which is handed the function to call once the
 // session is over, and relays the session (see Proxy). Without a login the connection is
-// finished at once and Serve returns nil.
-func Serve(c *Conn, env *Env, service string, preLogin func() *Session) func(end func()) {
+// finished at once and serve returns nil.
+func serve(c *Conn, env *Env, service string, preLogin func() *Session) func(end func()) {
 	sess := preLogin()
 	if sess == nil {
 		c.Finish()

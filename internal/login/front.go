@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -84,41 +85,63 @@ func (c Config) WithDefaults(d Defaults) Config {
 // ShutdownText is what a client is told when its front-end closes or shuts down.
 const ShutdownText = "Server shutting down."
 
-// Ender is a front-end connection as a Front ends it: with a kick whatever its state, or by
-// closing it only if it has not logged in yet (Conn provides both).
-type Ender interface {
+// FrontConn is a front-end connection as a Front runs it: a type that embeds Conn.
+type FrontConn interface {
 	comparable
 	Kick(reason string)
 	ClosePreLogin(text string)
+	loginConn() *Conn
 }
 
 // Front is the server part every login front-end (IMAP, POP3, ManageSieve) shares: its
-// listeners and connections, their ceilings, and the two ways of stopping. A protocol's
-// Server embeds it and keeps only its protocol's settings and dialogue.
-type Front[C Ender] struct {
-	conns   *ConnSet[C]
-	newConn func(net.Conn) C
-	serve   func(C) func(end func())
+// environment, listeners and connections, their ceilings, the hand-off of a logged-in session
+// to the relay, and the two ways of stopping. A protocol's Server embeds it and keeps only its
+// protocol's settings and dialogue.
+type Front[C FrontConn] struct {
+	Env *Env         // with defaults
+	Log *slog.Logger // the service's
+	// RemoteAddr, when set, stands in for the socket's peer address: tests pretend a
+	// connection comes from elsewhere (the plaintext policy depends on the client address,
+	// and tests only have loopback).
+	RemoteAddr func(net.Conn) netip.AddrPort
+
+	service  string
+	conns    *ConnSet[C]
+	newConn  func(net.Conn) C
+	preLogin func(C) *Session
 }
 
-// NewFront returns a front-end server whose accepted connections become newConn's C and run
-// serve (see ConnSet.ServeThen). lim's ceilings (nil: none) are enforced with refuse as the
-// answer, the protocol's words with CRLF; a listener with implicit TLS refuses in silence,
-// as it has no words before the handshake.
-func NewFront[C Ender](lim *netx.Limiter, refuse string, implicitTLS bool,
-	newConn func(net.Conn) C, serve func(C) func(end func())) *Front[C] {
-	f := &Front[C]{conns: NewConnSet[C](), newConn: newConn, serve: serve}
-	if implicitTLS {
+// NewFront returns the server of service on env. Each accepted connection becomes newConn's
+// C, whose preLogin runs the protocol's dialogue up to a logged-in Session (nil: the
+// connection is over), which the Front then relays. cfg's Limiter (nil: none) is enforced
+// with refuse as the answer, the protocol's words with CRLF; a listener with implicit TLS
+// refuses in silence, as it has no words before the handshake.
+func NewFront[C FrontConn](service string, env *Env, cfg Config, refuse string,
+	newConn func(net.Conn) C, preLogin func(C) *Session) *Front[C] {
+	env = env.WithDefaults()
+	f := &Front[C]{
+		Env: env, Log: env.Logger.With("service", service),
+		service: service, conns: NewConnSet[C](), newConn: newConn, preLogin: preLogin,
+	}
+	if cfg.ImplicitTLS {
 		refuse = ""
 	}
-	f.conns.SetLimiter(lim, refuse)
+	f.conns.SetLimiter(cfg.Limiter, refuse)
 	return f
+}
+
+// InitConn prepares c, the Conn of a connection newConn is making, for nc; lastLine formats
+// the protocol's parting line.
+func (f *Front[C]) InitConn(c *Conn, nc net.Conn, lastLine func(text string) string) {
+	c.Init(nc, f.RemoteAddr, f.Log, lastLine)
 }
 
 // Serve accepts connections on l until l is closed (by the caller, Close or Shutdown), then
 // returns nil; other accept errors are returned.
 func (f *Front[C]) Serve(l net.Listener) error {
-	return f.conns.ServeThen(l, f.newConn, f.serve)
+	return f.conns.ServeThen(l, f.newConn, func(c C) func(end func()) {
+		return serve(c.loginConn(), f.Env, f.service, func() *Session { return f.preLogin(c) })
+	})
 }
 
 // Sleep waits d, a login penalty; false when the server starts closing meanwhile.
@@ -137,7 +160,7 @@ func (f *Front[C]) Shutdown(ctx context.Context) error {
 	return f.conns.Shutdown(ctx, func(c C) { c.ClosePreLogin(ShutdownText) }, kickForShutdown[C])
 }
 
-func kickForShutdown[C Ender](c C) { c.Kick(ShutdownText) }
+func kickForShutdown[C FrontConn](c C) { c.Kick(ShutdownText) }
 
 // Dialogue logs a user in on a connected backend stream (see DialBackend).
 type Dialogue func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*Session, Result)

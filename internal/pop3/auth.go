@@ -38,7 +38,7 @@ func (c *conn) cmdPass(pass string) (*login.Session, bool) {
 	if user == "" {
 		// "USER" alone is accepted, as by Dovecot, but can never log in: fail it here
 		// rather than route an empty name.
-		c.s.env.FailedAttempt(c.Remote.Addr())
+		c.s.Env.FailedAttempt(c.Remote.Addr())
 		return nil, c.Reply(errAuthFailed) == nil
 	}
 	return c.login(login.Creds{Mech: "PLAIN", User: user, Pass: pass})
@@ -69,7 +69,7 @@ func (c *conn) cmdAuth(args string) (*login.Session, bool) {
 	case login.SASLStopped:
 		return nil, reply == "" || c.Reply(reply) == nil
 	case login.SASLMalformed:
-		c.s.env.FailedAttempt(c.Remote.Addr())
+		c.s.Env.FailedAttempt(c.Remote.Addr())
 		return nil, c.Reply(errAuthFailed) == nil
 	}
 	return c.login(cr)
@@ -109,7 +109,7 @@ func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply st
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in
 // backend; every failure has been answered and the client may retry.
 func (c *conn) login(cr login.Creds) (*login.Session, bool) {
-	bs, next := login.Login(c.s.env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
+	bs, next := login.Login(c.s.Env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
 		Texts:  failTexts(),
 		Sleep:  c.s.Sleep,
 		Answer: func(line string) error { return c.Reply(line) },

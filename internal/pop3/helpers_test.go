@@ -101,7 +101,7 @@ func newHarness(t *testing.T, cfg Config, tweak func(*login.Env, *Server)) *harn
 	srv := NewServer(cfg, env)
 	if tweak != nil {
 		tweak(env, srv)
-		srv.env = env.WithDefaults()
+		srv.Env = env.WithDefaults()
 	}
 	return &harness{Fakes: fakes, t: t, srv: srv, backend: be, addr: logintest.Serve(t, srv)}
 }

@@ -5,10 +5,6 @@
 package pop3
 
 import (
-	"log/slog"
-	"net"
-	"net/netip"
-
 	"github.com/usher-mail/usher/internal/login"
 )
 
@@ -27,27 +23,17 @@ func (c Config) withDefaults() Config {
 // Service is the service name given to sessions, stats and penalties.
 const Service = "pop3"
 
-// Server accepts POP3 clients on any number of listeners; its Serve, Close and Shutdown are
-// login.Front's.
+// Server accepts POP3 clients on any number of listeners; its environment, Serve, Close
+// and Shutdown are login.Front's.
 type Server struct {
 	*login.Front[*conn]
 	cfg Config
-	env *login.Env
-	log *slog.Logger
-	// remoteAddr lets tests pretend a connection comes from elsewhere (the plaintext policy
-	// depends on the client address, and tests only have loopback).
-	remoteAddr func(net.Conn) netip.AddrPort
 }
 
 // NewServer returns a server; env.Router must be set.
 func NewServer(cfg Config, env *login.Env) *Server {
-	env = env.WithDefaults()
-	s := &Server{
-		cfg: cfg.withDefaults(),
-		env: env,
-		log: env.Logger.With("service", Service),
-	}
+	s := &Server{cfg: cfg.withDefaults()}
 	refuse := "-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
-	s.Front = login.NewFront(cfg.Limiter, refuse, cfg.ImplicitTLS, s.newConn, (*conn).serve)
+	s.Front = login.NewFront(Service, env, s.cfg.Config, refuse, s.newConn, (*conn).preLogin)
 	return s
 }

@@ -27,7 +27,7 @@ type conn struct {
 
 func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{s: s}
-	c.Init(nc, s.remoteAddr, s.log, func(t string) string { return "BYE " + quote(t) })
+	s.InitConn(&c.Conn, nc, func(t string) string { return "BYE " + quote(t) })
 	return c
 }
 
@@ -37,10 +37,10 @@ func (c *conn) setStream(nc net.Conn) {
 }
 
 func (c *conn) plaintextAllowed() bool {
-	return c.s.env.PlaintextAllowed(c.Peer.Addr(), c.TLS)
+	return c.s.Env.PlaintextAllowed(c.Peer.Addr(), c.TLS)
 }
 
-func (c *conn) trusted() bool { return c.s.env.IsTrusted(c.Peer.Addr()) }
+func (c *conn) trusted() bool { return c.s.Env.IsTrusted(c.Peer.Addr()) }
 
 // capabilities is the pre-login capability list, Dovecot's order, closed by OK text.
 func (c *conn) capabilities(text string) []string {
@@ -64,8 +64,6 @@ func (c *conn) capabilities(text string) []string {
 	}
 	return append(lines, "OK "+quote(text))
 }
-
-func (c *conn) serve() func(end func()) { return login.Serve(&c.Conn, c.s.env, Service, c.preLogin) }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
 func (c *conn) preLogin() *login.Session {
@@ -101,7 +99,7 @@ func (c *conn) preLogin() *login.Session {
 		}
 		start := time.Now()
 		sess, next := c.dispatch(cmd)
-		c.s.env.Stats.Command(Service, cmd.name, time.Since(start))
+		c.s.Env.Stats.Command(Service, cmd.name, time.Since(start))
 		if sess != nil {
 			return sess
 		}

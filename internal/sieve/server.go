@@ -6,10 +6,6 @@
 package sieve
 
 import (
-	"log/slog"
-	"net"
-	"net/netip"
-
 	"github.com/usher-mail/usher/internal/login"
 )
 
@@ -50,27 +46,17 @@ func (c Config) withDefaults() Config {
 // %s = "sieve" for managesieve-login too (verified against 2.3.19), so who/kick filter on it.
 const Service = "sieve"
 
-// Server accepts ManageSieve clients on any number of listeners; its Serve, Close and Shutdown are
-// login.Front's.
+// Server accepts ManageSieve clients on any number of listeners; its environment, Serve, Close
+// and Shutdown are login.Front's.
 type Server struct {
 	*login.Front[*conn]
 	cfg Config
-	env *login.Env
-	log *slog.Logger
-	// remoteAddr lets tests pretend a connection comes from elsewhere (the plaintext policy
-	// depends on the client address, and tests only have loopback).
-	remoteAddr func(net.Conn) netip.AddrPort
 }
 
 // NewServer returns a server; env.Router must be set.
 func NewServer(cfg Config, env *login.Env) *Server {
-	env = env.WithDefaults()
-	s := &Server{
-		cfg: cfg.withDefaults(),
-		env: env,
-		log: env.Logger.With("service", Service),
-	}
+	s := &Server{cfg: cfg.withDefaults()}
 	refuse := `BYE (TRYLATER) "Too many connections, try again later."` + "\r\n"
-	s.Front = login.NewFront(cfg.Limiter, refuse, cfg.ImplicitTLS, s.newConn, (*conn).serve)
+	s.Front = login.NewFront(Service, env, s.cfg.Config, refuse, s.newConn, (*conn).preLogin)
 	return s
 }

@@ -212,7 +212,7 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
 		func(_ *login.Env, s *Server) {
-			s.remoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
+			s.RemoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
 	c := h.dial()
 	c.Expect(`"IMPLEMENTATION" "Dovecot Pigeonhole"`, sieveLine, `"NOTIFY" "mailto"`, `"SASL" ""`,
