@@ -508,10 +508,7 @@ func TestJunkUserName(t *testing.T) {
 // TestCore runs the shared core's tests in IMAP's words.
 func TestCore(t *testing.T) {
 	logintest.RunCore(t, logintest.Dialect{
-		Start: func(t *testing.T, cfg login.Config) logintest.Running {
-			h := newHarness(t, Config{Config: cfg}, nil)
-			return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
-		},
+		Start:    startCore,
 		Greeting: []string{greeting},
 		Login:    "a LOGIN u1 pass",
 		LoggedIn: []string{"a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in"},

@@ -401,10 +401,7 @@ func TestBackendTempFailRetried(t *testing.T) {
 // TestCore runs the shared core's tests in POP3's words.
 func TestCore(t *testing.T) {
 	logintest.RunCore(t, logintest.Dialect{
-		Start: func(t *testing.T, cfg login.Config) logintest.Running {
-			h := newHarness(t, Config{Config: cfg}, nil)
-			return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
-		},
+		Start:    startCore,
 		Greeting: []string{greeting},
 		Login:    "AUTH PLAIN AHUxAHBhc3M=",
 		LoggedIn: []string{"+OK Logged in."},

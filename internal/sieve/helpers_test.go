@@ -109,3 +109,9 @@ func newHarness(t *testing.T, cfg Config, tweak func(*login.Env, *Server)) *harn
 type client = logintest.Client
 
 func (h *harness) dial() *client { return logintest.Dial(h.t, h.addr) }
+
+// startCore starts a front-end for logintest.RunCore.
+func startCore(t *testing.T, cfg login.Config) logintest.Running {
+	h := newHarness(t, Config{Config: cfg}, nil)
+	return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
+}

@@ -263,10 +263,7 @@ func TestTrustedXCLIENT(t *testing.T) {
 // TestCore runs the shared core's tests in ManageSieve's words.
 func TestCore(t *testing.T) {
 	logintest.RunCore(t, logintest.Dialect{
-		Start: func(t *testing.T, cfg login.Config) logintest.Running {
-			h := newHarness(t, Config{Config: cfg}, nil)
-			return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
-		},
+		Start:    startCore,
 		Greeting: caps("Dovecot ready."),
 		Login:    `AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`,
 		LoggedIn: []string{`OK "Logged in."`},
