@@ -55,17 +55,10 @@ func follow(ctx context.Context, c *cli.Client, g globals, v *verb, p map[string
 	for {
 		line := progressSentence(cur)
 		ended := cur["state"] != "running"
-		// json prints one document: the final row.
-		if g.format != "" && line != last && (g.format != cli.JSON || ended) {
-			out := &cli.Output{Headers: hdrs, Rows: [][]string{make([]string, len(hdrs))}}
-			for i, h := range hdrs {
-				out.Rows[0][i] = cur[h.Key]
-			}
-			if err := cli.Write(stdout, out, g.format, termColumns(stdout), ""); err != nil {
+		if line != last {
+			if err := printProgress(stdout, g, hdrs, cur, line, ended); err != nil {
 				return exTempFail
 			}
-		} else if g.format == "" && line != last {
-			fmt.Fprintln(stdout, line)
 		}
 		last = line
 		switch cur["state"] {
@@ -88,20 +81,43 @@ func follow(ctx context.Context, c *cli.Client, g globals, v *verb, p map[string
 			fmt.Fprintf(stderr, "Error: %s: reading progress: %v%s\n", c.URL, err, res.Error)
 			return exTempFail
 		}
-		found := false
-		for _, r := range cli.Build(hdrs, res.Rows).Rows {
-			if r[0] == cur["job"] && r[1] == cur["host"] {
-				for i, h := range hdrs {
-					cur[h.Key] = r[i]
-				}
-				found = true
-			}
-		}
-		if !found {
+		if !updateProgress(cur, hdrs, res) {
 			fmt.Fprintln(stderr, "Error: the job is no longer listed (usher restarted?)")
 			return exTempFail
 		}
 	}
+}
+
+// printProgress prints one progress row: a sentence, or a row in the -f format (json prints
+// one document, so only the final row).
+func printProgress(stdout io.Writer, g globals, hdrs []cli.Header, cur map[string]string, line string, ended bool) error {
+	switch {
+	case g.format == "":
+		_, err := fmt.Fprintln(stdout, line)
+		return err
+	case g.format == cli.JSON && !ended:
+		return nil
+	}
+	out := &cli.Output{Headers: hdrs, Rows: [][]string{make([]string, len(hdrs))}}
+	for i, h := range hdrs {
+		out.Rows[0][i] = cur[h.Key]
+	}
+	return cli.Write(stdout, out, g.format, termColumns(stdout), "")
+}
+
+// updateProgress copies the job's row from a usherDirectorJobs answer into cur, and reports
+// whether the job was still listed.
+func updateProgress(cur map[string]string, hdrs []cli.Header, res cli.Result) bool {
+	found := false
+	for _, r := range cli.Build(hdrs, res.Rows).Rows {
+		if r[0] == cur["job"] && r[1] == cur["host"] {
+			for i, h := range hdrs {
+				cur[h.Key] = r[i]
+			}
+			found = true
+		}
+	}
+	return found
 }
 
 // progressSentence is one line of progress, e.g.
