@@ -52,6 +52,9 @@ func XOAUTH2(ir []byte) (Name, error) {
 	if user == "" || !auth {
 		return Name{}, fmt.Errorf("%w: XOAUTH2 without user or auth", ErrMalformed)
 	}
+	if strings.ContainsAny(user, "\x00\r\n") {
+		return Name{}, fmt.Errorf("%w: XOAUTH2 user with NUL or a line break", ErrMalformed)
+	}
 	return Name{User: user}, nil
 }
 
