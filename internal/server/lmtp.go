@@ -12,7 +12,7 @@ import (
 // startLMTP serves the lmtp service's inet listeners and its unix listeners (Dovecot's
 // default is the unix socket "lmtp" in base_dir, mode 0666) with one LMTP front-end.
 func (srv *Server) startLMTP(s *config.Settings, svc *config.Service, env *login.Env) error {
-	cfg := lmtpConfig(s)
+	cfg := lmtp.Setup(s)
 	cfg.Limiter = srv.limiter(svc.Name, s)
 	ls := lmtp.NewServer(cfg, env)
 	var all []net.Listener

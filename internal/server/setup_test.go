@@ -1,19 +1,12 @@
 package server
 
 import (
-	"crypto/tls"
 	"net/netip"
 	"reflect"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/config"
-	"github.com/usher-mail/usher/internal/imap"
-	"github.com/usher-mail/usher/internal/lmtp"
-	"github.com/usher-mail/usher/internal/login"
-	"github.com/usher-mail/usher/internal/pop3"
-	"github.com/usher-mail/usher/internal/sieve"
 )
 
 // parseSettings parses a config text as usher would read it from a file.
@@ -82,47 +75,6 @@ service imap-login {
 	want := map[string][]string{"imap": {"127.0.0.1:10143", "[::1]:10143"}, "imaps": {"127.0.0.9:10993"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
-	}
-}
-
-// Every setting a front-end reads lands in its Config; nothing else is set (the front-ends'
-// own defaults fill the rest).
-func TestFrontEndConfigs(t *testing.T) {
-	s := parseSettings(t, `
-protocols = imap pop3 sieve lmtp
-login_greeting = Mail here.
-imap_max_line_length = 32k
-imap_id_retain = yes
-usher_login_timeout = 20 secs
-usher_max_prelogin_commands = 12
-backend_imap_port = 1143
-backend_pop3_port = 1110
-backend_sieve_port = 14190
-backend_lmtp_port = 1024
-backend_ssl = starttls
-auth_username_format = %Ln
-usher_lmtp_max_recipients = 50
-`)
-	tc, btc := &tls.Config{ServerName: "server"}, &tls.Config{ServerName: "backend"}
-	plain, implicit := &config.InetListener{Name: "plain", Port: 1}, &config.InetListener{Name: "tls", Port: 2, SSL: true}
-
-	for _, c := range []struct {
-		name      string
-		got, want any
-	}{
-		{"imap", imapConfig(s, plain, tc, btc), imap.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}, IDRetain: true}},
-		{"imaps", imapConfig(s, implicit, tc, btc), imap.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, ImplicitTLS: true, MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}, IDRetain: true}},
-		{"imap without TLS", imapConfig(s, plain, nil, btc), imap.Config{Config: login.Config{Greeting: "Mail here.", MaxLineLength: 32 << 10, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}, IDRetain: true}},
-		{"pop3", pop3Config(s, plain, tc, btc), pop3.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1110, BackendSSL: "starttls", BackendTLS: btc}}},
-		{"pop3s", pop3Config(s, implicit, tc, btc), pop3.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, ImplicitTLS: true, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1110, BackendSSL: "starttls", BackendTLS: btc}}},
-		{"sieve", sieveConfig(s, plain, tc, btc), sieve.Config{Config: login.Config{Greeting: "Mail here.", TLS: tc, LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 14190, BackendSSL: "starttls", BackendTLS: btc}}},
-		{"lmtp", lmtpConfig(s), lmtp.Config{
-			Greeting: "Mail here.", BackendPort: 1024, UsernameFormat: "%Ln", MaxRecipients: 50,
-		}},
-	} {
-		if !reflect.DeepEqual(c.got, c.want) {
-			t.Errorf("%s:\n got %+v\nwant %+v", c.name, c.got, c.want)
-		}
 	}
 }
 

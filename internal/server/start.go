@@ -112,20 +112,23 @@ type frontEnd interface {
 	Shutdown(context.Context) error
 }
 
+// loginProtocols maps each login service to the protocol that enables it in `protocols`.
+var loginProtocols = map[string]string{"imap-login": "imap", "pop3-login": "pop3", "managesieve-login": "sieve"}
+
 // newFrontEnd builds the front-end of one listener of a login service.
 func (srv *Server) newFrontEnd(service string, s *config.Settings, l *config.InetListener, tc, btc *tls.Config, env *login.Env) frontEnd {
 	lim := srv.limiter(service, s)
 	switch service {
 	case "pop3-login":
-		cfg := pop3Config(s, l, tc, btc)
+		cfg := pop3.Setup(s, l, tc, btc)
 		cfg.Limiter = lim
 		return pop3.NewServer(cfg, env)
 	case "managesieve-login":
-		cfg := sieveConfig(s, l, tc, btc)
+		cfg := sieve.Setup(s, l, tc, btc)
 		cfg.Limiter = lim
 		return sieve.NewServer(cfg, env)
 	}
-	cfg := imapConfig(s, l, tc, btc)
+	cfg := imap.Setup(s, l, tc, btc)
 	cfg.Limiter = lim
 	return imap.NewServer(cfg, env)
 }

@@ -1,0 +1,13 @@
+package pop3
+
+import (
+	"crypto/tls"
+
+	"github.com/usher-mail/usher/internal/config"
+	"github.com/usher-mail/usher/internal/login"
+)
+
+// Setup is the Config of a pop3-login listener from the settings.
+func Setup(s *config.Settings, l *config.InetListener, tc, btc *tls.Config) Config {
+	return Config{Config: login.Setup(s, l, tc, btc, s.BackendPOP3Port)}
+}
