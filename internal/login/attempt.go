@@ -1,12 +1,17 @@
 package login
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // Creds are what a client authenticated with. Authz is the SASL authorization identity
@@ -29,7 +34,7 @@ type Outcome int
 const (
 	// ResultUnavailable is a connect, remote or protocol failure, or the backend's own
 	// "temporarily unavailable" (its line in Text, passed on when the reconnects are spent);
-	// it is retried (reconnect.go).
+	// it is retried (backend.go).
 	ResultUnavailable Outcome = iota
 	ResultOK
 	// ResultAuthFailed counts as a penalty; Text, when set, is the backend's line for the
@@ -196,4 +201,160 @@ func (c *Conn) Attempt(service string, cr Creds, backendPort int) Attempt {
 		Creds: cr, Service: service, Client: c.Remote.Addr(), TTL: c.TTL,
 		BackendPort: backendPort, Log: c.Log,
 	}
+}
+
+// SASLEnd says how a credentials exchange ended.
+type SASLEnd int
+
+const (
+	SASLDone SASLEnd = iota // the credentials are complete
+	// SASLStopped: a response was refused or the client has gone; answer the reply, if any.
+	SASLStopped
+	// SASLMalformed: PLAIN credentials not shaped authzid NUL user NUL pass. The client is
+	// told its authentication failed, and it counts as a failed attempt (see FailedAttempt).
+	SASLMalformed
+)
+
+// Ask gets one client response to challenge, or takes the initial response ir when given.
+// When ok is false, reply is what to answer ("" when the connection is gone).
+type Ask func(ir *string, challenge string) (resp []byte, reply string, ok bool)
+
+// ReadCreds collects credentials over SASL PLAIN or LOGIN; mech is one of the two, upper case.
+func ReadCreds(mech string, ir *string, ask Ask) (cr Creds, reply string, end SASLEnd) {
+	cr.Mech = mech
+	if mech == "PLAIN" {
+		resp, reply, ok := ask(ir, "")
+		if !ok {
+			return cr, reply, SASLStopped
+		}
+		parts := bytes.Split(resp, []byte{0})
+		if len(parts) != 3 || len(parts[1]) == 0 {
+			return cr, "", SASLMalformed
+		}
+		cr.Authz, cr.User, cr.Pass = string(parts[0]), string(parts[1]), string(parts[2])
+		if cr.Authz == cr.User {
+			cr.Authz = ""
+		}
+		return cr, "", SASLDone
+	}
+	user, reply, ok := ask(ir, "Username:")
+	if !ok {
+		return cr, reply, SASLStopped
+	}
+	pass, reply, ok := ask(nil, "Password:")
+	if !ok {
+		return cr, reply, SASLStopped
+	}
+	cr.User, cr.Pass = string(user), string(pass)
+	return cr, "", SASLDone
+}
+
+// FailedAttempt counts a login that failed before any password check (malformed
+// credentials, no user name) like a wrong password, so such clients are slowed down too.
+func (e *Env) FailedAttempt(ip netip.Addr) {
+	_, attempt := e.Penalties.Begin(ip)
+	e.Penalties.Fail(ip, attempt, "", "")
+}
+
+// Forward fields (Dovecot's forward_*): "key=value" pairs a passdb returns as forward_key=value,
+// or a trusted proxy in front of us passes on (IMAP ID x-forward-key, XCLIENT FORWARD=), which
+// usher hands to the backend the same ways: x-forward-key in IMAP ID, FORWARD= in POP3 XCLIENT,
+// XRCPTFORWARD= on an LMTP RCPT. The backend trusts them only from its login_trusted_networks.
+
+// ForwardPassdb is implemented by a Passdb that can return a user's forward fields, without
+// the "forward_" prefix.
+type ForwardPassdb interface {
+	ForwardFields(service, user string) []string
+}
+
+// maxForward bounds the forward fields of one login (Dovecot's FORWARD= is effectively
+// limited to about 1000 bytes).
+const maxForward = 1024
+
+type forwardKey struct{}
+
+// withForward gives ctx the forward fields the passdb returned for the login; a front-end's
+// backend dialogue reads them back with PassdbForward.
+func withForward(ctx context.Context, fields []string) context.Context {
+	if len(fields) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, forwardKey{}, fields)
+}
+
+// PassdbForward returns the forward fields Login put in ctx.
+func PassdbForward(ctx context.Context) []string {
+	f, _ := ctx.Value(forwardKey{}).([]string)
+	return f
+}
+
+// ForwardFields asks the passdb for user's forward fields, if it can tell.
+func (e *Env) ForwardFields(service, user string) []string {
+	if fp, ok := e.Passdb.(ForwardPassdb); ok {
+		return boundForward(fp.ForwardFields(service, user))
+	}
+	return nil
+}
+
+// ForwardFields are what a backend login passes on: the trusted client's fields with the
+// passdb's on top (a passdb field replaces the client's field of the same key).
+func (c *Conn) ForwardFields(ctx context.Context) []string {
+	return MergeForward(c.Forward, PassdbForward(ctx))
+}
+
+// MergeForward returns base with over's fields added, an over field replacing base's field
+// of the same key; the result is bounded by maxForward bytes.
+func MergeForward(base, over []string) []string {
+	if len(over) == 0 {
+		return base
+	}
+	out := make([]string, 0, len(base)+len(over))
+	for _, f := range base {
+		k, _, _ := strings.Cut(f, "=")
+		if !hasForwardKey(over, k) {
+			out = append(out, f)
+		}
+	}
+	return boundForward(append(out, over...))
+}
+
+func hasForwardKey(fields []string, key string) bool {
+	for _, f := range fields {
+		if k, _, _ := strings.Cut(f, "="); strings.EqualFold(k, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// boundForward drops the fields past maxForward bytes.
+func boundForward(fields []string) []string {
+	n := 0
+	for i, f := range fields {
+		if n += len(f) + 1; n > maxForward {
+			return fields[:i]
+		}
+	}
+	return fields
+}
+
+// EncodeForward renders fields as Dovecot sends FORWARD= and XRCPTFORWARD=: base64 of the
+// fields joined by TAB, each tab-escaped.
+func EncodeForward(fields []string) string {
+	return base64.StdEncoding.EncodeToString([]byte(tabescape.Join(fields...)))
+}
+
+// DecodeForward reads EncodeForward's form; fields without '=' are dropped.
+func DecodeForward(s string) ([]string, bool) {
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(raw) > 4*maxForward {
+		return nil, false
+	}
+	var out []string
+	for _, f := range tabescape.Split(string(raw)) {
+		if k, _, ok := strings.Cut(f, "="); ok && k != "" {
+			out = append(out, f)
+		}
+	}
+	return boundForward(out), true
 }

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/relay"
@@ -71,4 +75,116 @@ func ClientTLS(nc net.Conn, base *tls.Config, dest netip.AddrPort) (net.Conn, er
 		return nil, err
 	}
 	return tc, nil
+}
+
+// Reconnects and the "host is down" fast-fail of Dovecot's login proxy (reference 6.1): a
+// backend login that fails for a reason worth another try is tried again 1 s later, at most
+// MaxReconnects times and only while more than 1.1 s of the proxy timeout is left, so a
+// backend restart costs its users a slower login instead of a failed one. A backend that has
+// been refusing connections for longer than hostDownAfter since its last success, while other
+// logins already wait on it, fails new logins at once instead of piling them up.
+
+const (
+	reconnectDelay = time.Second
+	// reconnectMinLeft: no retry unless the proxy timeout leaves at least this much.
+	reconnectMinLeft = reconnectDelay + 100*time.Millisecond
+	// hostDownAfter is Dovecot's proxy_host_immediate_failure_after default.
+	hostDownAfter = 30 * time.Second
+)
+
+// ErrConnect marks a Result whose TCP connect to the backend failed (as opposed to a failure
+// after connecting); only those count against the backend in hostStates.
+var ErrConnect = errors.New("connect")
+
+// ErrHostDown is the fast-fail: not connected, not retried.
+var ErrHostDown = errors.New("host is down")
+
+// hostState is what Dovecot's login_proxy_state keeps per backend ip:port.
+type hostState struct {
+	lastSuccess, lastFailure time.Time
+	waiting                  int // connects in progress
+}
+
+// hostStates is process-wide, like Dovecot's per login process: every front-end's
+// connects to a backend tell the others whether it is up.
+var hostStates = struct {
+	sync.Mutex
+	m map[netip.AddrPort]*hostState
+}{m: map[netip.AddrPort]*hostState{}}
+
+// beginConnect registers a connect to dest starting at now (started is when this login's
+// first try began). It returns false, and registers nothing, when dest is down: its last
+// failure is more than hostDownAfter past its last success and another connect is waiting.
+func beginConnect(dest netip.AddrPort, now time.Time) bool {
+	hostStates.Lock()
+	defer hostStates.Unlock()
+	st := hostStates.m[dest]
+	if st == nil {
+		if len(hostStates.m) >= maxHostStates {
+			clear(hostStates.m) // a bound, never reached by a real cluster's backends
+		}
+		// A first connect: as if it had last succeeded a second ago.
+		st = &hostState{lastSuccess: now.Add(-time.Second)}
+		hostStates.m[dest] = st
+	}
+	if st.lastFailure.Sub(st.lastSuccess) > hostDownAfter && st.waiting > 0 {
+		return false
+	}
+	st.waiting++
+	return true
+}
+
+const maxHostStates = 4096
+
+// endConnect records how a connect registered by beginConnect went. A failure does not mark
+// the host failing when a connect succeeded since this login started: that was a one-off.
+func endConnect(dest netip.AddrPort, started, now time.Time, connected bool) {
+	hostStates.Lock()
+	defer hostStates.Unlock()
+	st := hostStates.m[dest]
+	if st == nil {
+		return
+	}
+	st.waiting--
+	switch {
+	case connected:
+		st.lastSuccess = now
+	case !started.Before(st.lastSuccess):
+		st.lastFailure = now
+	}
+}
+
+// retryable reports whether a backend result is worth another connect: connect, remote and
+// protocol failures and a backend's own "temporarily unavailable", not the fast-fail.
+func retryable(res Result) bool {
+	return res.Kind == ResultUnavailable && !errors.Is(res.Err, ErrHostDown)
+}
+
+// backendLogin runs f.Backend on dest with the reconnects described above. ok is false
+// when the server started closing during a wait.
+func backendLogin(ctx context.Context, env *Env, f Frontend, dest netip.AddrPort, log func() *slog.Logger) (s *Session, res Result, ok bool) {
+	started := time.Now()
+	for reconnects := 0; ; reconnects++ {
+		if beginConnect(dest, time.Now()) {
+			s, res = f.Backend(ctx, dest)
+			connectFailed := res.Kind == ResultUnavailable && errors.Is(res.Err, ErrConnect)
+			endConnect(dest, started, time.Now(), !connectFailed)
+		} else {
+			s, res = nil, Result{Kind: ResultUnavailable,
+				Err: fmt.Errorf("%w: failing for over %v since its last success", ErrHostDown, hostDownAfter)}
+		}
+		if !retryable(res) || reconnects >= env.MaxReconnects || !timeLeft(ctx, reconnectMinLeft) {
+			return s, res, true
+		}
+		log().Info("backend login failed, reconnecting", "err", res.Err, "reconnects", reconnects+1)
+		if !f.Sleep(reconnectDelay) {
+			return s, res, false
+		}
+	}
+}
+
+// timeLeft reports whether ctx's deadline is more than d away.
+func timeLeft(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > d
 }

@@ -13,7 +13,7 @@ type XClient struct {
 	Port    uint16
 	Session string
 	TTL     int
-	Forward []string // FORWARD=: forward fields, see forward.go
+	Forward []string // FORWARD=: forward fields, see attempt.go
 }
 
 // ParseXCLIENT reads "ADDR=ip PORT=n SESSION=id TTL=n FORWARD=b64". Unknown keys are ignored, as Dovecot

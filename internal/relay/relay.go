@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -94,4 +95,66 @@ func copyConn(dst, src net.Conn) (int64, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// Handoff passes on what the pre-login readers still hold when a session turns into a relay:
+// commands the client pipelined behind its login go to the backend, whatever the backend sent
+// behind its OK goes to the client. The counts (in: to the backend, out: to the client) add
+// to the relay's. Both readers go back to the pool (see NewReader): nothing may use them
+// afterwards. Write errors are left to the relay, which meets the same connections next.
+func Handoff(client net.Conn, clientBuf *bufio.Reader, backend net.Conn, backendBuf *bufio.Reader) (in, out int64) {
+	in, out = passOn(clientBuf, backend), passOn(backendBuf, client)
+	releaseReader(clientBuf)
+	releaseReader(backendBuf)
+	return in, out
+}
+
+func passOn(from *bufio.Reader, to net.Conn) int64 {
+	n := from.Buffered()
+	if n == 0 {
+		return 0
+	}
+	b, _ := from.Peek(n)
+	m, _ := to.Write(b)
+	return int64(m)
+}
+
+// A login reads and writes through bufio buffers that are dropped once the session is
+// relayed: 12 KiB per login, most of a login storm's garbage. They are pooled instead, and
+// the hand-off to the relay is where the readers come back.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// NewReader returns a 4 KiB reader on r from the pool; Handoff gives it back. A reader that
+// is never handed off is simply left to the garbage collector.
+func NewReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func releaseReader(br *bufio.Reader) {
+	if br == nil || br.Size() != 4096 {
+		return
+	}
+	br.Reset(nil)
+	readers.Put(br)
+}
+
+// NewWriter returns a 4 KiB writer on w from the pool; ReleaseWriter gives it back.
+func NewWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+// ReleaseWriter returns bw to the pool; nothing may use it afterwards. nil is ignored.
+func ReleaseWriter(bw *bufio.Writer) {
+	if bw == nil || bw.Size() != 4096 {
+		return
+	}
+	bw.Reset(nil)
+	writers.Put(bw)
 }

@@ -1,13 +1,48 @@
+// Package netx holds the network helpers every server of usher shares.
 package netx
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
+
+// Accept waits for the next connection on l. Errors that pass (out of file
+// descriptors, an aborted handshake, a timeout) are waited out with a
+// growing pause, as net/http does, instead of ending the listener: a
+// director that hit its descriptor limit must serve again once sessions
+// end. It returns the error only for a closed listener or one that cannot
+// accept at all.
+func Accept(l net.Listener) (net.Conn, error) {
+	var pause time.Duration
+	for {
+		c, err := l.Accept()
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, net.ErrClosed) || !passing(err) {
+			return nil, err
+		}
+		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+		time.Sleep(pause)
+	}
+}
+
+func passing(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.EINTR)
+}
 
 // Limits are a service's connection ceilings.
 type Limits struct {
@@ -132,3 +167,40 @@ func Refuse(c net.Conn, text string) {
 	}
 	c.Close()
 }
+
+// Keepalive probing of client connections: a client that vanished without a FIN (a laptop
+// closed, a NAT that forgot the flow) is noticed after Idle + Count*Interval and its
+// session ends, as it would with Go's own defaults.
+const (
+	KeepaliveIdle     = 15 * time.Second
+	KeepaliveInterval = 15 * time.Second
+	KeepaliveCount    = 9
+)
+
+// ListenTCP listens on addr with TCP keepalive set once on the listening socket. Linux
+// copies a listener's socket options to every connection it accepts, so this costs four
+// system calls per listener instead of four per accepted connection, which is what Go's
+// net package spends when it sets keepalive itself (a measurable share of a login storm).
+func ListenTCP(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{
+		KeepAlive: -1, // set below on the listener, inherited by accepted sockets
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = setKeepalive(int(fd)) })
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// BackendDialer dials the servers usher proxies to. No keepalive: those are on the local
+// network, and a session whose client disappears is ended by the client side's keepalive,
+// which closes the backend connection with it (Dovecot's proxy sets none either).
+// Every caller shares one Dialer (safe for concurrent use, and not to be changed) rather
+// than allocating one per login.
+func BackendDialer() *net.Dialer { return backendDialer }
+
+var backendDialer = &net.Dialer{KeepAlive: -1}
