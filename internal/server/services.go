@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/usher-mail/usher/internal/doveadm"
-	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/sessions"
 )
 
@@ -180,24 +179,6 @@ func (a apiServices) ProxyKick(users []string, passdbField, host string) int {
 func (a apiServices) StopService(names []string) []string { return a.srv.StopServices(names) }
 func (a apiServices) Reload() error                       { return a.srv.Reload() }
 func (a apiServices) Stop()                               { a.srv.Stop() }
-
-// sessionsAdapter gives the login pipeline the registry, tagging each session
-// with the user's director hash so moves can kick it.
-type sessionsAdapter struct{ srv *Server }
-
-func (s sessionsAdapter) Register(info login.SessionInfo, kick func(string)) func(int64, int64) {
-	h, _ := s.srv.router.Hash(info.User)
-	s.srv.stats.SessionStart(info.Service)
-	return s.srv.sessions.Add(sessions.Session{
-		ID: info.ID, Service: info.Service, User: info.User,
-		Client: info.Client, Local: info.Local, Backend: info.Backend,
-		Start: info.Start, Hash: h,
-	}, kick)
-}
-
-func (s sessionsAdapter) CountUserIP(user string, ip netip.Addr) int {
-	return s.srv.sessions.CountUserIP(user, ip)
-}
 
 // kicker lets the router close sessions through the registry.
 type kicker struct{ r *sessions.Registry }

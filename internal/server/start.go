@@ -18,7 +18,6 @@ import (
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/pop3"
-	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sieve"
 )
 
@@ -86,26 +85,6 @@ func tlsConfig(s *config.Settings) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: min}, nil
 }
 
-func (srv *Server) loginEnv(s *config.Settings) *login.Env {
-	host, _ := os.Hostname()
-	return &login.Env{
-		Router:               loginRouter{srv.router},
-		Passdb:               passdbCheck{srv},
-		Penalties:            srv.penalties,
-		Sessions:             sessionsAdapter{srv},
-		Stats:                loginStats{srv.stats},
-		Logger:               srv.log,
-		TrustedNetworks:      s.LoginTrustedNetworks,
-		DisablePlaintextAuth: s.DisablePlaintextAuth,
-		MaxUserIPConnections: s.MailMaxUserIPConnections,
-		Hostname:             host,
-		ProxyTimeout:         s.LoginProxyTimeout,
-		MaxReconnects:        s.LoginProxyMaxReconnects,
-		AuthFailureDelay:     s.AuthFailureDelay,
-		UsernameChars:        s.AuthUsernameChars,
-	}
-}
-
 // frontEnd is a login front-end (IMAP, POP3, ManageSieve).
 type frontEnd interface {
 	Serve(net.Listener) error
@@ -131,21 +110,6 @@ func (srv *Server) newFrontEnd(service string, s *config.Settings, l *config.Ine
 	cfg := imap.Setup(s, l, tc, btc)
 	cfg.Limiter = lim
 	return imap.NewServer(cfg, env)
-}
-
-// loginRouter tells the front-ends which routing failures are temporary.
-type loginRouter struct{ r *router.Router }
-
-func (l loginRouter) Route(ctx context.Context, user string) (netip.Addr, error) {
-	ip, err := l.r.Route(ctx, user)
-	if errors.Is(err, router.ErrTempFail) {
-		err = fmt.Errorf("%w: %v", login.ErrTempFail, err)
-	}
-	return ip, err
-}
-
-func (l loginRouter) Confirm(user string, backend netip.Addr, accepted bool) {
-	l.r.Confirm(user, backend, accepted)
 }
 
 func apiConfig(s *config.Settings) doveadm.Config {
