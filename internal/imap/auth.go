@@ -3,7 +3,6 @@ package imap
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"net"
 	"net/netip"
 	"strconv"
@@ -52,49 +51,22 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 		}
 		ir = &s
 	}
-	ask := func(ir *string, challenge string) ([]byte, string, bool) {
-		return c.saslResponse(cmd.tag, ir, challenge)
-	}
-	cr, reply, end := login.ReadCreds(mech, ir, ask)
-	switch end {
-	case login.SASLStopped:
-		return nil, reply == "" || c.Reply(reply) == nil
-	case login.SASLMalformed:
-		c.s.Env.FailedAttempt(c.Remote.Addr())
-		return nil, c.Reply(cmd.tag+" "+noAuthFailed) == nil
+	cr, ok, next := c.Authenticate(c.s.Env, mech, ir, login.SASL{
+		Challenge: func(b64 string) error { return c.Reply("+ " + b64) },
+		Read: func() (string, string, bool) {
+			line, err := c.rd.readLine(c.s.cfg.MaxLineLength)
+			if err != nil {
+				c.ReadFailed(err)
+				return "", "", false
+			}
+			return line, "", true
+		},
+		Aborted: cmd.tag + " " + badAborted, BadBase64: cmd.tag + " " + noBase64, AuthFailed: cmd.tag + " " + noAuthFailed,
+	})
+	if !ok {
+		return nil, next
 	}
 	return c.login(cmd.tag, cr)
-}
-
-// saslResponse gets one client response: the initial response when given, otherwise after a
-// "+ <challenge>" continuation. When ok is false, reply is what to answer ("" when the
-// connection is gone).
-func (c *conn) saslResponse(tag string, ir *string, challenge string) (resp []byte, reply string, ok bool) {
-	var line string
-	if ir != nil {
-		line = *ir
-	} else {
-		if c.Reply("+ "+base64.StdEncoding.EncodeToString([]byte(challenge))) != nil {
-			return nil, "", false
-		}
-		var err error
-		line, err = c.rd.readLine(c.s.cfg.MaxLineLength)
-		if err != nil {
-			c.readFailed(err)
-			return nil, "", false
-		}
-	}
-	if line == "*" {
-		return nil, tag + " " + badAborted, false
-	}
-	if line == "=" {
-		return []byte{}, "", true
-	}
-	b, err := base64.StdEncoding.DecodeString(line)
-	if err != nil {
-		return nil, tag + " " + noBase64, false
-	}
-	return b, "", true
 }
 
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in

@@ -2,11 +2,9 @@ package imap
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/relay"
@@ -59,63 +57,21 @@ func (c *conn) plaintextAllowed() bool {
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
 func (c *conn) preLogin() *login.Session {
-	_ = c.Raw.SetDeadline(time.Now().Add(c.s.cfg.LoginTimeout))
-	if c.s.cfg.ImplicitTLS {
-		if !c.StartTLS(c.s.cfg.TLS, "TLS", c.setStream) {
-			return nil
-		}
-	} else {
-		c.setStream(c.Raw)
-	}
-	if c.Reply("* OK [CAPABILITY "+c.capabilities()+"] "+c.s.cfg.Greeting) != nil {
-		return nil
-	}
-	for n := 1; ; n++ {
-		pieces, err := c.rd.readCommand()
-		if err != nil {
-			c.readFailed(err)
-			return nil
-		}
-		// A client that talks without ever logging in only costs us: the
-		// login timeout bounds its time, this bounds its work.
-		if n > c.s.cfg.MaxCommands {
-			c.LastWord("Too many commands before login.")
-			return nil
-		}
-		cmd, err := parseCommand(pieces)
-		if err != nil {
-			var se *syntaxError
-			errors.As(err, &se)
-			if !c.badCommand(cmd.tag, se.text) {
-				return nil
+	return login.PreLogin(&c.Conn, &c.s.cfg.Config, c.s.Env, Service, login.Commands[[]piece]{
+		SetStream: c.setStream,
+		Greeting:  func() []string { return []string{"* OK [CAPABILITY " + c.capabilities() + "] " + c.s.cfg.Greeting} },
+		Read:      func() ([]piece, error) { return c.rd.readCommand() },
+		Run: func(pieces []piece) (string, *login.Session, bool) {
+			cmd, err := parseCommand(pieces)
+			if err != nil {
+				var se *syntaxError
+				errors.As(err, &se)
+				return "", nil, c.badCommand(cmd.tag, se.text)
 			}
-			continue
-		}
-		start := time.Now()
-		sess, next := c.dispatch(cmd)
-		c.s.Env.Stats.Command(Service, cmd.name, time.Since(start))
-		if sess != nil {
-			return sess
-		}
-		if !next {
-			return nil
-		}
-	}
-}
-
-// readFailed says goodbye where the protocol has words for it.
-func (c *conn) readFailed(err error) {
-	var fe *fatalError
-	var ne net.Error
-	switch {
-	case errors.As(err, &fe):
-		c.LastWord(fe.text)
-	case errors.As(err, &ne) && ne.Timeout() && c.PreLogin():
-		c.LastWord("Disconnected for inactivity.")
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-	default:
-		c.Log.Debug("read failed", "err", err)
-	}
+			sess, next := c.dispatch(cmd)
+			return cmd.name, sess, next
+		},
+	})
 }
 
 // badCommand answers a bad command; false when the client has used up its allowance.

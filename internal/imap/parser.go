@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"strconv"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/login"
 )
 
 // The pre-login parser reads one command at a time: text lines, each possibly ending in a
@@ -11,14 +13,10 @@ import (
 // continuation) is separate from tokenizing, so a syntax error never leaves the stream
 // half-read: the whole command has been consumed before it is judged.
 
-// fatalError ends the connection with "* BYE <text>".
-type fatalError struct{ text string }
-
-func (e *fatalError) Error() string { return e.text }
-
+// Read errors that end the connection with "* BYE <text>".
 var (
-	errLineTooLong    = &fatalError{"Input buffer full, aborting"}
-	errLiteralTooLong = &fatalError{"Literal size too large"}
+	errLineTooLong    = login.ErrLineTooLong
+	errLiteralTooLong = &login.PartingError{Text: "Literal size too large"}
 )
 
 // Texts of tagged BAD replies, as Dovecot's imap-login words them.

@@ -3,7 +3,6 @@ package pop3
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"net"
 	"net/netip"
 	"strconv"
@@ -64,46 +63,22 @@ func (c *conn) cmdAuth(args string) (*login.Session, bool) {
 	if hasIR {
 		ir = &irText
 	}
-	cr, reply, end := login.ReadCreds(mech, ir, c.saslResponse)
-	switch end {
-	case login.SASLStopped:
-		return nil, reply == "" || c.Reply(reply) == nil
-	case login.SASLMalformed:
-		c.s.Env.FailedAttempt(c.Remote.Addr())
-		return nil, c.Reply(errAuthFailed) == nil
+	cr, ok, next := c.Authenticate(c.s.Env, mech, ir, login.SASL{
+		Challenge: func(b64 string) error { return c.Reply("+ " + b64) },
+		Read: func() (string, string, bool) {
+			line, err := readLine(c.br, c.s.cfg.MaxLineLength)
+			if err != nil {
+				c.ReadFailed(err)
+				return "", "", false
+			}
+			return line, "", true
+		},
+		Aborted: errAborted, BadBase64: errBase64, AuthFailed: errAuthFailed,
+	})
+	if !ok {
+		return nil, next
 	}
 	return c.login(cr)
-}
-
-// saslResponse gets one client response: the initial response when given, otherwise after a
-// "+ <challenge>" continuation. When ok is false, reply is what to answer ("" when the
-// connection is gone).
-func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply string, ok bool) {
-	var line string
-	if ir != nil {
-		line = *ir
-	} else {
-		if c.Reply("+ "+base64.StdEncoding.EncodeToString([]byte(challenge))) != nil {
-			return nil, "", false
-		}
-		var err error
-		line, err = readLine(c.br, c.s.cfg.MaxLineLength)
-		if err != nil {
-			c.readFailed(err)
-			return nil, "", false
-		}
-	}
-	if line == "*" {
-		return nil, errAborted, false
-	}
-	if line == "=" {
-		return []byte{}, "", true
-	}
-	b, err := base64.StdEncoding.DecodeString(line)
-	if err != nil {
-		return nil, errBase64, false
-	}
-	return b, "", true
 }
 
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in

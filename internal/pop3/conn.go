@@ -2,10 +2,7 @@ package pop3
 
 import (
 	"bufio"
-	"errors"
-	"io"
 	"net"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/relay"
@@ -56,58 +53,21 @@ func (c *conn) capabilities() []string {
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
 func (c *conn) preLogin() *login.Session {
-	_ = c.Raw.SetDeadline(time.Now().Add(c.s.cfg.LoginTimeout))
-	if c.s.cfg.ImplicitTLS {
-		if !c.StartTLS(c.s.cfg.TLS, "TLS", c.setStream) {
-			return nil
-		}
-	} else {
-		c.setStream(c.Raw)
-	}
-	greeting := "+OK " + c.s.cfg.Greeting
-	if c.trusted() {
-		greeting = "+OK [XCLIENT] " + c.s.cfg.Greeting
-	}
-	if c.Reply(greeting) != nil {
-		return nil
-	}
-	for n := 1; ; n++ {
-		line, err := readLine(c.br, c.s.cfg.MaxLineLength)
-		if err != nil {
-			c.readFailed(err)
-			return nil
-		}
-		// A client that talks without ever logging in only costs us: the login timeout
-		// bounds its time, this bounds its work.
-		if n > c.s.cfg.MaxCommands {
-			c.LastWord("Too many commands before login.")
-			return nil
-		}
-		cmd := parseCommand(line)
-		start := time.Now()
-		sess, next := c.dispatch(cmd)
-		c.s.Env.Stats.Command(Service, cmd.name, time.Since(start))
-		if sess != nil {
-			return sess
-		}
-		if !next {
-			return nil
-		}
-	}
-}
-
-// readFailed says goodbye where the protocol has words for it.
-func (c *conn) readFailed(err error) {
-	var ne net.Error
-	switch {
-	case errors.Is(err, errLineTooLong):
-		c.LastWord(err.Error())
-	case errors.As(err, &ne) && ne.Timeout() && c.PreLogin():
-		c.LastWord("Disconnected for inactivity.")
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-	default:
-		c.Log.Debug("read failed", "err", err)
-	}
+	return login.PreLogin(&c.Conn, &c.s.cfg.Config, c.s.Env, Service, login.Commands[string]{
+		SetStream: c.setStream,
+		Greeting: func() []string {
+			if c.trusted() {
+				return []string{"+OK [XCLIENT] " + c.s.cfg.Greeting}
+			}
+			return []string{"+OK " + c.s.cfg.Greeting}
+		},
+		Read: func() (string, error) { return readLine(c.br, c.s.cfg.MaxLineLength) },
+		Run: func(line string) (string, *login.Session, bool) {
+			cmd := parseCommand(line)
+			sess, next := c.dispatch(cmd)
+			return cmd.name, sess, next
+		},
+	})
 }
 
 // dispatch runs one pre-login command. It returns a logged-in backend session to relay, or

@@ -2,13 +2,14 @@ package pop3
 
 import (
 	"bufio"
-	"errors"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/login"
 )
 
 // errLineTooLong ends the connection: Dovecot's login processes give up on a line that does
 // not fit their input buffer rather than skipping it.
-var errLineTooLong = errors.New("Input buffer full, aborting")
+var errLineTooLong = login.ErrLineTooLong
 
 // readLine reads up to LF, strips CRLF and refuses lines longer than limit. The whole line is
 // consumed before it is judged, so a parse error never leaves the stream half-read.

@@ -3,7 +3,6 @@ package sieve
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"net"
 	"net/netip"
 	"strconv"
@@ -40,47 +39,26 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 		}
 		ir = &cmd.args[1].s
 	}
-	cr, reply, end := login.ReadCreds(mech, ir, c.saslResponse)
-	switch end {
-	case login.SASLStopped:
-		return nil, reply == "" || c.Reply(reply) == nil
-	case login.SASLMalformed:
-		c.s.Env.FailedAttempt(c.Remote.Addr())
-		return nil, c.Reply(noAuthFailed) == nil
+	cr, ok, next := c.Authenticate(c.s.Env, mech, ir, login.SASL{
+		Challenge: func(b64 string) error { return c.Reply(quote(b64)) },
+		Read: func() (string, string, bool) {
+			pieces, err := c.rd.readCommand()
+			if err != nil {
+				c.ReadFailed(err)
+				return "", "", false
+			}
+			toks, err := tokenize(pieces)
+			if err != nil || len(toks) != 1 || !toks[0].string {
+				return "", noBadResponse, false
+			}
+			return toks[0].s, "", true
+		},
+		Aborted: noAborted, BadBase64: noBase64, AuthFailed: noAuthFailed, Strings: true,
+	})
+	if !ok {
+		return nil, next
 	}
 	return c.login(cr)
-}
-
-// saslResponse gets one client response: the initial response when given, otherwise a
-// string sent after the quoted base64 challenge. When ok is false, reply is what to answer
-// ("" when the connection is gone).
-func (c *conn) saslResponse(ir *string, challenge string) (resp []byte, reply string, ok bool) {
-	var text string
-	if ir != nil {
-		text = *ir
-	} else {
-		if c.Reply(quote(base64.StdEncoding.EncodeToString([]byte(challenge)))) != nil {
-			return nil, "", false
-		}
-		pieces, err := c.rd.readCommand()
-		if err != nil {
-			c.readFailed(err)
-			return nil, "", false
-		}
-		toks, err := tokenize(pieces)
-		if err != nil || len(toks) != 1 || !toks[0].string {
-			return nil, noBadResponse, false
-		}
-		text = toks[0].s
-		if text == "*" {
-			return nil, noAborted, false
-		}
-	}
-	b, err := base64.StdEncoding.DecodeString(text)
-	if err != nil {
-		return nil, noBase64, false
-	}
-	return b, "", true
 }
 
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in

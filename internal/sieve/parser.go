@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/usher-mail/usher/internal/login"
 )
 
 // The pre-login parser reads one command at a time: text lines, each possibly ending in a
@@ -14,7 +16,7 @@ import (
 // ManageSieve has no continuation for literals.
 
 // errLineTooLong ends the connection with a BYE.
-var errLineTooLong = errors.New("Input buffer full, aborting")
+var errLineTooLong = login.ErrLineTooLong
 
 // errSyntax is answered with the generic error and counts as a bad command.
 var errSyntax = errors.New("syntax error")

@@ -58,3 +58,43 @@ func TestLoginUser(t *testing.T) {
 		t.Errorf("plain login routes %q", u)
 	}
 }
+
+// One SASL response as each protocol's wire gives it: "*" aborts and "=" is the empty
+// response in IMAP and POP3 (initial response or not); in ManageSieve's strings "*" aborts
+// only as an answer to a challenge and "=" is plain (bad) base64.
+func TestSASLAsk(t *testing.T) {
+	str := func(s string) *string { return &s }
+	for _, c := range []struct {
+		name    string
+		strings bool
+		ir      *string
+		read    string
+		resp    string
+		reply   string
+	}{
+		{"line", false, nil, "dXNlcg==", "user", ""},
+		{"line abort", false, nil, "*", "", "aborted"},
+		{"line empty", false, nil, "=", "", ""},
+		{"line bad base64", false, nil, "!", "", "bad base64"},
+		{"initial response abort", false, str("*"), "", "", "aborted"},
+		{"initial response empty", false, str("="), "", "", ""},
+		{"string", true, nil, "dXNlcg==", "user", ""},
+		{"string abort", true, nil, "*", "", "aborted"},
+		{"string initial response *", true, str("*"), "", "", "bad base64"},
+		{"string =", true, nil, "=", "", "bad base64"},
+	} {
+		var challenged string
+		s := SASL{
+			Challenge: func(b64 string) error { challenged = b64; return nil },
+			Read:      func() (string, string, bool) { return c.read, "", true },
+			Aborted:   "aborted", BadBase64: "bad base64", Strings: c.strings,
+		}
+		resp, reply, ok := s.ask(c.ir, "Username:")
+		if string(resp) != c.resp || reply != c.reply || ok != (c.reply == "") {
+			t.Errorf("%s: got %q %q %v, want %q %q", c.name, resp, reply, ok, c.resp, c.reply)
+		}
+		if want := "VXNlcm5hbWU6"; c.ir == nil && challenged != want {
+			t.Errorf("%s: challenge %q, want %q", c.name, challenged, want)
+		}
+	}
+}
