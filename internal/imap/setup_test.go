@@ -2,26 +2,19 @@ package imap
 
 import (
 	"crypto/tls"
-	"reflect"
 	"testing"
 
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/login/logintest"
 )
 
-// The protocol's own settings (its backend port, line length, ID retention) on top of
-// login.Setup's shared part, for a plain and an implicit-TLS listener.
+// IMAP's own settings (line length, ID retention, backend port) on top of login.Setup's part.
 func TestSetup(t *testing.T) {
-	s, _, err := config.Parse("test.conf", []byte("imap_max_line_length = 32k\nimap_id_retain = yes\nbackend_imap_port = 1143\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, btc := &tls.Config{ServerName: "server"}, &tls.Config{ServerName: "backend"}
-	for _, l := range []*config.InetListener{{Name: "plain", Port: 1}, {Name: "tls", Port: 2, SSL: true}} {
-		want := Config{Config: login.Setup(s, l, tc, btc, 1143)}
-		want.MaxLineLength, want.IDRetain = 32<<10, true
-		if got := Setup(s, l, tc, btc); !reflect.DeepEqual(got, want) {
-			t.Errorf("%s:\n got %+v\nwant %+v", l.Name, got, want)
-		}
-	}
+	conf := "imap_max_line_length = 32k\nimap_id_retain = yes\nbackend_imap_port = 1143\n"
+	logintest.CheckSetup(t, conf, func(s *config.Settings, l *config.InetListener, tc, btc *tls.Config) (got, want any) {
+		c := Config{Config: login.Setup(s, l, tc, btc, 1143), IDRetain: true}
+		c.MaxLineLength = 32 << 10
+		return Setup(s, l, tc, btc), c
+	})
 }
