@@ -1,16 +1,17 @@
 package login
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
-
-	"github.com/usher-mail/usher/internal/tabescape"
 )
 
 // Creds are what a client authenticated with. Authz is the SASL authorization identity
@@ -202,105 +203,242 @@ func (c *Conn) Attempt(service string, cr Creds, backendPort int) Attempt {
 	}
 }
 
-// Forward fields (Dovecot's forward_*): "key=value" pairs a passdb returns as forward_key=value,
-// or a trusted proxy in front of us passes on (IMAP ID x-forward-key, XCLIENT FORWARD=), which
-// usher hands to the backend the same ways: x-forward-key in IMAP ID, FORWARD= in POP3 XCLIENT,
-// XRCPTFORWARD= on an LMTP RCPT. The backend trusts them only from its login_trusted_networks.
+// MaxUserName bounds a login name in bytes. Dovecot 2.3's login processes
+// take at most about 1 KiB for all of a command's arguments
+// (LOGIN_MAX_INBUF_SIZE), so no longer name logs in there either; a name is
+// routed, remembered and logged, so its size is bounded before any of that.
+const MaxUserName = 1024
 
-// ForwardPassdb is implemented by a Passdb that can return a user's forward fields, without
-// the "forward_" prefix.
-type ForwardPassdb interface {
-	ForwardFields(service, user string) []string
-}
-
-// maxForward bounds the forward fields of one login (Dovecot's FORWARD= is effectively
-// limited to about 1000 bytes).
-const maxForward = 1024
-
-type forwardKey struct{}
-
-// withForward gives ctx the forward fields the passdb returned for the login; a front-end's
-// backend dialogue reads them back with PassdbForward.
-func withForward(ctx context.Context, fields []string) context.Context {
-	if len(fields) == 0 {
-		return ctx
+// CheckUserName says why name may not log in ("" if it may): empty, longer
+// than MaxUserName, a byte outside chars (auth_username_chars; "" allows
+// all but control characters).
+func CheckUserName(name, chars string) string {
+	switch {
+	case name == "":
+		return "empty user name"
+	case len(name) > MaxUserName:
+		return "user name too long"
 	}
-	return context.WithValue(ctx, forwardKey{}, fields)
-}
-
-// PassdbForward returns the forward fields Login put in ctx.
-func PassdbForward(ctx context.Context) []string {
-	f, _ := ctx.Value(forwardKey{}).([]string)
-	return f
-}
-
-// ForwardFields asks the passdb for user's forward fields, if it can tell.
-func (e *Env) ForwardFields(service, user string) []string {
-	if fp, ok := e.Passdb.(ForwardPassdb); ok {
-		return boundForward(fp.ForwardFields(service, user))
-	}
-	return nil
-}
-
-// ForwardFields are what a backend login passes on: the trusted client's fields with the
-// passdb's on top (a passdb field replaces the client's field of the same key).
-func (c *Conn) ForwardFields(ctx context.Context) []string {
-	return MergeForward(c.Forward, PassdbForward(ctx))
-}
-
-// MergeForward returns base with over's fields added, an over field replacing base's field
-// of the same key; the result is bounded by maxForward bytes.
-func MergeForward(base, over []string) []string {
-	if len(over) == 0 {
-		return base
-	}
-	out := make([]string, 0, len(base)+len(over))
-	for _, f := range base {
-		k, _, _ := strings.Cut(f, "=")
-		if !hasForwardKey(over, k) {
-			out = append(out, f)
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if chars == "" && (b < ' ' || b == 0x7f) || chars != "" && strings.IndexByte(chars, b) < 0 {
+			return "user name character disallowed by auth_username_chars"
 		}
 	}
-	return boundForward(append(out, over...))
+	return ""
 }
 
-func hasForwardKey(fields []string, key string) bool {
-	for _, f := range fields {
-		if k, _, _ := strings.Cut(f, "="); strings.EqualFold(k, key) {
+// IsTrusted reports whether ip is in login_trusted_networks.
+func (e *Env) IsTrusted(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range e.TrustedNetworks {
+		if p.Contains(ip) {
 			return true
 		}
 	}
 	return false
 }
 
-// boundForward drops the fields past maxForward bytes.
-func boundForward(fields []string) []string {
-	n := 0
-	for i, f := range fields {
-		if n += len(f) + 1; n > maxForward {
-			return fields[:i]
-		}
-	}
-	return fields
+// PlaintextAllowed reports whether a plaintext password may be sent: always on TLS, from
+// loopback or trusted networks, and everywhere when disable_plaintext_auth is off.
+func (e *Env) PlaintextAllowed(client netip.Addr, tls bool) bool {
+	return !e.DisablePlaintextAuth || tls || client.Unmap().IsLoopback() || e.IsTrusted(client)
 }
 
-// EncodeForward renders fields as Dovecot sends FORWARD= and XRCPTFORWARD=: base64 of the
-// fields joined by TAB, each tab-escaped.
-func EncodeForward(fields []string) string {
-	return base64.StdEncoding.EncodeToString([]byte(tabescape.Join(fields...)))
+// TempFailText is Dovecot's text for a temporary authentication failure; the host and local
+// time let an administrator find the matching log lines.
+func TempFailText(hostname string, now time.Time) string {
+	return "Temporary authentication failure. [" + hostname + ":" + now.Format("2006-01-02 15:04:05") + "]"
 }
 
-// DecodeForward reads EncodeForward's form; fields without '=' are dropped.
-func DecodeForward(s string) ([]string, bool) {
-	raw, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(raw) > 4*maxForward {
-		return nil, false
+// The generic part of a pre-login dialogue: login deadline, TLS, greeting, the command loop
+// with its bounds, goodbyes on read errors, and SASL PLAIN/LOGIN. The protocol supplies only
+// its words and encoding.
+
+// Commands is a protocol's part of the pre-login dialogue that PreLogin drives. P is the raw
+// form of one command as the protocol reads it.
+type Commands[P any] struct {
+	SetStream func(net.Conn) // installs the stream the protocol reads and writes (TLS or not)
+	Greeting  func() []string
+	// Read reads one command; an error ends the connection (see ReadFailed).
+	Read func() (P, error)
+	// Run parses and runs one command: the logged-in Session to relay, or whether to go on
+	// reading commands; name is the command's, for the stats, "" when it did not parse (and
+	// has been answered).
+	Run func(P) (name string, s *Session, next bool)
+}
+
+// PreLogin runs c up to a successful login (its Session) or to its end (nil).
+func PreLogin[P any](c *Conn, cfg *Config, env *Env, service string, d Commands[P]) *Session {
+	_ = c.Raw.SetDeadline(time.Now().Add(cfg.LoginTimeout))
+	if cfg.ImplicitTLS {
+		if !c.StartTLS(cfg.TLS, "TLS", d.SetStream) {
+			return nil
+		}
+	} else {
+		d.SetStream(c.Raw)
 	}
-	var out []string
-	for _, f := range tabescape.Split(string(raw)) {
-		if k, _, ok := strings.Cut(f, "="); ok && k != "" {
-			out = append(out, f)
+	if c.Reply(d.Greeting()...) != nil {
+		return nil
+	}
+	for n := 1; ; n++ {
+		p, err := d.Read()
+		if err != nil {
+			c.ReadFailed(err)
+			return nil
+		}
+		// A client that talks without ever logging in only costs us: the login timeout
+		// bounds its time, this bounds its work.
+		if n > cfg.MaxCommands {
+			c.LastWord("Too many commands before login.")
+			return nil
+		}
+		start := time.Now()
+		name, sess, next := d.Run(p)
+		if name != "" {
+			env.Stats.Command(service, name, time.Since(start))
+		}
+		if sess != nil {
+			return sess
+		}
+		if !next {
+			return nil
 		}
 	}
-	return boundForward(out), true
+}
+
+// PartingError is a read error that ends the connection with Text as its parting line.
+type PartingError struct{ Text string }
+
+func (e *PartingError) Error() string { return e.Text }
+
+// ErrLineTooLong ends a connection whose line does not fit the buffer, in Dovecot's words.
+var ErrLineTooLong = &PartingError{"Input buffer full, aborting"}
+
+// ReadFailed says goodbye after a failed read where there are words for it.
+func (c *Conn) ReadFailed(err error) {
+	var pe *PartingError
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		c.LastWord(pe.Text)
+	case errors.As(err, &ne) && ne.Timeout() && c.PreLogin():
+		c.LastWord("Disconnected for inactivity.")
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	default:
+		c.Log.Debug("read failed", "err", err)
+	}
+}
+
+// SASL is how a protocol carries a SASL exchange: its continuation, its responses and its
+// replies to a refused one.
+type SASL struct {
+	Challenge func(b64 string) error // sends a base64 challenge in the protocol's form
+	// Read reads one response; when ok is false, reply is what to answer ("" when the
+	// connection is gone).
+	Read                           func() (text, reply string, ok bool)
+	Aborted, BadBase64, AuthFailed string // replies to "*", to bad base64, to malformed credentials
+	// Strings: responses are the protocol's strings (ManageSieve), in which "*" aborts only as
+	// an answer to a challenge and "=" is not the empty response.
+	Strings bool
+}
+
+// Authenticate collects credentials over SASL PLAIN or LOGIN (mech, upper case) with the
+// initial response ir (nil: none). ok: log in with cr. Otherwise the exchange has been
+// answered, and next says whether the connection goes on.
+func (c *Conn) Authenticate(env *Env, mech string, ir *string, s SASL) (cr Creds, ok, next bool) {
+	cr, reply, end := ReadCreds(mech, ir, s.ask)
+	switch end {
+	case SASLStopped:
+		return cr, false, reply == "" || c.Reply(reply) == nil
+	case SASLMalformed:
+		env.FailedAttempt(c.Remote.Addr())
+		return cr, false, c.Reply(s.AuthFailed) == nil
+	}
+	return cr, true, true
+}
+
+// ask gets one client response: the initial response ir when given, otherwise one read after
+// the challenge.
+func (s *SASL) ask(ir *string, challenge string) (resp []byte, reply string, ok bool) {
+	var text string
+	if ir != nil {
+		text = *ir
+	} else {
+		if s.Challenge(base64.StdEncoding.EncodeToString([]byte(challenge))) != nil {
+			return nil, "", false
+		}
+		if text, reply, ok = s.Read(); !ok {
+			return nil, reply, false
+		}
+		if s.Strings && text == "*" {
+			return nil, s.Aborted, false
+		}
+	}
+	if !s.Strings {
+		if text == "*" {
+			return nil, s.Aborted, false
+		}
+		if text == "=" {
+			return []byte{}, "", true
+		}
+	}
+	b, err := base64.StdEncoding.DecodeString(text)
+	if err != nil {
+		return nil, s.BadBase64, false
+	}
+	return b, "", true
+}
+
+// SASLEnd says how a credentials exchange ended.
+type SASLEnd int
+
+const (
+	SASLDone SASLEnd = iota // the credentials are complete
+	// SASLStopped: a response was refused or the client has gone; answer the reply, if any.
+	SASLStopped
+	// SASLMalformed: PLAIN credentials not shaped authzid NUL user NUL pass. The client is
+	// told its authentication failed, and it counts as a failed attempt (see FailedAttempt).
+	SASLMalformed
+)
+
+// Ask gets one client response to challenge, or takes the initial response ir when given.
+// When ok is false, reply is what to answer ("" when the connection is gone).
+type Ask func(ir *string, challenge string) (resp []byte, reply string, ok bool)
+
+// ReadCreds collects credentials over SASL PLAIN or LOGIN; mech is one of the two, upper case.
+func ReadCreds(mech string, ir *string, ask Ask) (cr Creds, reply string, end SASLEnd) {
+	cr.Mech = mech
+	if mech == "PLAIN" {
+		resp, reply, ok := ask(ir, "")
+		if !ok {
+			return cr, reply, SASLStopped
+		}
+		parts := bytes.Split(resp, []byte{0})
+		if len(parts) != 3 || len(parts[1]) == 0 {
+			return cr, "", SASLMalformed
+		}
+		cr.Authz, cr.User, cr.Pass = string(parts[0]), string(parts[1]), string(parts[2])
+		if cr.Authz == cr.User {
+			cr.Authz = ""
+		}
+		return cr, "", SASLDone
+	}
+	user, reply, ok := ask(ir, "Username:")
+	if !ok {
+		return cr, reply, SASLStopped
+	}
+	pass, reply, ok := ask(nil, "Password:")
+	if !ok {
+		return cr, reply, SASLStopped
+	}
+	cr.User, cr.Pass = string(user), string(pass)
+	return cr, "", SASLDone
+}
+
+// FailedAttempt counts a login that failed before any password check (malformed
+// credentials, no user name) like a wrong password, so such clients are slowed down too.
+func (e *Env) FailedAttempt(ip netip.Addr) {
+	_, attempt := e.Penalties.Begin(ip)
+	e.Penalties.Fail(ip, attempt, "", "")
 }

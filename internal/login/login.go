@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -106,31 +105,6 @@ type Env struct {
 	UsernameChars string
 }
 
-// MaxUserName bounds a login name in bytes. Dovecot 2.3's login processes
-// take at most about 1 KiB for all of a command's arguments
-// (LOGIN_MAX_INBUF_SIZE), so no longer name logs in there either; a name is
-// routed, remembered and logged, so its size is bounded before any of that.
-const MaxUserName = 1024
-
-// CheckUserName says why name may not log in ("" if it may): empty, longer
-// than MaxUserName, a byte outside chars (auth_username_chars; "" allows
-// all but control characters).
-func CheckUserName(name, chars string) string {
-	switch {
-	case name == "":
-		return "empty user name"
-	case len(name) > MaxUserName:
-		return "user name too long"
-	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		if chars == "" && (b < ' ' || b == 0x7f) || chars != "" && strings.IndexByte(chars, b) < 0 {
-			return "user name character disallowed by auth_username_chars"
-		}
-	}
-	return ""
-}
-
 // WithDefaults returns a copy of e where unset optional parts are replaced by no-ops and
 // defaults, so front-ends need no nil checks.
 func (e *Env) WithDefaults() *Env {
@@ -157,29 +131,6 @@ func (e *Env) WithDefaults() *Env {
 		c.ProxyTimeout = DefaultProxyTimeout
 	}
 	return &c
-}
-
-// IsTrusted reports whether ip is in login_trusted_networks.
-func (e *Env) IsTrusted(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range e.TrustedNetworks {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// PlaintextAllowed reports whether a plaintext password may be sent: always on TLS, from
-// loopback or trusted networks, and everywhere when disable_plaintext_auth is off.
-func (e *Env) PlaintextAllowed(client netip.Addr, tls bool) bool {
-	return !e.DisablePlaintextAuth || tls || client.Unmap().IsLoopback() || e.IsTrusted(client)
-}
-
-// TempFailText is Dovecot's text for a temporary authentication failure; the host and local
-// time let an administrator find the matching log lines.
-func TempFailText(hostname string, now time.Time) string {
-	return "Temporary authentication failure. [" + hostname + ":" + now.Format("2006-01-02 15:04:05") + "]"
 }
 
 type nopPenalties struct{}
