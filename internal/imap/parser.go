@@ -46,30 +46,8 @@ type reader struct {
 	cont func() error
 }
 
-// readLine reads up to LF, strips CRLF and refuses lines longer than limit.
-func (r *reader) readLine(limit int) (string, error) {
-	var sb strings.Builder
-	for {
-		frag, err := r.br.ReadSlice('\n')
-		if sb.Len()+len(frag) > limit+2 {
-			return "", errLineTooLong
-		}
-		sb.Write(frag)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		line := strings.TrimSuffix(sb.String(), "\n")
-		line = strings.TrimSuffix(line, "\r")
-		// The check above allows for CRLF; a bare LF must not buy a byte.
-		if len(line) > limit {
-			return "", errLineTooLong
-		}
-		return line, nil
-	}
-}
+// readLine reads one line (see login.ReadLine).
+func (r *reader) readLine(limit int) (string, error) { return login.ReadLine(r.br, limit) }
 
 // literalSize recognises a trailing {n} or {n+}. ok is false when the line does not end in one.
 func literalSize(line string) (n int, sync, ok bool) {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -304,29 +303,6 @@ func PreLogin[P any](c *Conn, cfg *Config, env *Env, service string, d Commands[
 		if !next {
 			return nil
 		}
-	}
-}
-
-// PartingError is a read error that ends the connection with Text as its parting line.
-type PartingError struct{ Text string }
-
-func (e *PartingError) Error() string { return e.Text }
-
-// ErrLineTooLong ends a connection whose line does not fit the buffer, in Dovecot's words.
-var ErrLineTooLong = &PartingError{"Input buffer full, aborting"}
-
-// ReadFailed says goodbye after a failed read where there are words for it.
-func (c *Conn) ReadFailed(err error) {
-	var pe *PartingError
-	var ne net.Error
-	switch {
-	case errors.As(err, &pe):
-		c.LastWord(pe.Text)
-	case errors.As(err, &ne) && ne.Timeout() && c.PreLogin():
-		c.LastWord("Disconnected for inactivity.")
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-	default:
-		c.Log.Debug("read failed", "err", err)
 	}
 }
 

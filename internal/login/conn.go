@@ -6,9 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,6 +188,56 @@ func (c *Conn) StartTLS(cfg *tls.Config, what string, setStream func(net.Conn)) 
 	c.TLS = true
 	setStream(tc)
 	return true
+}
+
+// PartingError is a read error that ends the connection with Text as its parting line.
+type PartingError struct{ Text string }
+
+func (e *PartingError) Error() string { return e.Text }
+
+// ErrLineTooLong ends a connection whose line does not fit the buffer, in Dovecot's words.
+var ErrLineTooLong = &PartingError{"Input buffer full, aborting"}
+
+// ReadFailed says goodbye after a failed read where there are words for it.
+func (c *Conn) ReadFailed(err error) {
+	var pe *PartingError
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		c.LastWord(pe.Text)
+	case errors.As(err, &ne) && ne.Timeout() && c.PreLogin():
+		c.LastWord("Disconnected for inactivity.")
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	default:
+		c.Log.Debug("read failed", "err", err)
+	}
+}
+
+// ReadLine reads up to LF, strips CRLF and refuses a line longer than limit with
+// ErrLineTooLong. The whole line is consumed before it is judged, so a parse error never
+// leaves the stream half-read.
+func ReadLine(br *bufio.Reader, limit int) (string, error) {
+	var sb strings.Builder
+	for {
+		frag, err := br.ReadSlice('\n')
+		if sb.Len()+len(frag) > limit+2 {
+			return "", ErrLineTooLong
+		}
+		sb.Write(frag)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		line := strings.TrimSuffix(sb.String(), "\n")
+		line = strings.TrimSuffix(line, "\r")
+		// The check above allows for CRLF; a bare LF must not buy a byte.
+		if len(line) > limit {
+			return "", ErrLineTooLong
+		}
+		return line, nil
+	}
 }
 
 // loginConn makes every type that embeds Conn a FrontConn.

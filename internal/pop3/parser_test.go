@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"bufio"
-	"errors"
 	"strings"
 	"testing"
 
@@ -19,19 +18,6 @@ func TestParseCommand(t *testing.T) {
 		if got := parseCommand(tc.line); got.name != tc.name || got.args != tc.args {
 			t.Errorf("%q: got %+v", tc.line, got)
 		}
-	}
-}
-
-func TestReadLine(t *testing.T) {
-	br := bufio.NewReader(strings.NewReader("a\r\nbb\n" + strings.Repeat("x", 20) + "\r\n"))
-	if l, err := readLine(br, 10); l != "a" || err != nil {
-		t.Fatal(l, err)
-	}
-	if l, err := readLine(br, 10); l != "bb" || err != nil {
-		t.Fatal(l, err)
-	}
-	if _, err := readLine(br, 10); !errors.Is(err, errLineTooLong) {
-		t.Fatal(err)
 	}
 }
 
