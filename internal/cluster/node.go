@@ -306,13 +306,6 @@ func (n *Node) Role() string { return n.raft.State().String() }
 // ID is this node's raft server ID.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
-// Read runs fn with the state read-locked. fn must not keep the view.
-func (n *Node) Read(fn func(s View)) {
-	n.fsm.mu.RLock()
-	defer n.fsm.mu.RUnlock()
-	fn(n.fsm.state)
-}
-
 // Leader returns the current leader's address and ID, empty if unknown.
 func (n *Node) Leader() (addr, id string) {
 	a, i := n.raft.LeaderWithID()

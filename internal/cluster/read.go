@@ -24,6 +24,13 @@ type View interface {
 
 var _ View = (*State)(nil)
 
+// Read runs fn with the state read-locked. fn must not keep the view.
+func (n *Node) Read(fn func(s View)) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	fn(n.fsm.state)
+}
+
 // Read accessors. They return copies; the caller holds the lock (see Node.Read).
 
 // Hosts returns every host, IPv4 before IPv6, then by address bytes.
