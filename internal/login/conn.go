@@ -103,6 +103,9 @@ func (c *Conn) Reply(lines ...string) error {
 	return c.bw.Flush()
 }
 
+// Answer writes one line to the client (Reply for a single line, as a function value).
+func (c *Conn) Answer(line string) error { return c.Reply(line) }
+
 // LastWord sends the parting line, with a fresh write deadline since the login one may be over.
 func (c *Conn) LastWord(text string) {
 	_ = c.NC.SetWriteDeadline(time.Now().Add(time.Second))

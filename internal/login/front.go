@@ -108,6 +108,7 @@ type Front[C FrontConn] struct {
 	RemoteAddr func(net.Conn) netip.AddrPort
 
 	service  string
+	cfg      Config
 	conns    *ConnSet[C]
 	newConn  func(net.Conn) C
 	preLogin func(C) *Session
@@ -123,7 +124,7 @@ func NewFront[C FrontConn](service string, env *Env, cfg Config, refuse string,
 	env = env.WithDefaults()
 	f := &Front[C]{
 		Env: env, Log: env.Logger.With("service", service),
-		service: service, conns: NewConnSet[C](), newConn: newConn, preLogin: preLogin,
+		service: service, cfg: cfg, conns: NewConnSet[C](), newConn: newConn, preLogin: preLogin,
 	}
 	if cfg.ImplicitTLS {
 		refuse = ""
@@ -143,6 +144,16 @@ func (f *Front[C]) InitConn(c *Conn, nc net.Conn, lastLine func(text string) str
 func (f *Front[C]) Serve(l net.Listener) error {
 	return f.conns.ServeThen(l, f.newConn, func(c C) func(end func()) {
 		return serve(c.loginConn(), f.Env, f.service, func() *Session { return f.preLogin(c) })
+	})
+}
+
+// Login runs the login pipeline (see Login) for c with cr, in the protocol's words: texts
+// answer a failed login, answer writes one answer, and dialogue logs the user in on the
+// backend. It returns the logged-in Session; every failure has been answered, and next says
+// whether the client may go on.
+func (f *Front[C]) Login(c *Conn, cr Creds, texts *Texts, answer func(string) error, dialogue Dialogue) (s *Session, next bool) {
+	return Login(f.Env, c.Attempt(f.service, cr, f.cfg.BackendPort), Frontend{
+		Texts: texts, Sleep: f.Sleep, Answer: answer, Backend: f.cfg.Backend(dialogue),
 	})
 }
 

@@ -214,14 +214,10 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 // login runs the login pipeline (see login.Login) and, on success, returns the logged-in
 // backend; every failure has been answered and the client may retry.
 func (c *conn) login(cr login.Creds) (*login.Session, bool) {
-	bs, next := login.Login(c.s.Env, c.Attempt(Service, cr, c.s.cfg.BackendPort), login.Frontend{
-		Texts:  failTexts(),
-		Sleep:  c.s.Sleep,
-		Answer: func(line string) error { return c.Reply(line) },
-		Backend: c.s.cfg.Backend(func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+	bs, next := c.s.Login(&c.Conn, cr, failTexts(), c.Answer,
+		func(_ context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
 			return c.backendDialogue(nc, br, dest, cr)
-		}),
-	})
+		})
 	if bs != nil {
 		bs.Client, c.rd = c.rd.br, nil // the session takes the client's pipelined bytes
 	}
