@@ -20,7 +20,7 @@ const greeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE I
 
 func TestPreLoginCommands(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a CAPABILITY")
 	c.Expect("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN")
@@ -51,7 +51,7 @@ func TestPreLoginCommands(t *testing.T) {
 
 func TestLoginProxies(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
 	c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
@@ -63,13 +63,13 @@ func TestLoginProxies(t *testing.T) {
 	c.ExpectEOF()
 
 	sess := logintest.WaitDone(t, h.Sessions, 0)
-	if sess.Info.User != "u1" || sess.Info.Service != "imap" || sess.Info.Backend.Port() != uint16(h.backend.Port()) {
+	if sess.Info.User != "u1" || sess.Info.Service != "imap" || sess.Info.Backend.Port() != uint16(h.Backend.Port()) {
 		t.Errorf("session info %+v", sess.Info)
 	}
 	if sess.In != int64(len("b NOOP\r\nc LOGOUT\r\n")) || sess.Out == 0 {
 		t.Errorf("bytes in=%d out=%d", sess.In, sess.Out)
 	}
-	lines := h.backend.Received()
+	lines := h.Backend.Received()
 	if len(lines) < 2 || !strings.HasPrefix(lines[0], `I ID ("x-session-id" "`+sess.Info.ID+`" "x-originating-ip" "127.0.0.1" "x-originating-port" "`) ||
 		!strings.HasSuffix(lines[0], `"x-proxy-ttl" "4")`) {
 		t.Errorf("backend got %q", lines)
@@ -88,7 +88,7 @@ func TestLoginProxies(t *testing.T) {
 // A client that asked CAPABILITY gets the backend's list untagged, as in the Dovecot transcript.
 func TestLoginAfterCapability(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a CAPABILITY")
 	c.Line()
@@ -100,7 +100,7 @@ func TestLoginAfterCapability(t *testing.T) {
 
 func TestWrongPassword(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 wrong")
 	c.Expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
@@ -122,7 +122,7 @@ func TestDeadBackend(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
 	c.Expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
@@ -139,7 +139,7 @@ func TestDeadBackend(t *testing.T) {
 func TestBadBanner(t *testing.T) {
 	be := newFakeBackend(t, "* BYE go away")
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
 	c.Expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
@@ -148,19 +148,19 @@ func TestBadBanner(t *testing.T) {
 func TestTempFail(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
 	h.Router.SetErr(logintest.TempFail)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
 	c.ExpectPrefix("a NO [UNAVAILABLE] Temporary authentication failure. [usher.test:")
 }
 
 func TestUserIPLimit(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxUserIPConnections = 1 })
-	c1 := h.dial()
+	h := newHarness(t, Config{}, func(env *login.Env) { env.MaxUserIPConnections = 1 })
+	c1 := h.Dial()
 	c1.Expect(greeting)
 	c1.Send("a LOGIN u1 pass")
 	c1.ExpectPrefix("a OK ")
-	c2 := h.dial()
+	c2 := h.Dial()
 	c2.Expect(greeting)
 	c2.Send("a LOGIN u1 pass")
 	c2.Expect("a NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)")
@@ -168,30 +168,30 @@ func TestUserIPLimit(t *testing.T) {
 
 func TestLiterals(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN {2}")
 	c.Expect("+ OK")
 	c.Send("u1 {6+}")
 	c.Send(`p"a\ss`)
 	c.Expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
-	if got := h.backend.Received()[1]; got != `L LOGIN "u1" "p\"a\\ss"` {
+	if got := h.Backend.Received()[1]; got != `L LOGIN "u1" "p\"a\\ss"` {
 		t.Errorf("backend got %q", got)
 	}
 
 	// 8-bit passwords cannot be quoted: they go on as a literal.
-	c2 := h.dial()
+	c2 := h.Dial()
 	c2.Expect(greeting)
 	c2.Send(`b LOGIN "u2" "pässwörd"`)
 	c2.ExpectPrefix("b OK ")
-	if got := h.backend.Received()[3]; got != "L LOGIN \"u2\" {10+}|pässwörd|" {
+	if got := h.Backend.Received()[3]; got != "L LOGIN \"u2\" {10+}|pässwörd|" {
 		t.Errorf("backend got %q", got)
 	}
 }
 
 func TestAuthenticate(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a AUTHENTICATE FOO")
 	c.Expect("a NO [ALERT] Unsupported authentication mechanism.")
@@ -216,7 +216,7 @@ func TestAuthenticate(t *testing.T) {
 	c.Send("AHUxAHBhc3M=")
 	c.Expect("f OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
 
-	c2 := h.dial()
+	c2 := h.Dial()
 	c2.Expect(greeting)
 	c2.Send("a AUTHENTICATE LOGIN dTE=")
 	c2.Expect("+ UGFzc3dvcmQ6")
@@ -229,19 +229,19 @@ func TestAuthenticate(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}, MaxLiteral: 10}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN " + strings.Repeat("x", 200) + " y")
 	c.Expect("* BYE Input buffer full, aborting")
 	c.ExpectEOF()
 
-	c = h.dial()
+	c = h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN {11}")
 	c.Expect("* BYE Literal size too large")
 	c.ExpectEOF()
 
-	c = h.dial()
+	c = h.Dial()
 	c.Expect(greeting)
 	c.Send("")
 	c.Expect("* BAD Error in IMAP command received by server.")
@@ -255,10 +255,10 @@ func TestLimits(t *testing.T) {
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
-		func(_ *login.Env, s *Server) {
+		nil, func(s *Server) {
 			s.RemoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS LOGINDISABLED] Dovecot ready.")
 	c.Send("a LOGIN u1 pass")
 	c.Expect("* BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed.")
@@ -284,7 +284,7 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	c.Expect("g OK Logged in")
 	c.Send("h NOOP")
 	c.Expect("h OK NOOP done")
-	if got := h.backend.Received()[0]; !strings.Contains(got, `"x-originating-ip" "192.0.2.7" "x-originating-port" "4711"`) {
+	if got := h.Backend.Received()[0]; !strings.Contains(got, `"x-originating-ip" "192.0.2.7" "x-originating-port" "4711"`) {
 		t.Errorf("ID %q", got)
 	}
 }
@@ -292,7 +292,7 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 func TestImplicitTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.StartTLS()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
@@ -303,10 +303,10 @@ func TestImplicitTLS(t *testing.T) {
 
 // A trusted proxy in front of us may forward its client's address.
 func TestTrustedID(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send(`a ID ("X-Originating-IP" "198.51.100.9" "x-originating-port" "5000" "x-proxy-ttl" "3" "x-session-id" "abc")`)
 	c.Line()
@@ -314,7 +314,7 @@ func TestTrustedID(t *testing.T) {
 	c.Send("b LOGIN u1 pass")
 	c.ExpectPrefix("b OK ")
 	want := `I ID ("x-session-id" "abc" "x-originating-ip" "198.51.100.9" "x-originating-port" "5000"`
-	if got := h.backend.Received()[0]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, `"x-proxy-ttl" "2")`) {
+	if got := h.Backend.Received()[0]; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, `"x-proxy-ttl" "2")`) {
 		t.Errorf("ID %q", got)
 	}
 	if ev := h.Pen.Events(); ev[0].IP != netip.MustParseAddr("198.51.100.9") {
@@ -325,7 +325,7 @@ func TestTrustedID(t *testing.T) {
 func TestBackendLoginDisabled(t *testing.T) {
 	be := newFakeBackend(t, "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED AUTH=PLAIN] ready.")
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
 	c.ExpectPrefix("a OK ")
@@ -337,7 +337,7 @@ func TestBackendLoginDisabled(t *testing.T) {
 func TestBackendNoCapsInBanner(t *testing.T) {
 	be := newFakeBackend(t, "* OK ready.")
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN u1 pass")
 	c.ExpectPrefix("a OK ")
@@ -350,8 +350,8 @@ func TestBackendNoCapsInBanner(t *testing.T) {
 // sleep in the server, so the lower bound is exact.
 func TestAuthFailureDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.AuthFailureDelay = delay })
-	c := h.dial()
+	h := newHarness(t, Config{}, func(env *login.Env) { env.AuthFailureDelay = delay })
+	c := h.Dial()
 	c.Expect(greeting)
 	start := time.Now()
 	c.Send("a LOGIN u1 wrong")
@@ -367,18 +367,18 @@ func TestAuthFailureDelay(t *testing.T) {
 // keys only a proxy may set; the forward fields (a trusted client's x-forward-*, the passdb's
 // on top) go last as x-forward-*, as Dovecot's proxy writes them.
 func TestIDRetainAndForward(t *testing.T) {
-	h := newHarness(t, Config{IDRetain: true}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{IDRetain: true}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		env.Passdb = &logintest.Passdb{Users: map[string]string{"u1": "pass"}, Forward: []string{"plan=gold"}}
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send(`a ID ("name" "mua" "x-originating-ip" "198.51.100.9" "X-Forward-Plan" "silver" "x-forward-tenant" "acme" "os" NIL "long" "` + strings.Repeat("v", 300) + `")`)
 	c.Line()
 	c.Line()
 	c.Send("b LOGIN u1 pass")
 	c.ExpectPrefix("b OK ")
-	got := h.backend.Received()[0]
+	got := h.Backend.Received()[0]
 	if !strings.HasPrefix(got, `I ID ("name" "mua" "os" NIL "x-session-id" "`) ||
 		!strings.HasSuffix(got, `"x-proxy-ttl" "4" "x-forward-tenant" "acme" "x-forward-plan" "gold")`) ||
 		strings.Contains(got, "vvv") || strings.Contains(got, "silver") {
@@ -390,14 +390,14 @@ func TestIDRetainAndForward(t *testing.T) {
 // untrusted client's x-forward-* are ignored.
 func TestIDNotRetained(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send(`a ID ("name" "mua" "x-forward-tenant" "acme")`)
 	c.Line()
 	c.Line()
 	c.Send("b LOGIN u1 pass")
 	c.ExpectPrefix("b OK ")
-	if got := h.backend.Received()[0]; !strings.HasPrefix(got, `I ID ("x-session-id" "`) || strings.Contains(got, "mua") || strings.Contains(got, "acme") {
+	if got := h.Backend.Received()[0]; !strings.HasPrefix(got, `I ID ("x-session-id" "`) || strings.Contains(got, "mua") || strings.Contains(got, "acme") {
 		t.Errorf("ID %q", got)
 	}
 }
@@ -405,15 +405,15 @@ func TestIDNotRetained(t *testing.T) {
 // A backend's "NO [UNAVAILABLE]" is retried like a connect failure and passed on once the
 // reconnects are spent; other NO codes are passed on at once.
 func TestBackendUnavailableRetried(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxReconnects = 1 })
-	c := h.dial()
+	h := newHarness(t, Config{}, func(env *login.Env) { env.MaxReconnects = 1 })
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("a LOGIN tempfail pass")
 	c.Expect("a NO [UNAVAILABLE] Internal error occurred.")
 	c.Send("b LOGIN busy pass")
 	c.Expect("b NO [INUSE] Mailbox is locked.")
 	logins := 0
-	for _, l := range h.backend.Received() {
+	for _, l := range h.Backend.Received() {
 		if strings.HasPrefix(l, "L LOGIN ") {
 			logins++
 		}
@@ -427,10 +427,10 @@ func TestBackendUnavailableRetried(t *testing.T) {
 // literal with CR LF in it is not passed on: the backend's ID command stays
 // one line with usher's own session id.
 func TestTrustedIDSessionControl(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	evil := "ab\r\nX LOGOUT"
 	c.Send(`a ID ("x-session-id" {` + strconv.Itoa(len(evil)) + `+}`)
@@ -439,7 +439,7 @@ func TestTrustedIDSessionControl(t *testing.T) {
 	c.Line()
 	c.Send("b LOGIN u1 pass")
 	c.ExpectPrefix("b OK ")
-	got := h.backend.Received()
+	got := h.Backend.Received()
 	if !strings.HasPrefix(got[0], `I ID ("x-session-id" "`) || strings.Contains(got[0], "ab") || strings.Contains(strings.Join(got, "\n"), "X LOGOUT") {
 		t.Errorf("backend got %q", got)
 	}
@@ -452,7 +452,7 @@ func TestConnectionCeilings(t *testing.T) {
 	lim := &netx.Limiter{}
 	lim.Set(netx.Limits{Total: 3, PerIP: 2})
 	h := newHarness(t, Config{Config: login.Config{Limiter: lim}}, nil)
-	dialFrom := func(ip string) *client { return logintest.DialFrom(t, ip, h.addr) }
+	dialFrom := func(ip string) *client { return logintest.DialFrom(t, ip, h.Addr) }
 	const bye = "* BYE [UNAVAILABLE] Too many connections, try again later."
 	proxied := dialFrom("127.0.0.1")
 	proxied.Expect(greeting)
@@ -485,10 +485,10 @@ func TestConnectionCeilings(t *testing.T) {
 // auth_username_chars, fails as a wrong login would, without being routed
 // or reaching a backend.
 func TestJunkUserName(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.UsernameChars = "abcdefghijklmnopqrstuvwxyz0123456789.-_@"
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send(`a LOGIN "` + strings.Repeat("u", 60<<10) + `" "x"`)
 	c.Expect("a NO [AUTHENTICATIONFAILED] Authentication failed.")
@@ -497,7 +497,7 @@ func TestJunkUserName(t *testing.T) {
 	if calls := h.Router.Calls(); len(calls) != 0 {
 		t.Errorf("routed %d names", len(calls))
 	}
-	if got := h.backend.Received(); len(got) != 0 {
+	if got := h.Backend.Received(); len(got) != 0 {
 		t.Errorf("backend got %d lines", len(got))
 	}
 	if h.Pen.Count("fail") != 2 {

@@ -22,7 +22,7 @@ var capa = []string{"+OK", "CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "A
 
 func TestPreLoginCommands(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("CAPA")
 	c.Expect(capa...)
@@ -50,7 +50,7 @@ func TestPreLoginCommands(t *testing.T) {
 
 func TestUserPassProxies(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("USER u1")
 	c.Expect("+OK")
@@ -63,13 +63,13 @@ func TestUserPassProxies(t *testing.T) {
 	c.ExpectEOF()
 
 	sess := logintest.WaitDone(t, h.Sessions, 0)
-	if sess.Info.User != "u1" || sess.Info.Service != "pop3" || sess.Info.Backend.Port() != uint16(h.backend.Port()) {
+	if sess.Info.User != "u1" || sess.Info.Service != "pop3" || sess.Info.Backend.Port() != uint16(h.Backend.Port()) {
 		t.Errorf("session info %+v", sess.Info)
 	}
 	if sess.In != int64(len("STAT\r\nQUIT\r\n")) || sess.Out == 0 {
 		t.Errorf("bytes in=%d out=%d", sess.In, sess.Out)
 	}
-	lines := h.backend.Received()
+	lines := h.Backend.Received()
 	if len(lines) < 3 || !strings.HasPrefix(lines[0], "XCLIENT ADDR=127.0.0.1 PORT=") ||
 		!strings.HasSuffix(lines[0], " SESSION="+sess.Info.ID+" TTL=4") ||
 		lines[1] != "USER u1" || lines[2] != "PASS pass" {
@@ -87,7 +87,7 @@ func TestUserPassProxies(t *testing.T) {
 func TestBackendWithoutXCLIENT(t *testing.T) {
 	be := newFakeBackend(t, "+OK ready.")
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c.Expect("+OK Logged in.")
@@ -98,7 +98,7 @@ func TestBackendWithoutXCLIENT(t *testing.T) {
 
 func TestWrongPassword(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("USER u1")
 	c.Expect("+OK")
@@ -137,7 +137,7 @@ func TestDeadBackend(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c.Expect("-ERR [SYS/TEMP] Account is temporarily unavailable.")
@@ -151,19 +151,19 @@ func TestDeadBackend(t *testing.T) {
 func TestBadBanner(t *testing.T) {
 	be := newFakeBackend(t, "-ERR go away")
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c.Expect("-ERR [SYS/TEMP] Account is temporarily unavailable.")
 }
 
 func TestTempFailAndLimits(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxUserIPConnections = 1 })
-	c1 := h.dial()
+	h := newHarness(t, Config{}, func(env *login.Env) { env.MaxUserIPConnections = 1 })
+	c1 := h.Dial()
 	c1.Expect(greeting)
 	c1.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c1.Expect("+OK Logged in.")
-	c2 := h.dial()
+	c2 := h.Dial()
 	c2.Expect(greeting)
 	c2.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c2.Expect("-ERR [IN-USE] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)")
@@ -174,7 +174,7 @@ func TestTempFailAndLimits(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("AUTH FOO")
 	c.Expect("-ERR [AUTH] Unsupported authentication mechanism.")
@@ -199,22 +199,22 @@ func TestAuthenticate(t *testing.T) {
 	c.Send("AHUxAHBhc3M=")
 	c.Expect("+OK Logged in.")
 
-	c2 := h.dial()
+	c2 := h.Dial()
 	c2.Expect(greeting)
 	c2.Send("AUTH LOGIN dTE=")
 	c2.Expect("+ UGFzc3dvcmQ6")
 	c2.Send("cGFzcw==")
 	c2.Expect("+OK Logged in.")
 	// A password that cannot go on a PASS line goes with AUTH PLAIN.
-	c3 := h.dial()
+	c3 := h.Dial()
 	c3.Expect(greeting)
 	c3.Send("AUTH PLAIN AHUzAHDDpCBzcw==") // "\0u3\0pä ss"
 	c3.Expect("+OK Logged in.")
-	c4 := h.dial()
+	c4 := h.Dial()
 	c4.Expect(greeting)
 	c4.Send("AUTH PLAIN " + "AHU0AHAKeA==") // password with a line feed
 	c4.Expect("-ERR [AUTH] Authentication failed.")
-	got := h.backend.Received()
+	got := h.Backend.Received()
 	if got[len(got)-1] != "AUTH PLAIN AHU0AHAKeA==" {
 		t.Errorf("backend got %q", got)
 	}
@@ -222,13 +222,13 @@ func TestAuthenticate(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("USER " + strings.Repeat("x", 200))
 	c.Expect("-ERR Input buffer full, aborting")
 	c.ExpectEOF()
 
-	c = h.dial()
+	c = h.Dial()
 	c.Expect(greeting)
 	c.Send("")
 	c.Expect("-ERR Unknown command.")
@@ -242,10 +242,10 @@ func TestLimits(t *testing.T) {
 func TestPlaintextPolicyAndSTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
-		func(_ *login.Env, s *Server) {
+		nil, func(s *Server) {
 			s.RemoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("CAPA")
 	c.Expect("+OK", "CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE", "STLS", "SASL", ".")
@@ -278,7 +278,7 @@ func TestPlaintextPolicyAndSTLS(t *testing.T) {
 	c.Expect("+OK Logged in.")
 	c.Send("STAT")
 	c.Expect("+OK 0 0")
-	if got := h.backend.Received()[0]; !strings.HasPrefix(got, "XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=") {
+	if got := h.Backend.Received()[0]; !strings.HasPrefix(got, "XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=") {
 		t.Errorf("XCLIENT %q", got)
 	}
 }
@@ -286,7 +286,7 @@ func TestPlaintextPolicyAndSTLS(t *testing.T) {
 func TestImplicitTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{ImplicitTLS: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.StartTLS()
 	c.Expect(greeting)
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
@@ -297,10 +297,10 @@ func TestImplicitTLS(t *testing.T) {
 
 // A trusted proxy in front of us may forward its client's address.
 func TestTrustedXCLIENT(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect("+OK [XCLIENT] Dovecot ready.")
 	c.Send("XCLIENT ADDR=nonsense")
 	c.Expect("-ERR Invalid parameters")
@@ -308,7 +308,7 @@ func TestTrustedXCLIENT(t *testing.T) {
 	c.Expect("+OK Updated")
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c.Expect("+OK Logged in.")
-	if got := h.backend.Received()[0]; got != "XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=2" {
+	if got := h.Backend.Received()[0]; got != "XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=2" {
 		t.Errorf("XCLIENT %q", got)
 	}
 	if ev := h.Pen.Events(); ev[0].IP != netip.MustParseAddr("198.51.100.9") {
@@ -317,16 +317,16 @@ func TestTrustedXCLIENT(t *testing.T) {
 }
 
 func TestTTLLoop(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect("+OK [XCLIENT] Dovecot ready.")
 	c.Send("XCLIENT TTL=1")
 	c.Expect("+OK Updated")
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c.Expect("-ERR Account is temporarily unavailable.")
-	if len(h.backend.Received()) != 0 {
+	if len(h.Backend.Received()) != 0 {
 		t.Error("a looping login must not reach the backend")
 	}
 }
@@ -335,8 +335,8 @@ func TestTTLLoop(t *testing.T) {
 // or backend connection, and counts as a penalty.
 func TestPassdbRefusesBeforeRouting(t *testing.T) {
 	pdb := &logintest.Passdb{Users: map[string]string{"u1": "pass"}}
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.Passdb = pdb })
-	c := h.dial()
+	h := newHarness(t, Config{}, func(env *login.Env) { env.Passdb = pdb })
+	c := h.Dial()
 	c.Expect(greeting)
 	c.Send("USER u1")
 	c.Expect("+OK")
@@ -360,17 +360,17 @@ func TestPassdbRefusesBeforeRouting(t *testing.T) {
 // A trusted proxy's FORWARD= fields and the passdb's (which win on the same key) go to the
 // backend in XCLIENT FORWARD=, base64 of the tab-joined fields, as Dovecot sends them.
 func TestXCLIENTForward(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		env.Passdb = &logintest.Passdb{Users: map[string]string{"u1": "pass"}, Forward: []string{"plan=gold"}}
 	})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect("+OK [XCLIENT] Dovecot ready.")
 	c.Send("XCLIENT FORWARD=" + login.EncodeForward([]string{"ip=192.0.2.1", "plan=silver"}))
 	c.Expect("+OK Updated")
 	c.Send("AUTH PLAIN AHUxAHBhc3M=")
 	c.Expect("+OK Logged in.")
-	got := h.backend.Received()[0]
+	got := h.Backend.Received()[0]
 	want := " FORWARD=" + base64.StdEncoding.EncodeToString([]byte("ip=192.0.2.1\tplan=gold"))
 	if !strings.HasPrefix(got, "XCLIENT ADDR=") || !strings.HasSuffix(got, want) {
 		t.Errorf("XCLIENT %q, want it to end with %q", got, want)
@@ -380,15 +380,15 @@ func TestXCLIENTForward(t *testing.T) {
 // A backend's "-ERR [SYS/TEMP]" is retried like a connect failure and passed on once the
 // reconnects are spent.
 func TestBackendTempFailRetried(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) { env.MaxReconnects = 1 })
-	c := h.dial()
+	h := newHarness(t, Config{}, func(env *login.Env) { env.MaxReconnects = 1 })
+	c := h.Dial()
 	c.Expect("+OK Dovecot ready.")
 	c.Send("USER tempfail")
 	c.Expect("+OK")
 	c.Send("PASS pass")
 	c.Expect("-ERR [SYS/TEMP] Try again later.")
 	n := 0
-	for _, l := range h.backend.Received() {
+	for _, l := range h.Backend.Received() {
 		if strings.HasPrefix(l, "PASS ") {
 			n++
 		}

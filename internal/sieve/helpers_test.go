@@ -83,35 +83,27 @@ func (b *fakeBackend) serve(c net.Conn) {
 	}
 }
 
-type harness struct {
-	logintest.Fakes
-	t       *testing.T
-	srv     *Server
-	addr    string
-	backend *fakeBackend
-}
+type harness = logintest.Harness[*Server, *fakeBackend]
 
-func newHarness(t *testing.T, cfg Config, tweak func(*login.Env, *Server)) *harness {
+// newHarness serves a front-end with cfg in front of a fresh fake backend; tweak adjusts its
+// Env, then each of with the server, before it serves.
+func newHarness(t *testing.T, cfg Config, tweak func(*login.Env), with ...func(*Server)) *harness {
 	t.Helper()
-	be := newFakeBackend(t)
-	if cfg.BackendPort == 0 {
-		cfg.BackendPort = be.Port()
-	}
-	env, fakes := logintest.NewEnv()
-	srv := NewServer(cfg, env)
-	if tweak != nil {
-		tweak(env, srv)
-		srv.Env = env.WithDefaults()
-	}
-	return &harness{Fakes: fakes, t: t, srv: srv, backend: be, addr: logintest.Serve(t, srv)}
+	return logintest.NewHarness(t, newFakeBackend(t), tweak, func(env *login.Env, port int) *Server {
+		if cfg.BackendPort == 0 {
+			cfg.BackendPort = port
+		}
+		s := NewServer(cfg, env)
+		for _, w := range with {
+			w(s)
+		}
+		return s
+	})
 }
 
 type client = logintest.Client
 
-func (h *harness) dial() *client { return logintest.Dial(h.t, h.addr) }
-
 // startCore starts a front-end for logintest.RunCore.
 func startCore(t *testing.T, cfg login.Config) logintest.Running {
-	h := newHarness(t, Config{Config: cfg}, nil)
-	return logintest.Running{Fakes: h.Fakes, Addr: h.addr, Srv: h.srv}
+	return newHarness(t, Config{Config: cfg}, nil).Running()
 }

@@ -23,7 +23,7 @@ func caps(ok string) []string {
 
 func TestPreLoginCommands(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send("CAPABILITY")
 	c.Expect(caps("Capability completed.")...)
@@ -49,7 +49,7 @@ func TestPreLoginCommands(t *testing.T) {
 
 func TestAuthenticateProxies(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
 	c.Expect(`OK "Logged in."`)
@@ -60,13 +60,13 @@ func TestAuthenticateProxies(t *testing.T) {
 	c.ExpectEOF()
 
 	sess := logintest.WaitDone(t, h.Sessions, 0)
-	if sess.Info.User != "u1" || sess.Info.Service != "sieve" || sess.Info.Backend.Port() != uint16(h.backend.Port()) {
+	if sess.Info.User != "u1" || sess.Info.Service != "sieve" || sess.Info.Backend.Port() != uint16(h.Backend.Port()) {
 		t.Errorf("session info %+v", sess.Info)
 	}
 	if sess.In != int64(len("LISTSCRIPTS\r\nLOGOUT\r\n")) || sess.Out == 0 {
 		t.Errorf("bytes in=%d out=%d", sess.In, sess.Out)
 	}
-	lines := h.backend.Received()
+	lines := h.Backend.Received()
 	if len(lines) < 2 || !strings.HasPrefix(lines[0], "XCLIENT ADDR=127.0.0.1 PORT=") ||
 		!strings.HasSuffix(lines[0], " SESSION="+sess.Info.ID+" TTL=4") ||
 		lines[1] != `AUTHENTICATE "PLAIN" "AHUxAHBhc3M="` {
@@ -85,7 +85,7 @@ func TestAuthenticateForms(t *testing.T) {
 		{"quoted continuation", `AUTHENTICATE "PLAIN"`, `"AHUxAHBhc3M="`},
 		{"literal continuation", `AUTHENTICATE "PLAIN"`, "{12+}\r\nAHUxAHBhc3M="},
 	} {
-		c := h.dial()
+		c := h.Dial()
 		c.Expect(caps("Dovecot ready.")...)
 		c.Send(tc.send)
 		if tc.cont != "" {
@@ -96,7 +96,7 @@ func TestAuthenticateForms(t *testing.T) {
 			t.Errorf("%s: got %q", tc.name, got)
 		}
 	}
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`AUTHENTICATE "LOGIN" "dTE="`)
 	c.Expect(`"UGFzc3dvcmQ6"`)
@@ -109,7 +109,7 @@ func TestAuthenticateForms(t *testing.T) {
 
 func TestAuthenticateErrors(t *testing.T) {
 	h := newHarness(t, Config{}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`AUTHENTICATE "PLAIN"`)
 	c.Expect(`""`)
@@ -150,7 +150,7 @@ func TestDeadBackendAndTempFail(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	h := newHarness(t, Config{Config: login.Config{BackendPort: port}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
 	c.Expect(`NO (TRYLATER) "Account is temporarily unavailable."`)
@@ -165,7 +165,7 @@ func TestDeadBackendAndTempFail(t *testing.T) {
 func TestBadGreeting(t *testing.T) {
 	be := newFakeBackend(t, `BYE "go away"`)
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
 	c.Expect(`NO (TRYLATER) "Account is temporarily unavailable."`)
@@ -174,7 +174,7 @@ func TestBadGreeting(t *testing.T) {
 func TestBackendWithoutXCLIENT(t *testing.T) {
 	be := newFakeBackend(t, `"SASL" "PLAIN"`)
 	h := newHarness(t, Config{Config: login.Config{BackendPort: be.Port()}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
 	c.Expect(`OK "Logged in."`)
@@ -185,19 +185,19 @@ func TestBackendWithoutXCLIENT(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	h := newHarness(t, Config{Config: login.Config{MaxLineLength: 100}}, nil)
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send(`NOOP "` + strings.Repeat("x", 200) + `"`)
 	c.Expect(`BYE "Input buffer full, aborting"`)
 	c.ExpectEOF()
 
-	c = h.dial()
+	c = h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send("NOOP {101+}")
 	c.Expect(`BYE "Input buffer full, aborting"`)
 	c.ExpectEOF()
 
-	c = h.dial()
+	c = h.Dial()
 	c.Expect(caps("Dovecot ready.")...)
 	c.Send("")
 	c.Expect(`NO "Error in MANAGESIEVE command received by server."`)
@@ -211,10 +211,10 @@ func TestLimits(t *testing.T) {
 func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	cert := testenv.TLSCert(t)
 	h := newHarness(t, Config{Config: login.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}},
-		func(_ *login.Env, s *Server) {
+		nil, func(s *Server) {
 			s.RemoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
 		})
-	c := h.dial()
+	c := h.Dial()
 	c.Expect(`"IMPLEMENTATION" "Dovecot Pigeonhole"`, sieveLine, `"NOTIFY" "mailto"`, `"SASL" ""`,
 		`"STARTTLS"`, `"VERSION" "1.0"`, `OK "Dovecot ready."`)
 	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
@@ -235,17 +235,17 @@ func TestPlaintextPolicyAndSTARTTLS(t *testing.T) {
 	c.Expect(`OK "Logged in."`)
 	c.Send("LISTSCRIPTS")
 	c.Expect(`"test" ACTIVE`, `OK "Listscripts completed."`)
-	if got := h.backend.Received()[0]; !strings.HasPrefix(got, "XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=") {
+	if got := h.Backend.Received()[0]; !strings.HasPrefix(got, "XCLIENT ADDR=192.0.2.7 PORT=4711 SESSION=") {
 		t.Errorf("XCLIENT %q", got)
 	}
 }
 
 // A trusted proxy in front of us may forward its client's address.
 func TestTrustedXCLIENT(t *testing.T) {
-	h := newHarness(t, Config{}, func(env *login.Env, _ *Server) {
+	h := newHarness(t, Config{}, func(env *login.Env) {
 		env.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
-	c := h.dial()
+	c := h.Dial()
 	want := caps("Dovecot ready.")
 	want = append(want[:len(want)-1], `"XCLIENT"`, want[len(want)-1])
 	c.Expect(want...)
@@ -255,7 +255,7 @@ func TestTrustedXCLIENT(t *testing.T) {
 	c.Expect(`OK "Updated"`)
 	c.Send(`AUTHENTICATE "PLAIN" "AHUxAHBhc3M="`)
 	c.Expect(`OK "Logged in."`)
-	if got := h.backend.Received()[0]; got != "XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=2" {
+	if got := h.Backend.Received()[0]; got != "XCLIENT ADDR=198.51.100.9 PORT=5000 SESSION=abc TTL=2" {
 		t.Errorf("XCLIENT %q", got)
 	}
 }

@@ -193,3 +193,39 @@ func WaitDone(t testing.TB, s *Sessions, i int) Session {
 	}
 	return sess
 }
+
+// Harness is a front-end under test: its server S on loopback, the fakes behind its Env and
+// the protocol's fake backend B.
+type Harness[S Server, B interface{ Port() int }] struct {
+	Fakes
+	T       *testing.T
+	Srv     S
+	Addr    string
+	Backend B
+}
+
+// Server is a front-end a Harness runs.
+type Server interface {
+	Front
+	Shutdown(context.Context) error
+}
+
+// NewHarness serves the front-end newServer builds on a fresh Env (tweak, when set, adjusts
+// the Env first) until the test ends; newServer gets the Env and backend's port.
+func NewHarness[S Server, B interface{ Port() int }](t *testing.T, backend B, tweak func(*login.Env), newServer func(env *login.Env, backendPort int) S) *Harness[S, B] {
+	t.Helper()
+	env, fakes := NewEnv()
+	if tweak != nil {
+		tweak(env)
+	}
+	srv := newServer(env, backend.Port())
+	return &Harness[S, B]{Fakes: fakes, T: t, Srv: srv, Addr: Serve(t, srv), Backend: backend}
+}
+
+// Dial connects a client to the front-end.
+func (h *Harness[S, B]) Dial() *Client { return Dial(h.T, h.Addr) }
+
+// Running is the harness as logintest.RunCore's Dialect.Start returns it.
+func (h *Harness[S, B]) Running() Running {
+	return Running{Fakes: h.Fakes, Addr: h.Addr, Srv: h.Srv}
+}
