@@ -93,12 +93,8 @@ func newHarness(t *testing.T, cfg Config, tweak func(*login.Env), with ...func(*
 		if cfg.BackendPort == 0 {
 			cfg.BackendPort = port
 		}
-		s := NewServer(cfg, env)
-		for _, w := range with {
-			w(s)
-		}
-		return s
-	})
+		return NewServer(cfg, env)
+	}, with...)
 }
 
 type client = logintest.Client

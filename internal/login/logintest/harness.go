@@ -210,15 +210,20 @@ type Server interface {
 	Shutdown(context.Context) error
 }
 
-// NewHarness serves the front-end newServer builds on a fresh Env (tweak, when set, adjusts
-// the Env first) until the test ends; newServer gets the Env and backend's port.
-func NewHarness[S Server, B interface{ Port() int }](t *testing.T, backend B, tweak func(*login.Env), newServer func(env *login.Env, backendPort int) S) *Harness[S, B] {
+// NewHarness serves the front-end newServer builds on a fresh Env until the test ends: tweak,
+// when set, adjusts the Env first, each of with the server before it serves. newServer gets
+// the Env and the backend's port.
+func NewHarness[S Server, B interface{ Port() int }](t *testing.T, backend B, tweak func(*login.Env),
+	newServer func(env *login.Env, backendPort int) S, with ...func(S)) *Harness[S, B] {
 	t.Helper()
 	env, fakes := NewEnv()
 	if tweak != nil {
 		tweak(env)
 	}
 	srv := newServer(env, backend.Port())
+	for _, w := range with {
+		w(srv)
+	}
 	return &Harness[S, B]{Fakes: fakes, T: t, Srv: srv, Addr: Serve(t, srv), Backend: backend}
 }
 
