@@ -106,6 +106,17 @@ func (a *applier) service(n *Node) error {
 	return nil
 }
 
+// haproxyService reports the services whose inet listeners may take a PROXY protocol header
+// (haproxy = yes): the ones a load balancer stands in front of. The ring and the admin
+// listeners of the director service and usher's metrics are reached directly.
+func haproxyService(name string) bool {
+	switch name {
+	case "imap-login", "pop3-login", "managesieve-login", "lmtp", "doveadm":
+		return true
+	}
+	return false
+}
+
 func inetListener(svc *Service, n *Node) error {
 	l := InetListener{Name: n.Label}
 	i := slices.IndexFunc(svc.InetListeners, func(l InetListener) bool { return l.Name == n.Label })
@@ -126,9 +137,9 @@ func inetListener(svc *Service, n *Node) error {
 		case "ssl":
 			l.SSL, err = parseBool(c.Value)
 		case "haproxy":
-			if l.HAProxy, err = parseBool(c.Value); err == nil && l.HAProxy {
-				// Ignoring it would read the PROXY header as a command.
-				return errAt(c.File, c.Line, "haproxy = yes: the PROXY protocol is not supported yet")
+			if l.HAProxy, err = parseBool(c.Value); err == nil && l.HAProxy && !haproxyService(svc.Name) {
+				// Ignoring it would read the PROXY header as the protocol's first bytes.
+				return errAt(c.File, c.Line, "haproxy = yes: the PROXY protocol is not supported in service %s", svc.Name)
 			}
 		case "reuse_port":
 			_, err = parseBool(c.Value) // usher always sets SO_REUSEADDR only

@@ -53,6 +53,7 @@ type Settings struct {
 	BackendSievePort         int
 	BackendDoveadmPort       int    // 0: the backends have no doveadm HTTP API
 	BackendSSL               string // no, yes (implicit TLS) or starttls
+	BackendProxyProtocol     string // no, or v2: a PROXY v2 header opens every backend connection
 	UsherLoginTimeout        time.Duration
 	UsherMaxPreloginCommands int
 	DirectorRingSecret       string // director_ring_secret; never log it

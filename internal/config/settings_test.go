@@ -20,7 +20,7 @@ func TestDefaults(t *testing.T) {
 		s.DirectorMaxParallelMoves != 100 || s.DirectorMaxParallelKicks != 100 || s.AuthUsernameFormat != "%Lu" ||
 		s.LoginProxyTimeout != 30*time.Second || s.HAProxyTimeout != 3*time.Second || s.ImapMaxLineLength != 64<<10 ||
 		s.BackendIMAPPort != 143 || s.BackendPOP3Port != 110 || s.BackendLMTPPort != 24 || s.BackendSievePort != 4190 ||
-		s.BackendDoveadmPort != 0 || s.BackendSSL != "no" || s.UsherLoginTimeout != time.Minute ||
+		s.BackendDoveadmPort != 0 || s.BackendSSL != "no" || s.BackendProxyProtocol != "no" || s.UsherLoginTimeout != time.Minute ||
 		s.UsherMaxPreloginCommands != 30 || s.DirectorMailServers != "" || len(s.DirectorServers) != 0 ||
 		s.UsherHealthCheck != "imap" || s.UsherHealthCheckInterval != 5*time.Second || s.UsherHealthCheckTimeout != 3*time.Second ||
 		s.UsherHealthCheckFall != 3 || s.UsherHealthCheckRise != 2 || s.UsherHealthCheckUser != "" {
@@ -165,6 +165,7 @@ service imap-login {
   }
   inet_listener imaps {
     port = 0
+    haproxy = yes
   }
   fifo_listener login/proxy-notify {
     mode = 0600
@@ -186,12 +187,12 @@ service custom {
 `, nil)
 	l, ok := s.Listener("imap-login", "imap")
 	want := InetListener{Name: "imap", Address: []string{"127.0.0.1", "::1"}, Port: 10143, SSL: true, HAProxy: false,
-		File: "usher.conf", Line: 21}
+		File: "usher.conf", Line: 22}
 	if !ok || l.Name != want.Name || !slices.Equal(l.Address, want.Address) || l.Port != want.Port || l.SSL != want.SSL ||
 		l.HAProxy != want.HAProxy || l.File != want.File || l.Line != want.Line {
 		t.Errorf("imap listener = %+v, want %+v (blocks merge, later lines win)", l, want)
 	}
-	if l, _ := s.Listener("imap-login", "imaps"); l.Port != 0 || !l.SSL {
+	if l, _ := s.Listener("imap-login", "imaps"); l.Port != 0 || !l.SSL || !l.HAProxy {
 		t.Errorf("imaps = %+v", l)
 	}
 	svc, _ := s.Service("imap-login")
@@ -207,7 +208,7 @@ service custom {
 	}
 	custom, ok := s.Service("custom")
 	wantUnix := UnixListener{Name: "admin", Path: "/run/usher/admin.sock", Mode: "0660", User: "root", Group: "mail",
-		File: "usher.conf", Line: 26}
+		File: "usher.conf", Line: 27}
 	if !ok || len(custom.UnixListeners) != 1 || custom.UnixListeners[0] != wantUnix || s.Services[len(s.Services)-1].Name != "custom" {
 		t.Errorf("custom = %+v", custom)
 	}
@@ -216,7 +217,9 @@ service custom {
 func TestServiceErrors(t *testing.T) {
 	for _, c := range []struct{ text, msg string }{
 		{"service {\n}\n", "usher.conf:1: service section is missing a name"},
-		{"service imap-login {\n inet_listener imap {\n  haproxy = yes\n }\n}\n", "usher.conf:3: haproxy = yes: the PROXY protocol is not supported yet"},
+		{"service director {\n inet_listener {\n  haproxy = yes\n }\n}\n", "usher.conf:3: haproxy = yes: the PROXY protocol is not supported in service director"},
+		{"service usher {\n inet_listener metrics {\n  haproxy = yes\n }\n}\n", "usher.conf:3: haproxy = yes: the PROXY protocol is not supported in service usher"},
+		{"backend_proxy_protocol = v1\n", `usher.conf:1: backend_proxy_protocol: Invalid value "v1" (use no, v2)`},
 		{"service imap-login {\n client_limit = many\n}\n", "usher.conf:2: client_limit: Invalid number many: Not a valid number"},
 		{"service imap-login {\n  proces_limit = 1\n}\n", "usher.conf:2: Unknown setting in service imap-login: proces_limit"},
 		{"service imap-login {\n  listener x {\n  }\n}\n", "usher.conf:2: Unknown section in service imap-login: listener"},

@@ -96,6 +96,10 @@ func usherSettings() []setting {
 		{"backend_sieve_port", "4190", field(func(s *Settings) *int { return &s.BackendSievePort }, parsePort)},
 		{"backend_doveadm_port", "0", field(func(s *Settings) *int { return &s.BackendDoveadmPort }, parsePort)},
 		{"backend_ssl", "no", field(func(s *Settings) *string { return &s.BackendSSL }, oneOf("no", "yes", "starttls"))},
+		// Dovecot 2.3's proxy tells a backend the client's address in ID or
+		// XCLIENT only; a PROXY v2 header carries it for every protocol, LMTP
+		// included, to backends listening with haproxy = yes.
+		{"backend_proxy_protocol", "no", field(func(s *Settings) *string { return &s.BackendProxyProtocol }, oneOf("no", "v2"))},
 		{"usher_login_timeout", "60 secs", field(func(s *Settings) *time.Duration { return &s.UsherLoginTimeout }, ParseDuration)},
 		{"usher_max_prelogin_commands", "30", field(func(s *Settings) *int { return &s.UsherMaxPreloginCommands }, asUint)},
 		// Dovecot has no per-IP connection limit before login (its anvil
