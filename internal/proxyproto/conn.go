@@ -6,25 +6,40 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Policy is what a listener with haproxy = yes applies to each connection, as Dovecot 2.3's
-// master service does: a peer outside Trusted (haproxy_trusted_networks) is closed at once,
-// and a trusted one must send its header within Timeout (haproxy_timeout). Every refusal is
-// logged with the peer's address.
+// master service does: a peer outside the trusted networks (haproxy_trusted_networks) is
+// closed at once, and a trusted one must send its header within the timeout
+// (haproxy_timeout). Every refusal is logged with the peer's address. One Policy may serve
+// many listeners; Set changes it for the connections accepted afterwards (reload).
 type Policy struct {
-	Trusted []netip.Prefix
-	Timeout time.Duration // 0: no bound of its own
-	Log     *slog.Logger  // nil: slog.Default()
+	log *slog.Logger
+	cur atomic.Pointer[policyValues]
 }
 
-func (p *Policy) log() *slog.Logger {
-	if p.Log == nil {
-		return slog.Default()
+type policyValues struct {
+	trusted []netip.Prefix
+	timeout time.Duration // 0: no bound of its own
+}
+
+// NewPolicy returns a policy; log nil means slog.Default().
+func NewPolicy(trusted []netip.Prefix, timeout time.Duration, log *slog.Logger) *Policy {
+	if log == nil {
+		log = slog.Default()
 	}
-	return p.Log
+	p := &Policy{log: log}
+	p.Set(trusted, timeout)
+	return p
+}
+
+// Set replaces the trusted networks and the timeout.
+func (p *Policy) Set(trusted []netip.Prefix, timeout time.Duration) {
+	p.cur.Store(&policyValues{trusted: slices.Clone(trusted), timeout: timeout})
 }
 
 // peerIP is nc's peer address, IPv4-mapped IPv6 unmapped; invalid for a non-TCP peer.
@@ -39,12 +54,12 @@ func peerIP(nc net.Conn) netip.Addr {
 // nc. It does no I/O, so an accept loop may call it.
 func (p *Policy) Admit(nc net.Conn) bool {
 	ip := peerIP(nc)
-	for _, n := range p.Trusted {
+	for _, n := range p.cur.Load().trusted {
 		if ip.IsValid() && n.Contains(ip) {
 			return true
 		}
 	}
-	p.log().Warn("haproxy: Client not trusted", "rip", ip.String())
+	p.log.Warn("haproxy: Client not trusted", "rip", ip.String())
 	nc.Close()
 	return false
 }
@@ -53,8 +68,8 @@ func (p *Policy) Admit(nc net.Conn) bool {
 // goroutine (never an accept loop: a slow peer must stall nobody else). The read deadline is
 // cleared afterwards. A failure is logged; the caller closes nc.
 func (p *Policy) ReadHeader(nc net.Conn) (Header, error) {
-	if p.Timeout > 0 {
-		_ = nc.SetReadDeadline(time.Now().Add(p.Timeout))
+	if t := p.cur.Load().timeout; t > 0 {
+		_ = nc.SetReadDeadline(time.Now().Add(t))
 	}
 	h, err := Read(nc)
 	_ = nc.SetReadDeadline(time.Time{})
@@ -62,11 +77,11 @@ func (p *Policy) ReadHeader(nc net.Conn) (Header, error) {
 		rip := peerIP(nc).String()
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			p.log().Error("haproxy: Client timed out", "rip", rip)
+			p.log.Error("haproxy: Client timed out", "rip", rip)
 		case errors.Is(err, ErrNotProxy) || errors.Is(err, ErrInvalid):
-			p.log().Error("haproxy: Client disconnected: invalid PROXY protocol header", "rip", rip, "err", err)
+			p.log.Error("haproxy: Client disconnected: invalid PROXY protocol header", "rip", rip, "err", err)
 		default:
-			p.log().Info("haproxy: Client disconnected", "rip", rip, "err", err)
+			p.log.Info("haproxy: Client disconnected", "rip", rip, "err", err)
 		}
 	}
 	return h, err

@@ -45,10 +45,11 @@ func startListener(t *testing.T, trusted string, timeout time.Duration) (addr st
 		t.Fatal(err)
 	}
 	log = &syncBuf{}
-	p := &Policy{Timeout: timeout, Log: slog.New(slog.NewTextHandler(log, nil))}
+	var nets []netip.Prefix
 	if trusted != "" {
-		p.Trusted = []netip.Prefix{netip.MustParsePrefix(trusted)}
+		nets = []netip.Prefix{netip.MustParsePrefix(trusted)}
 	}
+	p := NewPolicy(nets, timeout, slog.New(slog.NewTextHandler(log, nil)))
 	l := &Listener{Listener: tl, Policy: p}
 	t.Cleanup(func() { l.Close() })
 	results = make(chan result, 4)
@@ -171,7 +172,7 @@ func TestListenerAcceptDoesNotWait(t *testing.T) {
 func TestConnKeepsCallersDeadline(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
-	c := &Conn{Conn: b, policy: &Policy{Timeout: 10 * time.Second}}
+	c := &Conn{Conn: b, policy: NewPolicy(nil, 10*time.Second, nil)}
 	go a.Write([]byte("PROXY UNKNOWN\r\n"))
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := c.Read(make([]byte, 1)); err == nil || !strings.Contains(err.Error(), "timeout") {
