@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 // Kinds of check (usher_health_check).
@@ -47,6 +48,10 @@ type Probe struct {
 	// ring address), so a backend's log names the checking director.
 	// Invalid: the system picks.
 	Source netip.Addr
+	// ProxyHeader opens each probe with a PROXY v2 LOCAL header (backend_proxy_protocol = v2):
+	// a backend listening with haproxy = yes refuses a connection without one, and LOCAL is
+	// the protocol's word for a balancer's own health check.
+	ProxyHeader bool
 }
 
 // Check runs the probe against ip. A nil error means the backend passed.
@@ -65,6 +70,11 @@ func (p *Probe) Check(ctx context.Context, ip netip.Addr) error {
 	defer raw.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
+	}
+	if p.ProxyHeader {
+		if _, err := raw.Write(proxyproto.AppendLocalV2(nil)); err != nil {
+			return fmt.Errorf("PROXY header: %w", err)
+		}
 	}
 	return p.dialogue(raw, dest)
 }

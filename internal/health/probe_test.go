@@ -130,3 +130,25 @@ func FuzzProbeReplies(f *testing.F) {
 		}
 	})
 }
+
+// A backend listening with haproxy = yes (backend_proxy_protocol = v2) passes a check that
+// opens with a PROXY LOCAL header and refuses one without.
+func TestProbeHAProxyBackend(t *testing.T) {
+	t.Parallel()
+	cl := testenv.StartDovecot(t, testenv.Options{N: 1, Users: 1, HAProxy: true})
+	b := cl.Backends()[0]
+	for _, kind := range []string{KindIMAP, KindPOP3, KindLMTP} {
+		port := map[string]int{KindIMAP: b.IMAPPort, KindPOP3: b.POP3Port, KindLMTP: b.LMTPPort}[kind]
+		p := Probe{Kind: kind, Port: port, User: "user001", Password: "pass", Timeout: 10 * time.Second, ProxyHeader: true}
+		if kind == KindLMTP {
+			p.User, p.Password = "", ""
+		}
+		if err := p.Check(context.Background(), b.IP); err != nil {
+			t.Errorf("%s check with a PROXY header: %v", kind, err)
+		}
+	}
+	p := Probe{Kind: KindIMAP, Port: b.IMAPPort, Timeout: 10 * time.Second}
+	if err := p.Check(context.Background(), b.IP); err == nil {
+		t.Error("a check without a PROXY header passed a haproxy = yes listener")
+	}
+}

@@ -308,10 +308,10 @@ func (h *Header) readSSL(v []byte) error {
 }
 
 // AppendV2 appends a v2 PROXY header carrying src -> dst to b, for a backend that listens
-// with the PROXY protocol: with the SSL TLV (client flag and tlsVersion) when the client came
-// over TLS (tlsVersion != ""). Addresses of different families are both sent as IPv6, since a
-// header has one family.
-func AppendV2(b []byte, src, dst netip.AddrPort, tlsVersion string) []byte {
+// with the PROXY protocol: with the SSL TLV (the client flag, and the version sub-TLV when
+// tlsVersion is known) when the client came over TLS. Addresses of different families are
+// both sent as IPv6, since a header has one family.
+func AppendV2(b []byte, src, dst netip.AddrPort, tls bool, tlsVersion string) []byte {
 	b = append(b, v2Sig...)
 	b = append(b, 0x20|cmdProxy)
 	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
@@ -328,15 +328,24 @@ func AppendV2(b []byte, src, dst netip.AddrPort, tlsVersion string) []byte {
 	}
 	addrs = binary.BigEndian.AppendUint16(addrs, src.Port())
 	addrs = binary.BigEndian.AppendUint16(addrs, dst.Port())
-	if tlsVersion != "" {
+	if tls {
 		ssl := []byte{clientSSL, 0, 0, 0, 0} // verify 0: no client certificate was checked
-		ssl = append(ssl, subVersion)
-		ssl = binary.BigEndian.AppendUint16(ssl, uint16(len(tlsVersion)))
-		ssl = append(ssl, tlsVersion...)
+		if tlsVersion != "" {
+			ssl = append(ssl, subVersion)
+			ssl = binary.BigEndian.AppendUint16(ssl, uint16(len(tlsVersion)))
+			ssl = append(ssl, tlsVersion...)
+		}
 		addrs = append(addrs, tlvSSL)
 		addrs = binary.BigEndian.AppendUint16(addrs, uint16(len(ssl)))
 		addrs = append(addrs, ssl...)
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(addrs)))
 	return append(b, addrs...)
+}
+
+// AppendLocalV2 appends a v2 LOCAL header: the connection speaks for the sender itself (a
+// health check), and the receiver keeps the connection's own addresses.
+func AppendLocalV2(b []byte) []byte {
+	b = append(b, v2Sig...)
+	return append(b, 0x20|cmdLocal, famUnspec<<4|protoUnspec, 0, 0)
 }

@@ -55,7 +55,8 @@ func TestV1(t *testing.T) {
 func TestReadTakesOnlyTheHeader(t *testing.T) {
 	for _, hdr := range [][]byte{
 		[]byte("PROXY TCP4 192.0.2.1 198.51.100.2 56324 143\r\n"),
-		AppendV2(nil, ap("192.0.2.1:5"), ap("198.51.100.2:993"), "TLSv1.3"),
+		AppendV2(nil, ap("192.0.2.1:5"), ap("198.51.100.2:993"), true, "TLSv1.3"),
+		AppendLocalV2(nil),
 	} {
 		r := bytes.NewReader(append(append([]byte(nil), hdr...), "\x16\x03\x01hello"...))
 		if _, err := Read(r); err != nil {
@@ -79,19 +80,27 @@ func TestNotProxy(t *testing.T) {
 }
 
 func TestV2RoundTrip(t *testing.T) {
-	for _, tc := range []struct{ src, dst, tls string }{
-		{"192.0.2.1:56324", "198.51.100.2:143", ""},
-		{"[2001:db8::1]:1", "[2001:db8::2]:993", "TLSv1.3"},
-		{"192.0.2.1:7", "[2001:db8::2]:993", ""}, // mixed: sent as IPv6, read back unmapped
+	for _, tc := range []struct {
+		src, dst string
+		tls      bool
+		version  string
+	}{
+		{"192.0.2.1:56324", "198.51.100.2:143", false, ""},
+		{"[2001:db8::1]:1", "[2001:db8::2]:993", true, "TLSv1.3"},
+		{"192.0.2.1:7", "[2001:db8::2]:993", false, ""}, // mixed: sent as IPv6, read back unmapped
+		{"192.0.2.1:7", "198.51.100.2:143", true, ""},   // TLS of an unknown version (a balancer's)
 	} {
-		b := AppendV2(nil, ap(tc.src), ap(tc.dst), tc.tls)
+		b := AppendV2(nil, ap(tc.src), ap(tc.dst), tc.tls, tc.version)
 		h, err := ParseV2(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Version != 2 || h.Local || h.Src != ap(tc.src) || h.Dst != ap(tc.dst) || h.TLS != (tc.tls != "") || h.TLSVersion != tc.tls {
+		if h.Version != 2 || h.Local || h.Src != ap(tc.src) || h.Dst != ap(tc.dst) || h.TLS != tc.tls || h.TLSVersion != tc.version {
 			t.Fatalf("%+v -> %+v", tc, h)
 		}
+	}
+	if h, err := ParseV2(AppendLocalV2(nil)); err != nil || !h.Local || h.Version != 2 {
+		t.Fatalf("LOCAL: %+v, %v", h, err)
 	}
 }
 
@@ -170,7 +179,7 @@ func TestV2TLVsAndCommands(t *testing.T) {
 func FuzzRead(f *testing.F) {
 	f.Add([]byte("PROXY TCP4 192.0.2.1 198.51.100.2 56324 143\r\nx"))
 	f.Add([]byte("PROXY UNKNOWN\r\n"))
-	f.Add(AppendV2(nil, ap("192.0.2.1:5"), ap("[2001:db8::2]:993"), "TLSv1.3"))
+	f.Add(AppendV2(nil, ap("192.0.2.1:5"), ap("[2001:db8::2]:993"), true, "TLSv1.3"))
 	f.Add(v2(0x21, 0x11, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2}, tlv(tlvCRC32C, []byte{0, 0, 0, 0})...)))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
@@ -189,8 +198,8 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("accepted without addresses: %+v", h)
 		}
 		if h.Version == 2 {
-			back, err := ParseV2(AppendV2(nil, h.Src, h.Dst, ""))
-			if err != nil || back.Src != h.Src || back.Dst != h.Dst {
+			back, err := ParseV2(AppendV2(nil, h.Src, h.Dst, h.TLS, h.TLSVersion))
+			if err != nil || back.Src != h.Src || back.Dst != h.Dst || back.TLS != h.TLS || h.TLS && back.TLSVersion != h.TLSVersion {
 				t.Fatalf("re-encoded %+v -> %+v, %v", h, back, err)
 			}
 		}

@@ -30,6 +30,7 @@ func healthConfig(s *config.Settings, source netip.Addr) health.Config {
 			Kind: s.UsherHealthCheck, Port: port, SSL: s.BackendSSL,
 			User: s.UsherHealthCheckUser, Password: s.UsherHealthCheckPassword,
 			Timeout: s.UsherHealthCheckTimeout, Source: source,
+			ProxyHeader: s.BackendProxyProtocol == "v2",
 		},
 		Interval: s.UsherHealthCheckInterval,
 		Fall:     s.UsherHealthCheckFall,

@@ -25,6 +25,7 @@ import (
 	"github.com/usher-mail/usher/internal/netx"
 	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/penalty"
+	"github.com/usher-mail/usher/internal/proxyproto"
 	"github.com/usher-mail/usher/internal/ring"
 	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sessions"
@@ -57,6 +58,7 @@ type Server struct {
 	passdb    atomic.Pointer[passdb.DB] // nil: usher checks no passwords; read by every login, so no lock
 	events    *status.Events
 	limiters  map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
+	haproxy   *proxyproto.Policy       // haproxy_trusted_networks and haproxy_timeout of every haproxy = yes listener
 	adminAt   []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
@@ -84,6 +86,7 @@ func newServer(confPath string, s *config.Settings, log *slog.Logger, listen boo
 		log: log, confPath: confPath, settings: s,
 		services:  map[string][]net.Listener{},
 		limiters:  map[string]*netx.Limiter{},
+		haproxy:   proxyproto.NewPolicy(s.HAProxyTrustedNetworks, s.HAProxyTimeout, log),
 		sessions:  sessions.New(),
 		penalties: penalty.New(time.Now),
 		stats:     stats.New(time.Now),

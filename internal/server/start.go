@@ -270,6 +270,7 @@ func (srv *Server) startAPI(s *config.Settings, l *config.InetListener, tc *tls.
 	if err != nil {
 		return err
 	}
+	lns = srv.withHAProxy(s, l, lns)
 	serve := api.Serve
 	if l.SSL {
 		if tc == nil {
@@ -295,6 +296,7 @@ func (srv *Server) apply(s *config.Settings) {
 	}
 	srv.router.SetConfig(routerConfig(s, hosts))
 	srv.setHealth(s)
+	srv.haproxy.Set(s.HAProxyTrustedNetworks, s.HAProxyTimeout)
 	srv.mu.Lock()
 	for name, l := range srv.limiters {
 		l.Set(connLimits(s, name))

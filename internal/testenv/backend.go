@@ -36,6 +36,7 @@ type Backend struct {
 	DoveadmPassword, APIKey string
 
 	uid, gid int
+	haproxy  bool // Options.HAProxy
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -239,6 +240,12 @@ func (b *Backend) probe(port int, greeting bool) error {
 	defer c.Close()
 	if !greeting {
 		return nil
+	}
+	if b.haproxy {
+		// A v2 LOCAL header, byte by byte: the balancer checking on its own behalf.
+		if _, err := c.Write([]byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")); err != nil {
+			return err
+		}
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')

@@ -80,6 +80,7 @@ func StartDovecot(t testing.TB, opt Options) *Cluster {
 			APIKey:          opt.APIKey,
 			uid:             opt.MailUID,
 			gid:             opt.MailGID,
+			haproxy:         opt.HAProxy,
 		})
 	}
 	// Registered before starting so that a half-started cluster is stopped too.

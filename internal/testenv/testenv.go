@@ -109,6 +109,10 @@ type Options struct {
 	SharedMail bool
 	// MailUID and MailGID own the mail (default 21000); no system user is needed.
 	MailUID, MailGID int
+	// HAProxy makes the IMAP, POP3, LMTP and ManageSieve listeners take a PROXY header
+	// (haproxy = yes) from 127.0.0.0/8, and empties login_trusted_networks, so that a client's
+	// address can reach the backend only through the header, never through ID or XCLIENT.
+	HAProxy bool
 }
 
 func (o *Options) setDefaults() {
