@@ -1,14 +1,10 @@
 package proxyproto
 
 import (
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,13 +15,6 @@ import (
 // that reads the header: what it reads is the address the client connected from and the one
 // it connected to, and the client's first bytes come after it untouched.
 func TestRealHAProxy(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		if os.Getenv(testenv.RequireEnv) == "1" {
-			t.Fatalf("haproxy is not installed (%s=1)", testenv.RequireEnv)
-		}
-		t.Skip("haproxy is not installed")
-	}
 	// A subnet of our own in 127/8, so parallel runs do not meet.
 	base := [4]byte{127, byte(1 + rand.IntN(250)), byte(1 + rand.IntN(250)), 0}
 	ipAt := func(last byte) netip.Addr { b := base; b[3] = last; return netip.AddrFrom4(b) }
@@ -39,58 +28,35 @@ func TestRealHAProxy(t *testing.T) {
 			}
 			defer l.Close()
 			frontPort := testenv.FreePort(t, front)
-			dir := t.TempDir()
-			conf := fmt.Sprintf(`global
-	maxconn 10
-defaults
-	mode tcp
-	timeout connect 5s
-	timeout client 10s
-	timeout server 10s
-frontend f
-	bind %s:%d
-	default_backend b
-backend b
-	server s %s %s
-`, front, frontPort, l.Addr(), mode)
-			cfg := filepath.Join(dir, "haproxy.cfg")
-			if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(bin, "-db", "-f", cfg)
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { cmd.Process.Kill(); cmd.Wait() }()
-
-			// Connect from the client's own address once HAProxy listens.
+			testenv.StartHAProxy(t, testenv.HAProxyFrontend{
+				Bind: netip.AddrPortFrom(front, uint16(frontPort)), Server: l.Addr().String(), Opts: mode})
+			// Connect from the client's own address.
 			d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0))}
-			var c net.Conn
-			for deadline := time.Now().Add(20 * time.Second); ; {
-				if c, err = d.Dial("tcp", netip.AddrPortFrom(front, uint16(frontPort)).String()); err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("HAProxy never listened: %v", err)
-				}
-				time.Sleep(50 * time.Millisecond)
+			c, err := d.Dial("tcp", netip.AddrPortFrom(front, uint16(frontPort)).String())
+			if err != nil {
+				t.Fatal(err)
 			}
 			defer c.Close()
 			if _, err := c.Write([]byte("a1 CAPABILITY\r\n")); err != nil {
 				t.Fatal(err)
 			}
+			// StartHAProxy's probes may reach the listener too, from another address: skip them.
 			l.(*net.TCPListener).SetDeadline(time.Now().Add(20 * time.Second))
-			s, err := l.Accept()
-			if err != nil {
-				t.Fatal(err)
+			var s net.Conn
+			var h Header
+			for s == nil {
+				a, err := l.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.SetReadDeadline(time.Now().Add(20 * time.Second))
+				if h, err = Read(a); err != nil || h.Src.Addr() != client {
+					a.Close()
+					continue
+				}
+				s = a
 			}
 			defer s.Close()
-			s.SetReadDeadline(time.Now().Add(20 * time.Second))
-			h, err := Read(s)
-			if err != nil {
-				t.Fatal(err)
-			}
 			want := map[string]int{"send-proxy": 1, "send-proxy-v2": 2}[mode]
 			if h.Version != want || h.Local || h.Src != netip.MustParseAddrPort(c.LocalAddr().String()) ||
 				h.Dst != netip.AddrPortFrom(front, uint16(frontPort)) {
