@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 // backend is the one connection a transaction has to one backend.
@@ -83,8 +85,25 @@ func (c *conn) openBackend(ctx context.Context, dest netip.AddrPort, tx *txn) *b
 	return b
 }
 
+// proxyHeader is the PROXY v2 header of backend_proxy_protocol = v2: the client and the
+// address it connected to, or LOCAL for a client on a unix socket, which has neither.
+func (c *conn) proxyHeader() []byte {
+	if c.remote.IsValid() && c.local.IsValid() {
+		return proxyproto.AppendV2(nil, c.remote, c.local, false, "")
+	}
+	return proxyproto.AppendLocalV2(nil)
+}
+
 func (b *backend) handshake(tx *txn) error {
 	cfg := &b.c.s.cfg
+	if cfg.BackendProxyProtocol {
+		// Before anything else: the backend reads the header before it greets.
+		_ = b.nc.SetWriteDeadline(time.Now().Add(cfg.ProxyTimeout))
+		b.bw.Write(b.c.proxyHeader())
+		if err := b.bw.Flush(); err != nil {
+			return &backendError{"connect", err}
+		}
+	}
 	greeting, err := b.readReply()
 	if err != nil {
 		return err

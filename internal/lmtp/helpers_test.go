@@ -14,6 +14,7 @@ import (
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 // fakeBackend is a small LMTP server. It accepts recipients whose local part is in users,
@@ -23,6 +24,9 @@ type fakeBackend struct {
 	l       net.Listener
 	users   map[string]bool
 	xclient bool // advertise XCLIENT
+	// proxy makes the backend read a PROXY header first (haproxy = yes), recorded as
+	// "PROXY <src> <dst>" or "PROXY LOCAL".
+	proxy atomic.Bool
 	// dataReply, when set, answers DATA instead of 354 (a broken backend);
 	// the lines that follow are then read as commands.
 	dataReply atomic.Pointer[string]
@@ -89,6 +93,18 @@ func (b *fakeBackend) connections() int {
 
 func (b *fakeBackend) serve(c net.Conn) {
 	defer c.Close()
+	if b.proxy.Load() {
+		h, err := proxyproto.Read(c)
+		switch {
+		case err != nil:
+			b.record("PROXY error: " + err.Error())
+			return
+		case h.Local:
+			b.record("PROXY LOCAL")
+		default:
+			b.record("PROXY " + h.Src.String() + " " + h.Dst.String())
+		}
+	}
 	br, bw := bufio.NewReader(c), bufio.NewWriter(c)
 	say := func(s ...string) {
 		for _, l := range s {

@@ -52,6 +52,10 @@ type Config struct {
 	// DefaultMaxRecipients): each one routes a user and may open a backend
 	// connection. Past it RCPT gets 452 (RFC 5321 4.5.3.1.10).
 	MaxRecipients int
+	// BackendProxyProtocol (backend_proxy_protocol = v2) opens every backend connection with a
+	// PROXY v2 header carrying the client's address, for backends listening with haproxy = yes;
+	// a client on a unix socket is sent as LOCAL.
+	BackendProxyProtocol bool
 	// Limiter holds the service's connection ceilings, shared by all its
 	// listeners (nil: none); a connection over one is answered in the
 	// protocol's words and closed.

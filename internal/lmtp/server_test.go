@@ -238,6 +238,24 @@ func TestXCLIENTToBackend(t *testing.T) {
 	}
 }
 
+// backend_proxy_protocol = v2: the backend reads a PROXY header naming the client before
+// anything else, and the transaction goes through.
+func TestPROXYHeaderToBackend(t *testing.T) {
+	b1 := newFakeBackend(t, "alice")
+	b1.proxy.Store(true)
+	r := newRig(t, Config{BackendProxyProtocol: true}, map[string]*fakeBackend{"10.0.0.1": b1}, map[string]string{"alice@x.test": "10.0.0.1"})
+	c := r.dial()
+	c.send("LHLO mta.example", "MAIL FROM:<s@x.test>", "RCPT TO:<alice@x.test>", "QUIT")
+	for _, want := range []string{"250-", "250 ", "250 ", "221"} {
+		c.expect(want)
+	}
+	got := b1.received()
+	want := "PROXY " + c.c.LocalAddr().String() + " " + c.c.RemoteAddr().String()
+	if len(got) < 2 || got[0] != want || !strings.HasPrefix(got[1], "LHLO ") {
+		t.Fatalf("backend got %q, want %q first", got, want)
+	}
+}
+
 func TestShutdownLetsTransactionFinish(t *testing.T) {
 	r, b1, _ := twoBackends(t, Config{})
 	idle := r.dial()
