@@ -153,6 +153,10 @@ func (c *Conn) Handshake() error {
 	return c.err
 }
 
+// NetConn is the accepted connection itself, for a server that needs the socket (a relay that
+// splices); after Handshake its next bytes are the client's own.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Header is what the header said; the zero Header before Handshake or after its failure.
 func (c *Conn) Header() Header {
 	if c.Handshake() != nil {
