@@ -55,7 +55,7 @@ func (c *conn) capabilities() string {
 }
 
 func (c *conn) plaintextAllowed() bool {
-	return c.s.Env.PlaintextAllowed(c.Peer.Addr(), c.TLS)
+	return c.s.Env.PlaintextAllowed(c.Peer.Addr(), c.Secured())
 }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).

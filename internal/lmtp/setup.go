@@ -10,5 +10,7 @@ func Setup(s *config.Settings) Config {
 		BackendPort:    s.BackendLMTPPort,
 		UsernameFormat: s.AuthUsernameFormat,
 		MaxRecipients:  s.UsherLMTPMaxRecipients,
+
+		BackendProxyProtocol: s.BackendProxyProtocol == "v2",
 	}
 }

@@ -35,10 +35,11 @@ type Session struct {
 	Addr netip.AddrPort // the backend
 }
 
-// DialBackend connects to dest, starts TLS at once when ssl (backend_ssl) is "yes", and runs
-// a protocol's login dialogue on the stream, which is closed again unless the login
-// succeeded. The dialogue runs under ctx's deadline and is to lift it once logged in.
-func DialBackend(ctx context.Context, dest netip.AddrPort, ssl string, base *tls.Config,
+// DialBackend connects to dest, sends header (a PROXY header, backend_proxy_protocol; nil:
+// none), starts TLS at once when ssl (backend_ssl) is "yes", and runs a protocol's login
+// dialogue on the stream, which is closed again unless the login succeeded. The dialogue runs
+// under ctx's deadline and is to lift it once logged in.
+func DialBackend(ctx context.Context, dest netip.AddrPort, ssl string, base *tls.Config, header []byte,
 	dialogue func(nc net.Conn, br *bufio.Reader) (*Session, Result)) (*Session, Result) {
 	var zero *Session
 	raw, err := netx.BackendDialer().DialContext(ctx, "tcp", dest.String())
@@ -47,6 +48,12 @@ func DialBackend(ctx context.Context, dest netip.AddrPort, ssl string, base *tls
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = raw.SetDeadline(dl)
+	}
+	if len(header) > 0 {
+		if _, err := raw.Write(header); err != nil {
+			raw.Close()
+			return zero, Unavailable("PROXY header: %w", err)
+		}
 	}
 	nc := raw
 	if ssl == "yes" {

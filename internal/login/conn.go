@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/usher-mail/usher/internal/proxyproto"
 	"github.com/usher-mail/usher/internal/relay"
 )
 
@@ -33,10 +34,16 @@ type Conn struct {
 	Raw net.Conn // the accepted TCP connection
 	NC  net.Conn // Raw, or TLS on top of it
 	TLS bool     // NC is TLS
-	Log *slog.Logger
+	// ProxiedTLS: the load balancer in front (haproxy = yes) says the client reached it over
+	// TLS (a PROXY v2 SSL TLV). As in Dovecot the connection counts as secured, and it is
+	// passed on as TLS in a PROXY header to the backend. proxiedTLSVersion is the TLV's version.
+	ProxiedTLS        bool
+	proxiedTLSVersion string
+	Log               *slog.Logger
 
-	// Peer is the address the connection really comes from; Remote and Local start equal to
-	// the socket's and may be overridden by a trusted proxy in front (IMAP ID, XCLIENT), as
+	// Peer is the address the connection really comes from (the one a PROXY header carried,
+	// on a listener with haproxy = yes); Remote and Local start equal to it and the address
+	// it reached, and may be overridden by a trusted proxy in front (IMAP ID, XCLIENT), as
 	// may SessionID and TTL.
 	Peer          netip.AddrPort
 	Remote, Local netip.AddrPort
@@ -65,7 +72,7 @@ type Conn struct {
 // the socket's peer address (tests); log gets the session's attributes; lastLine formats the
 // protocol's parting line.
 func (c *Conn) Init(nc net.Conn, remoteAddr func(net.Conn) netip.AddrPort, log *slog.Logger, lastLine func(text string) string) {
-	c.Raw, c.NC, c.lastLine = nc, nc, lastLine
+	c.lastLine = lastLine
 	c.TTL, c.SessionID = ProxyTTL, NewSessionID()
 	c.Remote = AddrPort(nc.RemoteAddr())
 	if remoteAddr != nil {
@@ -73,7 +80,43 @@ func (c *Conn) Init(nc net.Conn, remoteAddr func(net.Conn) netip.AddrPort, log *
 	}
 	c.Peer = c.Remote
 	c.Local = AddrPort(nc.LocalAddr())
+	if pc, ok := nc.(*proxyproto.Conn); ok {
+		// Its header has been read (see ConnSet.ServeThen): the addresses above are the
+		// carried ones, and from here on the socket itself serves (the relay splices it).
+		h := pc.Header()
+		c.ProxiedTLS, c.proxiedTLSVersion = h.TLS, h.TLSVersion
+		nc = pc.NetConn()
+	}
+	c.Raw, c.NC = nc, nc
 	c.Log = log.With("session", c.SessionID, "rip", c.Remote.Addr().String())
+}
+
+// Secured reports whether the client's connection is on TLS, usher's own or a balancer's.
+func (c *Conn) Secured() bool { return c.TLS || c.ProxiedTLS }
+
+// ProxyHeader is the PROXY v2 header of backend_proxy_protocol = v2: the client's address,
+// the one it connected to, and its TLS.
+func (c *Conn) ProxyHeader() []byte {
+	version := c.proxiedTLSVersion
+	if tc, ok := c.NC.(*tls.Conn); ok {
+		version = tlsVersionName(tc.ConnectionState().Version)
+	}
+	return proxyproto.AppendV2(nil, c.Remote, c.Local, c.Secured(), version)
+}
+
+// tlsVersionName is a TLS version as PROXY headers name it (OpenSSL's names: "TLSv1.3").
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return ""
 }
 
 // SetStream makes nc (Raw, or TLS on top of it) the stream replies go to.

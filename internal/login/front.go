@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/netx"
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 // Config holds the settings every login front-end shares. A protocol's Config embeds it and
@@ -42,6 +43,9 @@ type Config struct {
 	BackendSSL string
 	// BackendTLS is used for TLS to backends (nil: a default config).
 	BackendTLS *tls.Config
+	// BackendProxyProtocol (backend_proxy_protocol = v2) opens every backend connection with
+	// a PROXY v2 header carrying the client's address, for backends listening with haproxy.
+	BackendProxyProtocol bool
 	// Limiter holds the service's connection ceilings, shared by all its listeners (nil:
 	// none); a connection over one is answered in the protocol's words and closed.
 	Limiter *netx.Limiter
@@ -152,8 +156,12 @@ func (f *Front[C]) Serve(l net.Listener) error {
 // backend. It returns the logged-in Session; every failure has been answered, and next says
 // whether the client may go on.
 func (f *Front[C]) Login(c *Conn, cr Creds, texts *Texts, answer func(string) error, dialogue Dialogue) (s *Session, next bool) {
+	var header []byte
+	if f.cfg.BackendProxyProtocol {
+		header = c.ProxyHeader()
+	}
 	return Login(f.Env, c.Attempt(f.service, cr, f.cfg.BackendPort), Frontend{
-		Texts: texts, Sleep: f.Sleep, Answer: answer, Backend: f.cfg.Backend(dialogue),
+		Texts: texts, Sleep: f.Sleep, Answer: answer, Backend: f.cfg.Backend(dialogue, header),
 	})
 }
 
@@ -178,11 +186,11 @@ func kickForShutdown[C FrontConn](c C) { c.Kick(ShutdownText) }
 // Dialogue logs a user in on a connected backend stream (see DialBackend).
 type Dialogue func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*Session, Result)
 
-// Backend returns a Frontend.Backend that connects as c says (BackendSSL, BackendTLS) and runs
-// dialogue on the stream.
-func (c Config) Backend(dialogue Dialogue) func(ctx context.Context, dest netip.AddrPort) (*Session, Result) {
+// Backend returns a Frontend.Backend that connects as c says (BackendSSL, BackendTLS), sends
+// header (a PROXY header; nil: none) and runs dialogue on the stream.
+func (c Config) Backend(dialogue Dialogue, header []byte) func(ctx context.Context, dest netip.AddrPort) (*Session, Result) {
 	return func(ctx context.Context, dest netip.AddrPort) (*Session, Result) {
-		return DialBackend(ctx, dest, c.BackendSSL, c.BackendTLS, func(nc net.Conn, br *bufio.Reader) (*Session, Result) {
+		return DialBackend(ctx, dest, c.BackendSSL, c.BackendTLS, header, func(nc net.Conn, br *bufio.Reader) (*Session, Result) {
 			return dialogue(ctx, nc, br, dest)
 		})
 	}
@@ -276,34 +284,50 @@ func (s *ConnSet[C]) ServeThen(l net.Listener, newConn func(net.Conn) C, serve f
 			}
 			return err
 		}
-		slot, ok := s.limiter.Admit(netx.PeerIP(nc))
-		if !ok {
-			netx.Refuse(nc, s.refuse)
-			continue
-		}
-		c := newConn(nc)
-		if !s.track(c) {
-			slot.Release()
-			nc.Close()
-			continue
-		}
-		runWorker(func() {
-			then := serve(c)
-			if then == nil {
-				s.forget(c)
-				slot.Release()
-				s.wg.Done()
-				return
-			}
-			// A proxied session needs no goroutine of its own while it is idle (see Proxy):
-			// this worker moves on to the next connection.
-			then(func() {
-				s.forget(c)
-				slot.Release()
-				s.wg.Done()
+		if pc, ok := nc.(*proxyproto.Conn); ok {
+			// haproxy = yes: the header names the client the ceilings count, so admission
+			// waits for it, on a worker: a balancer slow to send it holds up no accept.
+			runWorker(func() {
+				if pc.Handshake() == nil {
+					s.start(pc, newConn, serve, func(f func()) { f() })
+				}
 			})
-		})
+			continue
+		}
+		s.start(nc, newConn, serve, runWorker)
 	}
+}
+
+// start admits nc under the ceilings, makes it a C and serves it through run: on a worker, or
+// on the worker start is called from.
+func (s *ConnSet[C]) start(nc net.Conn, newConn func(net.Conn) C, serve func(C) func(end func()), run func(func())) {
+	slot, ok := s.limiter.Admit(netx.PeerIP(nc))
+	if !ok {
+		netx.Refuse(nc, s.refuse)
+		return
+	}
+	c := newConn(nc)
+	if !s.track(c) {
+		slot.Release()
+		nc.Close()
+		return
+	}
+	run(func() {
+		then := serve(c)
+		if then == nil {
+			s.forget(c)
+			slot.Release()
+			s.wg.Done()
+			return
+		}
+		// A proxied session needs no goroutine of its own while it is idle (see Proxy):
+		// this worker moves on to the next connection.
+		then(func() {
+			s.forget(c)
+			slot.Release()
+			s.wg.Done()
+		})
+	})
 }
 
 // track adds c unless the set is closing; the caller owns a wg slot when it returns true.

@@ -15,5 +15,6 @@ func Setup(s *config.Settings, l *config.InetListener, tc, btc *tls.Config, back
 		Greeting: s.LoginGreeting, TLS: tc, ImplicitTLS: l.SSL,
 		LoginTimeout: s.UsherLoginTimeout, MaxCommands: s.UsherMaxPreloginCommands,
 		BackendPort: backendPort, BackendSSL: s.BackendSSL, BackendTLS: btc,
+		BackendProxyProtocol: s.BackendProxyProtocol == "v2",
 	}
 }

@@ -17,13 +17,14 @@ login_greeting = Mail here.
 usher_login_timeout = 20 secs
 usher_max_prelogin_commands = 12
 backend_ssl = starttls
+backend_proxy_protocol = v2
 `), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc, btc := &tls.Config{ServerName: "server"}, &tls.Config{ServerName: "backend"}
 	plain, implicit := &config.InetListener{Name: "plain", Port: 1}, &config.InetListener{Name: "tls", Port: 2, SSL: true}
-	base := Config{Greeting: "Mail here.", LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc}
+	base := Config{Greeting: "Mail here.", LoginTimeout: 20 * time.Second, MaxCommands: 12, BackendPort: 1143, BackendSSL: "starttls", BackendTLS: btc, BackendProxyProtocol: true}
 	withTLS, implicitTLS := base, base
 	withTLS.TLS = tc
 	implicitTLS.TLS, implicitTLS.ImplicitTLS = tc, true

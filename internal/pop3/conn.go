@@ -36,7 +36,7 @@ func (c *conn) setStream(nc net.Conn) {
 }
 
 func (c *conn) plaintextAllowed() bool {
-	return c.s.Env.PlaintextAllowed(c.Peer.Addr(), c.TLS)
+	return c.s.Env.PlaintextAllowed(c.Peer.Addr(), c.Secured())
 }
 
 func (c *conn) trusted() bool { return c.s.Env.IsTrusted(c.Peer.Addr()) }

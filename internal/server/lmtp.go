@@ -25,7 +25,7 @@ func (srv *Server) startLMTP(s *config.Settings, svc *config.Service, env *login
 		if err != nil {
 			return err
 		}
-		all = append(all, lns...)
+		all = append(all, srv.withHAProxy(s, l, lns)...)
 	}
 	for _, u := range svc.UnixListeners {
 		ln, err := listenUnixAt(s.BaseDir, u)

@@ -181,10 +181,11 @@ func (srv *Server) startLogin(s *config.Settings, svc *config.Service, tc, btc *
 		if err != nil {
 			return err
 		}
+		lns = srv.withHAProxy(s, l, lns)
 		srv.serve(svc.Name, lns, fe.Serve)
 		srv.onStop(func(ctx context.Context) { fe.Shutdown(ctx) })
 		for _, ln := range lns {
-			srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL)
+			srv.log.Info("listening", "service", svc.Name, "listener", l.Name, "addr", ln.Addr().String(), "tls", l.SSL, "haproxy", l.HAProxy)
 		}
 	}
 	return nil
