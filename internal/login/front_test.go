@@ -2,10 +2,15 @@ package login
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/usher-mail/usher/internal/netx"
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 // fakeConn is a front-end connection that serves until it is told to stop.
@@ -139,5 +144,55 @@ func TestRunWorkerNeverWaitsForABusyWorker(t *testing.T) {
 	case <-ran:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a job after the others did not run")
+	}
+}
+
+// On a listener with haproxy = yes the header is read on a worker, not in the accept loop (a
+// balancer stalling on one header holds up no other connection), and the per-IP ceiling
+// counts the client the header carried, not the balancer.
+func TestConnSetPROXYHeader(t *testing.T) {
+	s := NewConnSet[*fakeConn]()
+	lim := &netx.Limiter{}
+	lim.Set(netx.Limits{PerIP: 1})
+	s.SetLimiter(lim, "BUSY\r\n")
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := proxyproto.NewPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, time.Minute, nil)
+	l := &proxyproto.Listener{Listener: tl, Policy: policy}
+	started := make(chan *fakeConn, 4)
+	go s.Serve(l, func(nc net.Conn) *fakeConn {
+		return &fakeConn{nc: nc, stop: make(chan string, 2)}
+	}, func(c *fakeConn) {
+		started <- c
+		<-c.stop
+		c.nc.Close()
+	})
+	defer s.Close(func(c *fakeConn) { c.stop <- "kick" })
+	next := func() *fakeConn {
+		select {
+		case c := <-started:
+			return c
+		case <-time.After(20 * time.Second):
+			t.Fatal("no connection was served")
+		}
+		return nil
+	}
+
+	dialSet(t, tl).Write([]byte("PROXY TCP4 192.0.2.9")) // never finishes its header
+	dialSet(t, tl).Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.100 40000 143\r\n"))
+	if c := next(); c.nc.RemoteAddr().String() != "192.0.2.1:40000" {
+		t.Fatalf("served %v, want the carried 192.0.2.1:40000", c.nc.RemoteAddr())
+	}
+	again := dialSet(t, tl)
+	again.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.100 40001 143\r\n"))
+	again.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if b, _ := io.ReadAll(again); string(b) != "BUSY\r\n" {
+		t.Fatalf("a second connection of 192.0.2.1 got %q, want the per-IP refusal", b)
+	}
+	dialSet(t, tl).Write([]byte("PROXY TCP4 192.0.2.2 192.0.2.100 40000 143\r\n"))
+	if c := next(); c.nc.RemoteAddr().String() != "192.0.2.2:40000" {
+		t.Fatalf("served %v, want 192.0.2.2:40000", c.nc.RemoteAddr())
 	}
 }
