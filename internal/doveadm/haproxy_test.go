@@ -2,13 +2,11 @@ package doveadm
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +14,12 @@ import (
 	"github.com/usher-mail/usher/internal/testenv"
 )
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // inet_listener http { haproxy = yes }: the request's log line names the client the PROXY
 // header carried, over plain HTTP and over TLS (the header comes before the ClientHello), and
 // a connection still waiting for its header holds up no other.
 func TestPROXYHeaderOnTheAPI(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
-		log := &lockedBuf{}
+		log := &testenv.LogBuffer{}
 		cfg := goldenConfig()
 		cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 		s := NewServer(cfg, newFakeServices())

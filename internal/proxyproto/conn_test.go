@@ -1,34 +1,16 @@
 package proxyproto
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
-
-// syncBuf is a log destination safe for the server's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serveOne accepts connections on a Listener with the policy and, for each, reads one line
 // after the header and reports the addresses and the line (or the error).
@@ -38,13 +20,13 @@ type result struct {
 	err           error
 }
 
-func startListener(t *testing.T, trusted string, timeout time.Duration) (addr string, results chan result, log *syncBuf) {
+func startListener(t *testing.T, trusted string, timeout time.Duration) (addr string, results chan result, log *testenv.LogBuffer) {
 	t.Helper()
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	log = &syncBuf{}
+	log = &testenv.LogBuffer{}
 	var nets []netip.Prefix
 	if trusted != "" {
 		nets = []netip.Prefix{netip.MustParsePrefix(trusted)}
