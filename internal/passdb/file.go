@@ -9,11 +9,13 @@ import (
 	"time"
 )
 
-// entry is one passwd-file line: the stored password and the extra fields usher acts on.
+// entry is one passwd-file line: the stored password and its extra fields.
 type entry struct {
 	password   string
 	nopassword bool
-	forward    []string // forward_* extra fields, as "key=value" without the prefix
+	// fields are the passdb reply's extra fields ("key=value" or a bare "key"), without
+	// nopassword (the file's business) and userdb_* (a userdb's, not a login's).
+	fields []string
 }
 
 // userFile is a passwd-file, re-read when its size or modification time changes (as Dovecot
@@ -104,21 +106,23 @@ func parseUsers(data []byte) map[string]entry {
 		if len(fields) == 8 {
 			for _, f := range strings.Fields(fields[7]) {
 				k, v, _ := strings.Cut(f, "=")
-				if k == "nopassword" && v != "n" && v != "no" {
-					e.nopassword = true
+				switch {
+				case k == "nopassword":
+					e.nopassword = v != "n" && v != "no"
+				case !strings.HasPrefix(k, "userdb_"):
+					e.fields = append(e.fields, f)
 				}
 			}
-			e.forward = forwardFields(fields[7])
 		}
 		users[user] = e
 	}
 	return users
 }
 
-// forwardFields picks the forward_<key>=<value> fields out of space-separated extra fields.
-func forwardFields(extra string) []string {
+// forwardFields picks the forward_<key>=<value> fields out of extra fields.
+func forwardFields(extra []string) []string {
 	var out []string
-	for _, f := range strings.Fields(extra) {
+	for _, f := range extra {
 		if rest, ok := cutPrefixFold(f, "forward_"); ok && rest != "" && rest[0] != '=' {
 			if !strings.Contains(rest, "=") {
 				rest += "=" // a bare field is a yes/no flag, "key" alone means set

@@ -12,6 +12,7 @@
 package passdb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,28 +41,24 @@ type source struct {
 	// static
 	password   string
 	nopassword bool
-	forward    []string // static's forward_* args
+	fields     []string // static's args but password and nopassword: its reply fields
 }
 
-// New builds the checker for settings' passdb sections. It returns nil (check nothing, the
-// backends decide) when there is no passdb or every passdb accepts any password and returns
-// no forward_* fields, which is Dovecot's "proxy=y nopassword=y" director setup. Unsupported drivers are errors naming the
+// New builds the passdb of settings' passdb sections. It returns nil when there is none:
+// usher then checks nothing and proxies every login, the backends deciding (Dovecot's
+// "proxy=y nopassword=y" director setup). Unsupported drivers are errors naming the
 // section's file and line. usernameFormat is auth_username_format.
 func New(passdbs []config.Passdb, usernameFormat string) (*DB, error) {
+	if len(passdbs) == 0 {
+		return nil, nil
+	}
 	db := &DB{usernameFormat: usernameFormat, files: map[string]*userFile{}}
-	checks := false
 	for _, p := range passdbs {
 		src, err := parseSource(p)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: passdb: %w", p.File, p.Line, err)
 		}
-		if !(src.driver == "static" && src.nopassword) || len(src.forward) > 0 {
-			checks = true
-		}
 		db.dbs = append(db.dbs, src)
-	}
-	if !checks {
-		return nil, nil
 	}
 	return db, nil
 }
@@ -94,7 +91,6 @@ func parseSource(p config.Passdb) (source, error) {
 			return src, fmt.Errorf("passwd-file: unsupported scheme %s", src.scheme)
 		}
 	case "static":
-		src.forward = forwardFields(p.Args)
 		for _, a := range args {
 			k, v, _ := strings.Cut(a, "=")
 			switch k {
@@ -102,6 +98,8 @@ func parseSource(p config.Passdb) (source, error) {
 				src.password = v
 			case "nopassword":
 				src.nopassword = v != "n" && v != "no"
+			default:
+				src.fields = append(src.fields, a)
 			}
 		}
 	default:
@@ -175,12 +173,12 @@ func (db *DB) ForwardFields(service, user string) []string {
 	user = db.Username(user)
 	for _, src := range db.dbs {
 		if src.driver == "static" {
-			return src.forward
+			return forwardFields(src.fields)
 		}
 		v := vars{user: user, service: service}
 		e, found, _, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
 		if err == nil && found {
-			return e.forward
+			return forwardFields(e.fields)
 		}
 	}
 	return nil
@@ -199,3 +197,57 @@ func (db *DB) file(path string) *userFile {
 	}
 	return f
 }
+
+// Authenticate is the built-in passdbs' answer to a login, as the login pipeline asks
+// (passdb.Authenticator): the first passdb that accepts the password answers OK with its
+// fields (a passwd-file entry's extra fields, a static passdb's args). A Request without a
+// mechanism is a lookup (LMTP's RCPT): the first passdb that knows the user answers,
+// without a password check. A passdb that cannot decide makes the answer Temp, unless
+// another accepts.
+func (db *DB) Authenticate(ctx context.Context, req Request) (Reply, error) {
+	if err := ctx.Err(); err != nil {
+		return Reply{Temp: true}, err
+	}
+	user := db.Username(req.User)
+	var firstErr error
+	for _, src := range db.dbs {
+		fields, ok, err := db.answer(src, req, user)
+		if ok {
+			r := Reply{OK: true, Fields: fields}
+			for _, f := range fields {
+				if v, ok := strings.CutPrefix(f, "user="); ok {
+					r.User = v
+				}
+			}
+			return r, nil
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return Reply{Temp: true}, firstErr
+	}
+	return Reply{}, nil
+}
+
+// answer is one passdb's verdict on req, with its fields when it accepts.
+func (db *DB) answer(src source, req Request, user string) ([]string, bool, error) {
+	if src.driver == "static" {
+		if req.Mech == "" {
+			return src.fields, true, nil
+		}
+		ok, err := db.check(src, req.Service, user, req.Pass)
+		return src.fields, ok, err
+	}
+	if req.Mech != "" {
+		if ok, err := db.check(src, req.Service, user, req.Pass); !ok {
+			return nil, false, err
+		}
+	}
+	v := vars{user: user, service: req.Service}
+	e, found, _, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
+	return e.fields, err == nil && found, err
+}
+
+var _ Authenticator = (*DB)(nil)

@@ -178,9 +178,6 @@ func TestNew(t *testing.T) {
 	if db, err := New(nil, "%u"); db != nil || err != nil {
 		t.Errorf("no passdb: %v, %v; want nil, nil", db, err)
 	}
-	if db, err := New([]config.Passdb{{Driver: "static", Args: "proxy=y nopassword=y"}}, ""); db != nil || err != nil {
-		t.Errorf("static nopassword: %v, %v; want nil, nil", db, err)
-	}
 	for _, p := range []config.Passdb{
 		{Driver: "ldap", Args: "/etc/ldap.conf", File: "u.conf", Line: 7},
 		{Driver: "passwd-file", Args: "", File: "u.conf", Line: 7},
