@@ -101,7 +101,9 @@ func (r *tagRouter) Route(_ context.Context, user string) (netip.Addr, error) {
 	r.routed = append(r.routed, user)
 	return netip.MustParseAddr("10.0.0.1"), nil
 }
-func (r *tagRouter) Confirm(user string, _ netip.Addr, _ bool) { r.confirmed = append(r.confirmed, user) }
+func (r *tagRouter) Confirm(user string, _ netip.Addr, _ bool) {
+	r.confirmed = append(r.confirmed, user)
+}
 func (r *tagRouter) RouteTag(_ context.Context, user, tag string) (netip.Addr, error) {
 	r.routed = append(r.routed, user+"@"+tag)
 	return netip.MustParseAddr("10.0.0.2"), nil
