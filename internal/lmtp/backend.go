@@ -3,6 +3,7 @@ package lmtp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,12 +13,23 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/proxyproto"
 )
+
+// backendKey is a backend and how a recipient's passdb fields say to reach it: recipients
+// share a connection only when all of it matches.
+type backendKey struct {
+	addr       netip.AddrPort
+	ssl        string // "yes" (TLS at once), "starttls" or "no"
+	anyCert    bool   // the certificate is not checked
+	notTrusted bool   // proxy_not_trusted: no XCLIENT, no forward fields
+}
 
 // backend is the one connection a transaction has to one backend.
 type backend struct {
 	c     *conn
+	key   backendKey
 	addr  netip.AddrPort
 	nc    net.Conn // nil when connecting failed
 	br    *bufio.Reader
@@ -55,18 +67,25 @@ func badReply(format string, a ...any) error {
 
 // openBackend connects to dest and gets it ready for recipients: greeting, LHLO, XCLIENT with
 // the client's address when offered, MAIL FROM. Failures are recorded in the returned backend.
-func (c *conn) openBackend(ctx context.Context, dest netip.AddrPort, tx *txn) *backend {
+func (c *conn) openBackend(ctx context.Context, key backendKey, tx *txn) *backend {
 	// A connection left from this client's previous transaction saves the connect, greeting,
 	// LHLO and XCLIENT round trips; if the backend has dropped it meanwhile, dial afresh.
-	if b := c.spare[dest.Addr()]; b != nil {
-		delete(c.spare, dest.Addr())
+	if b := c.spare[key]; b != nil {
+		delete(c.spare, key)
 		if err := b.mail(tx); err == nil {
 			return b
 		}
 		b.drop()
 	}
-	b := &backend{c: c, addr: dest}
+	dest := key.addr
+	b := &backend{c: c, key: key, addr: dest}
 	nc, err := c.s.dial(ctx, dest.String())
+	if err == nil && c.s.cfg.BackendProxyProtocol {
+		err = c.sendProxyHeader(nc)
+	}
+	if err == nil && key.ssl == "yes" {
+		nc, err = b.startTLS(ctx, nc)
+	}
 	if err != nil {
 		b.failReason = "connect"
 		c.log.Warn("backend connect failed", "backend", dest.String(), "err", err)
@@ -79,7 +98,7 @@ func (c *conn) openBackend(ctx context.Context, dest netip.AddrPort, tx *txn) *b
 	}
 	b.nc, b.br, b.bw = nc, bufio.NewReaderSize(nc, 4096), bufio.NewWriterSize(nc, 32<<10)
 	b.dw.w = b.bw
-	if err := b.handshake(tx); err != nil {
+	if err := b.handshake(ctx, tx); err != nil {
 		b.fail(err)
 	}
 	return b
@@ -94,16 +113,31 @@ func (c *conn) proxyHeader() []byte {
 	return proxyproto.AppendLocalV2(nil)
 }
 
-func (b *backend) handshake(tx *txn) error {
-	cfg := &b.c.s.cfg
-	if cfg.BackendProxyProtocol {
-		// Before anything else: the backend reads the header before it greets.
-		_ = b.nc.SetWriteDeadline(time.Now().Add(cfg.ProxyTimeout))
-		b.bw.Write(b.c.proxyHeader())
-		if err := b.bw.Flush(); err != nil {
-			return &backendError{"connect", err}
-		}
+// sendProxyHeader writes the header first on a new backend connection: the backend reads it
+// before anything else, TLS included. nc is closed on failure.
+func (c *conn) sendProxyHeader(nc net.Conn) error {
+	_ = nc.SetWriteDeadline(time.Now().Add(c.s.cfg.ProxyTimeout))
+	if _, err := nc.Write(c.proxyHeader()); err != nil {
+		nc.Close()
+		return err
 	}
+	return nil
+}
+
+// startTLS runs the TLS handshake on nc (closed on failure), as ssl= or starttls= ask.
+func (b *backend) startTLS(ctx context.Context, nc net.Conn) (net.Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	tc, err := login.ClientTLS(nc, &tls.Config{InsecureSkipVerify: b.key.anyCert}, b.key.addr)
+	if err != nil {
+		nc.Close()
+		return nil, &backendError{"connect", fmt.Errorf("TLS handshake: %w", err)}
+	}
+	return tc, nil
+}
+
+func (b *backend) handshake(ctx context.Context, tx *txn) error {
 	greeting, err := b.readReply()
 	if err != nil {
 		return err
@@ -111,19 +145,33 @@ func (b *backend) handshake(tx *txn) error {
 	if greeting.code != 220 {
 		return badReply("greeting %q", greeting.lines[0])
 	}
-	rep, err := b.command("LHLO " + cfg.Hostname)
-	if err != nil {
+	if err := b.lhlo(); err != nil {
 		return err
 	}
-	if rep.code != 250 {
-		return badReply("LHLO: %q", rep.lines[0])
+	if b.key.ssl == "starttls" {
+		if _, ok := b.caps["STARTTLS"]; !ok {
+			return badReply("no STARTTLS in LHLO")
+		}
+		if rep, err := b.command("STARTTLS"); err != nil || rep.code != 220 {
+			return badReply("STARTTLS: %v %v", rep.lines, err)
+		}
+		plain := b.nc
+		b.c.untrack(plain)
+		tc, err := b.startTLS(ctx, plain)
+		if err != nil {
+			return err
+		}
+		if !b.c.track(tc) {
+			tc.Close()
+			return badReply("connection aborted")
+		}
+		b.nc, b.br, b.bw = tc, bufio.NewReaderSize(tc, 4096), bufio.NewWriterSize(tc, 32<<10)
+		b.dw.w = b.bw
+		if err := b.lhlo(); err != nil {
+			return err
+		}
 	}
-	b.caps = map[string]string{}
-	for _, l := range rep.lines[1:] {
-		k, v, _ := strings.Cut(l[4:], " ")
-		b.caps[strings.ToUpper(k)] = v
-	}
-	if args, ok := b.caps["XCLIENT"]; ok {
+	if args, ok := b.caps["XCLIENT"]; ok && !b.key.notTrusted {
 		for _, x := range xclientCommands(b.c.xclientFields(), strings.Fields(args)) {
 			rep, err := b.command(x)
 			if err != nil {
@@ -136,6 +184,23 @@ func (b *backend) handshake(tx *txn) error {
 		}
 	}
 	return b.mail(tx)
+}
+
+// lhlo greets the backend and learns its capabilities.
+func (b *backend) lhlo() error {
+	rep, err := b.command("LHLO " + b.c.s.cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	if rep.code != 250 {
+		return badReply("LHLO: %q", rep.lines[0])
+	}
+	b.caps = map[string]string{}
+	for _, l := range rep.lines[1:] {
+		k, v, _ := strings.Cut(l[4:], " ")
+		b.caps[strings.ToUpper(k)] = v
+	}
+	return nil
 }
 
 // mail starts the transaction on the backend.

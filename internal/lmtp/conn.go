@@ -28,9 +28,9 @@ type conn struct {
 	helo          string
 	bad           int
 	tx            *txn // nil between transactions; owned by the serve goroutine
-	// spare holds backend connections kept from the previous transaction, by backend IP;
-	// owned by the serve goroutine.
-	spare map[netip.Addr]*backend
+	// spare holds backend connections kept from the previous transaction, by backend and
+	// how it is reached; owned by the serve goroutine.
+	spare map[backendKey]*backend
 
 	// mu guards what Shutdown and Close look at from other goroutines.
 	mu       sync.Mutex
@@ -46,7 +46,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		br:       bufio.NewReaderSize(nc, 64<<10),
 		bw:       bufio.NewWriterSize(nc, 4096),
 		backends: map[net.Conn]struct{}{},
-		spare:    map[netip.Addr]*backend{},
+		spare:    map[backendKey]*backend{},
 	}
 	c.remote, c.local = login.AddrPort(nc.RemoteAddr()), login.AddrPort(nc.LocalAddr())
 	c.log = s.log.With("session", c.sessionID, "rip", c.remote.Addr().String())

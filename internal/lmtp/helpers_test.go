@@ -225,23 +225,34 @@ type rig struct {
 	router   *mapRouter
 	sessions *logintest.Sessions
 	stats    *logintest.Stats
+
+	mu     sync.Mutex
+	dialed []string // backend addresses dialled
 }
 
 // newRig starts a server; backends maps fake backend IPs (10.0.0.x, never dialled for real)
 // to fake servers.
 func newRig(t *testing.T, cfg Config, backends map[string]*fakeBackend, users map[string]string) *rig {
+	return newRigPassdb(t, cfg, backends, users, nil)
+}
+
+// newRigPassdb is newRig with a passdb (nil: none, every recipient is proxied).
+func newRigPassdb(t *testing.T, cfg Config, backends map[string]*fakeBackend, users map[string]string, pdb login.Passdb) *rig {
 	t.Helper()
 	r := &rig{t: t, router: &mapRouter{users: map[string]netip.Addr{}},
 		sessions: &logintest.Sessions{}, stats: &logintest.Stats{}}
 	for u, ip := range users {
 		r.router.users[u] = netip.MustParseAddr(ip)
 	}
-	env := &login.Env{Router: r.router, Sessions: r.sessions, Stats: r.stats, Hostname: "usher.test"}
+	env := &login.Env{Router: r.router, Sessions: r.sessions, Stats: r.stats, Hostname: "usher.test", Passdb: pdb}
 	if cfg.BackendPort == 0 {
 		cfg.BackendPort = 24
 	}
 	r.srv = NewServer(cfg, env)
 	r.srv.dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		r.mu.Lock()
+		r.dialed = append(r.dialed, addr)
+		r.mu.Unlock()
 		ap := netip.MustParseAddrPort(addr)
 		fb, ok := backends[ap.Addr().String()]
 		if !ok {

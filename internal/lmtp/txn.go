@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/passdb"
 )
 
 // txn is one mail transaction, from MAIL FROM to the replies after the data (or RSET).
@@ -15,7 +16,7 @@ type txn struct {
 	from     string // reverse path without brackets
 	body     string // BODY= value, "" when not given
 	rcpts    []*recipient
-	backends map[netip.Addr]*backend
+	backends map[backendKey]*backend
 	order    []*backend // in first-use order, so backends are handled deterministically
 
 	rcptTries   int   // RCPT commands taken, accepted or not
@@ -43,7 +44,7 @@ func (c *conn) cmdMail(cmd *command) {
 		c.reply("503 5.5.0 MAIL already given")
 		return
 	}
-	tx := &txn{from: cmd.path, backends: map[netip.Addr]*backend{}}
+	tx := &txn{from: cmd.path, backends: map[backendKey]*backend{}}
 	for k, v := range cmd.params {
 		switch k {
 		case "BODY":
@@ -103,34 +104,52 @@ func (c *conn) cmdRcpt(cmd *command) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ProxyTimeout)
 	defer cancel()
-	ip, err := c.s.env.Router.Route(ctx, user)
+	t, ok := c.lookup(ctx, cmd.path, user)
+	if !ok {
+		return
+	}
+	if t.ProxyTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, t.ProxyTimeout)
+		defer cancel()
+	}
+	ip, confirm, err := t.Route(ctx, c.s.env.Router)
 	if err != nil {
-		c.log.Warn("routing failed", "user", user, "err", err)
+		c.log.Warn("routing failed", "user", t.User, "err", err)
 		c.reply("451 4.3.0 Temporary user lookup failure")
 		return
 	}
 	// A new user's backend is recorded once the backend accepted the recipient.
 	accepted := false
-	defer func() { c.s.env.Router.Confirm(user, ip, accepted) }()
-	dest := netip.AddrPortFrom(ip.Unmap(), uint16(cfg.BackendPort))
+	defer func() { confirm(accepted) }()
+	ssl, _ := t.BackendTLS("no", nil)
+	key := backendKey{addr: netip.AddrPortFrom(ip.Unmap(), uint16(t.Port(cfg.BackendPort, 0))),
+		ssl: ssl, anyCert: t.AnyCert, notTrusted: t.NotTrusted}
+	dest := key.addr
 	if dest == c.local {
 		c.reply("554 5.4.6 Proxying loops to itself")
 		return
 	}
-	b := tx.backends[dest.Addr()]
+	b := tx.backends[key]
 	if b == nil {
-		b = c.openBackend(ctx, dest, tx)
-		tx.backends[dest.Addr()] = b
+		b = c.openBackend(ctx, key, tx)
+		tx.backends[key] = b
 		tx.order = append(tx.order, b)
 	}
 	if !b.ok() {
 		c.reply(b.failedReply(c)...)
 		return
 	}
-	rcpt := "RCPT TO:<" + cmd.path + ">"
-	if _, ok := b.caps["XRCPTFORWARD"]; ok {
+	// destuser= or user= rewrite the recipient, as Dovecot's LMTP proxy does.
+	path := cmd.path
+	if t.DestUser != "" {
+		path = t.DestUser
+	} else if t.User != user {
+		path = t.User
+	}
+	rcpt := "RCPT TO:<" + path + ">"
+	if _, ok := b.caps["XRCPTFORWARD"]; ok && !t.NotTrusted {
 		// the passdb's forward_* fields, as Dovecot's LMTP proxy passes them on
-		if fwd := c.s.env.ForwardFields(Service, user); len(fwd) > 0 {
+		if fwd := login.MergeForward(nil, t.Forward); len(fwd) > 0 {
 			rcpt += " XRCPTFORWARD=" + login.EncodeForward(fwd)
 		}
 	}
@@ -145,12 +164,12 @@ func (c *conn) cmdRcpt(cmd *command) {
 		return
 	}
 	accepted = true
-	r := &recipient{path: cmd.path, user: user, be: b, start: time.Now()}
+	r := &recipient{path: cmd.path, user: t.User, be: b, start: time.Now()}
 	// One session per delivery and user, without a client IP: what Dovecot's anvil shows as
 	// lmtp/<user>. It makes the delivery visible to who and to the director's kicks, so a
 	// user being moved gets no mail written on the old backend after the move.
 	r.done = c.s.env.Sessions.Register(login.SessionInfo{
-		ID: c.sessionID, Service: Service, User: user,
+		ID: c.sessionID, Service: Service, User: t.User,
 		Local: c.local, Backend: dest, Start: r.start,
 	}, func(string) { b.kick() })
 	b.rcpts = append(b.rcpts, r)
@@ -193,16 +212,45 @@ func (c *conn) endTx() {
 // next transaction. Between transactions it carries no session: nothing is being delivered.
 func (c *conn) keepSpare(b *backend) {
 	b.rcpts, b.dataDone, b.dw = nil, false, dotWriter{w: b.bw}
-	if old := c.spare[b.addr.Addr()]; old != nil {
+	if old := c.spare[b.key]; old != nil {
 		old.close(true)
 	}
-	c.spare[b.addr.Addr()] = b
+	c.spare[b.key] = b
 }
 
 // closeSpares says goodbye to the kept backend connections.
 func (c *conn) closeSpares() {
-	for ip, b := range c.spare {
+	for k, b := range c.spare {
 		b.close(true)
-		delete(c.spare, ip)
+		delete(c.spare, k)
 	}
+}
+
+// lookup asks the passdb about a recipient's user, as Dovecot's LMTP proxy does for every
+// RCPT, and answers the recipient itself when the delivery cannot go on: an unknown user,
+// a passdb failure, a reply that would not be proxied. nologin is for logins, not mail.
+func (c *conn) lookup(ctx context.Context, path, user string) (*login.Target, bool) {
+	rep, err := c.s.authenticate(ctx, passdb.Request{
+		Service: Service, User: user, Local: c.local, Remote: c.remote, Session: c.sessionID,
+	})
+	t, verdict, why := login.ReadReply(rep, err, user)
+	if verdict == login.NoLogin {
+		verdict = login.Proxy
+		if !t.Proxy && !t.ProxyMaybe {
+			verdict, why = login.Misconfig, login.ErrNoProxy
+		}
+	}
+	switch verdict {
+	case login.Proxy:
+		return &t, true
+	case login.AuthFailed:
+		c.reply("550 5.1.1 <" + path + "> User doesn't exist: " + user)
+	case login.Misconfig:
+		c.log.Error("passdb reply not usable", "user", user, "err", why)
+		c.reply("451 4.3.0 Temporary user lookup failure")
+	default:
+		c.log.Warn("passdb lookup failed", "user", user, "err", why)
+		c.reply("451 4.3.0 Temporary user lookup failure")
+	}
+	return nil, false
 }
