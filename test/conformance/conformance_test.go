@@ -225,7 +225,7 @@ func startUsher(t *testing.T) {
 	}
 	var users strings.Builder
 	for i := 1; i <= nUsers; i++ {
-		fmt.Fprintf(&users, "%s:{PLAIN}pass::::::\n", testenv.UserName(i))
+		fmt.Fprintf(&users, "%s:{PLAIN}pass::::::proxy=y\n", testenv.UserName(i))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users.String()), 0o600); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func TestForwardFieldsReachBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	users := filepath.Join(t.TempDir(), "users")
-	if err := os.WriteFile(users, []byte("user001:{PLAIN}pass::::::forward_tenant=acme forward_plan=gold\n"), 0o644); err != nil {
+	if err := os.WriteFile(users, []byte("user001:{PLAIN}pass::::::proxy=y forward_tenant=acme forward_plan=gold\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	u := startUsher(t, cl, usherOpts{extra: "auth_username_format = %Ln\nimap_id_retain = yes\npassdb {\n  driver = passwd-file\n  args = " + users + "\n}\n"})

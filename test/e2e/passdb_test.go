@@ -31,7 +31,7 @@ func TestPassdbSchemesThroughUsher(t *testing.T) {
 		if err != nil {
 			t.Fatalf("doveadm pw -s %s: %v", s, err)
 		}
-		fmt.Fprintf(&file, "%s:%s::::::\n", testenv.UserName(i+1), strings.TrimSpace(string(out)))
+		fmt.Fprintf(&file, "%s:%s::::::proxy=y\n", testenv.UserName(i+1), strings.TrimSpace(string(out)))
 	}
 	users := filepath.Join(dir, "users")
 	if err := os.WriteFile(users, []byte(file.String()), 0o600); err != nil {
