@@ -24,20 +24,33 @@ func backendLine(br *bufio.Reader) (string, error) {
 
 // backendDialogue logs cr in on a backend stream the way Dovecot's imap proxy does: banner,
 // optional STARTTLS, CAPABILITY when unknown, ID with the client's address, then LOGIN (or
-// AUTHENTICATE PLAIN when the backend disables LOGIN).
+// AUTHENTICATE PLAIN when the backend disables LOGIN, for a master user or the passdb's
+// proxy_mech). The passdb's fields (login.TargetOf) decide TLS, the credentials, the ID and
+// the pipelining.
 func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, tag string, cr login.Creds) (*login.Session, login.Result) {
-	nc, br, caps, res := c.backendHello(nc, br, dest)
+	tg := login.TargetOf(ctx)
+	nc, br, caps, res := c.backendHello(tg, nc, br, dest)
 	if res.Kind != login.ResultOK {
 		return nil, res
 	}
 	// ID goes in front of the login, pipelined, so the backend logs the real client.
-	chunks, refused := loginChunks(cr, caps)
+	chunks, refused := loginChunks(tg.Creds(cr), caps, tg.SASL())
 	if refused != nil {
 		return nil, *refused
 	}
 	first := make([]byte, 0, 256+len(chunks[0]))
-	if caps.has("ID") {
+	if caps.has("ID") && tg.Trusted() {
 		first = c.appendID(first, c.ForwardFields(ctx))
+		if !tg.Pipelining() {
+			// proxy_nopipelining: the ID's answer before the login
+			if _, err := nc.Write(first); err != nil {
+				return nil, login.Unavailable("sending ID: %w", err)
+			}
+			if line, _, err := untilTagged(br, "I "); err != nil {
+				return nil, login.Unavailable("ID: %q %v", line, err)
+			}
+			first = first[:0]
+		}
 	}
 	first = append(first, chunks[0]...)
 	chunks = chunks[1:]
@@ -73,7 +86,8 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 // backendHello reads the backend's banner, runs STARTTLS when backend_ssl says so and asks
 // for the capabilities when the banner (or STARTTLS) left them unknown. It returns the
 // stream to log in on, TLS or not, and a ResultOK.
-func (c *conn) backendHello(nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (net.Conn, *bufio.Reader, capSet, login.Result) {
+func (c *conn) backendHello(tg *login.Target, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (net.Conn, *bufio.Reader, capSet, login.Result) {
+	ssl, tlsConf := tg.BackendTLS(c.s.cfg.BackendSSL, c.s.cfg.BackendTLS)
 	fail := func(res login.Result) (net.Conn, *bufio.Reader, capSet, login.Result) { return nil, nil, capSet{}, res }
 	banner, err := backendLine(br)
 	if err != nil {
@@ -83,7 +97,7 @@ func (c *conn) backendHello(nc net.Conn, br *bufio.Reader, dest netip.AddrPort) 
 		return fail(login.Unavailable("bad banner %q", banner))
 	}
 	caps, _ := capabilityCode(banner[len("* OK "):])
-	if c.s.cfg.BackendSSL == "starttls" {
+	if ssl == "starttls" {
 		if caps.known && !caps.has("STARTTLS") {
 			return fail(login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")})
 		}
@@ -93,7 +107,7 @@ func (c *conn) backendHello(nc net.Conn, br *bufio.Reader, dest netip.AddrPort) 
 		if line, _, err := untilTagged(br, "S "); err != nil || !strings.HasPrefix(line, "S OK") {
 			return fail(login.Unavailable("STARTTLS refused: %q %v", line, err))
 		}
-		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		tc, err := login.ClientTLS(nc, tlsConf, dest)
 		if err != nil {
 			return fail(login.Unavailable("STARTTLS handshake: %w", err))
 		}
@@ -230,10 +244,12 @@ func (c *conn) appendID(b []byte, forward []string) []byte {
 	return append(b, ")\r\n"...)
 }
 
-// loginChunks renders the login command. Every chunk after the first is sent only after the
-// backend's "+" continuation (synchronizing literal, or AUTHENTICATE without SASL-IR).
-func loginChunks(cr login.Creds, caps capSet) ([]string, *login.Result) {
-	if !caps.has("LOGINDISABLED") && cr.Authz == "" {
+// loginChunks renders the login command: LOGIN, or AUTHENTICATE PLAIN when the backend
+// disables LOGIN, for a master user (Authz) or when sasl says so. Every chunk after the first
+// is sent only after the backend's "+" continuation (synchronizing literal, or AUTHENTICATE
+// without SASL-IR).
+func loginChunks(cr login.Creds, caps capSet, sasl bool) ([]string, *login.Result) {
+	if !caps.has("LOGINDISABLED") && cr.Authz == "" && !sasl {
 		var b chunkBuilder
 		b.literalPlus = caps.has("LITERAL+")
 		b.cur.WriteString("L LOGIN ")

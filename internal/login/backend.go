@@ -42,6 +42,7 @@ type Session struct {
 func DialBackend(ctx context.Context, dest netip.AddrPort, ssl string, base *tls.Config, header []byte,
 	dialogue func(nc net.Conn, br *bufio.Reader) (*Session, Result)) (*Session, Result) {
 	var zero *Session
+	ssl, base = TargetOf(ctx).BackendTLS(ssl, base)
 	raw, err := netx.BackendDialer().DialContext(ctx, "tcp", dest.String())
 	if err != nil {
 		return zero, Result{Kind: ResultUnavailable, Err: fmt.Errorf("%w: %w", ErrConnect, err)}

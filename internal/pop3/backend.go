@@ -19,9 +19,13 @@ const maxBackendLine = 64 << 10
 
 // backendDialogue logs cr in on a backend stream the way Dovecot's pop3 proxy does: banner,
 // optional STLS, XCLIENT with the client's address when the banner offers it, then USER/PASS
-// (or AUTH PLAIN when the credentials cannot travel on a POP3 line or name a master user).
+// (or AUTH PLAIN when the credentials cannot travel on a POP3 line, name a master user or the
+// passdb asks for SASL). The passdb's fields (login.TargetOf) decide TLS, the credentials and
+// whether XCLIENT is sent.
 func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
-	ssl := c.s.cfg.BackendSSL
+	tg := login.TargetOf(ctx)
+	ssl, tlsConf := tg.BackendTLS(c.s.cfg.BackendSSL, c.s.cfg.BackendTLS)
+	cr = tg.Creds(cr)
 	banner, err := readLine(br, maxBackendLine)
 	if err != nil {
 		return nil, login.Unavailable("reading banner: %w", err)
@@ -29,7 +33,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 	if !strings.HasPrefix(banner, "+OK") {
 		return nil, login.Unavailable("bad banner %q", banner)
 	}
-	xclient := strings.HasPrefix(banner, "+OK [XCLIENT]")
+	xclient := strings.HasPrefix(banner, "+OK [XCLIENT]") && tg.Trusted()
 	// ask sends one command and returns the backend's one-line answer.
 	ask := func(line string) (string, error) {
 		if _, err := nc.Write([]byte(line + "\r\n")); err != nil {
@@ -41,7 +45,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 		if line, err := ask("STLS"); err != nil || !strings.HasPrefix(line, "+OK") {
 			return nil, login.Unavailable("STLS refused: %q %v", line, err)
 		}
-		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		tc, err := login.ClientTLS(nc, tlsConf, dest)
 		if err != nil {
 			return nil, login.Unavailable("STLS handshake: %w", err)
 		}
@@ -59,7 +63,7 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 		}
 	}
 	var reply string
-	if usableOnLine(cr.User) && usableOnLine(cr.Pass) && cr.Authz == "" {
+	if usableOnLine(cr.User) && usableOnLine(cr.Pass) && cr.Authz == "" && !tg.SASL() {
 		reply, err = ask("USER " + cr.User)
 		if err == nil && strings.HasPrefix(reply, "+OK") {
 			reply, err = ask("PASS " + cr.Pass)

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -46,9 +47,12 @@ func readGreeting(br *bufio.Reader) (map[string]bool, error) {
 
 // backendDialogue logs cr in on a backend stream the way Pigeonhole's managesieve proxy does:
 // greeting, optional STARTTLS, XCLIENT with the client's address when offered, then
-// AUTHENTICATE "PLAIN" with an initial response.
-func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
-	ssl := c.s.cfg.BackendSSL
+// AUTHENTICATE "PLAIN" with an initial response. The passdb's fields (login.TargetOf) decide
+// TLS, the credentials and whether XCLIENT is sent.
+func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
+	tg := login.TargetOf(ctx)
+	ssl, tlsConf := tg.BackendTLS(c.s.cfg.BackendSSL, c.s.cfg.BackendTLS)
+	cr = tg.Creds(cr)
 	caps, err := readGreeting(br)
 	if err != nil {
 		return nil, login.Unavailable("reading greeting: %w", err)
@@ -66,7 +70,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 		if line, err := ask("STARTTLS"); err != nil || !strings.HasPrefix(line, "OK") {
 			return nil, login.Unavailable("STARTTLS refused: %q %v", line, err)
 		}
-		tc, err := login.ClientTLS(nc, c.s.cfg.BackendTLS, dest)
+		tc, err := login.ClientTLS(nc, tlsConf, dest)
 		if err != nil {
 			return nil, login.Unavailable("STARTTLS handshake: %w", err)
 		}
@@ -76,7 +80,7 @@ func (c *conn) backendDialogue(nc net.Conn, br *bufio.Reader, dest netip.AddrPor
 			return nil, login.Unavailable("reading capabilities after STARTTLS: %w", err)
 		}
 	}
-	if caps["XCLIENT"] {
+	if caps["XCLIENT"] && tg.Trusted() {
 		line, err := ask(fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
 			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1))
 		if err != nil || !strings.HasPrefix(line, "OK") {

@@ -215,8 +215,8 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 // backend; every failure has been answered and the client may retry.
 func (c *conn) login(cr login.Creds) (*login.Session, bool) {
 	bs, next := c.s.Login(&c.Conn, cr, failTexts(), c.Answer,
-		func(_ context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
-			return c.backendDialogue(nc, br, dest, cr)
+		func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			return c.backendDialogue(ctx, nc, br, dest, cr)
 		})
 	if bs != nil {
 		bs.Client, c.rd = c.rd.br, nil // the session takes the client's pipelined bytes
