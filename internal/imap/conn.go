@@ -344,6 +344,13 @@ func failTexts() *login.Texts {
 			return "NO [LIMIT] Maximum number of connections from user+IP exceeded " +
 				"(mail_max_userip_connections=" + strconv.Itoa(limit) + ")"
 		},
+		// a passdb's nologin reason, as an ALERT unless it brings its own code
+		NoLogin: func(reason string) string {
+			if strings.HasPrefix(reason, "[") {
+				return "NO " + reason
+			}
+			return "NO [ALERT] " + reason
+		},
 	}
 }
 

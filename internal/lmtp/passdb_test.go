@@ -12,8 +12,6 @@ import (
 // fieldsPassdb answers lookups from a table of users' reply fields; unknown users fail.
 type fieldsPassdb map[string][]string
 
-func (p fieldsPassdb) Verify(string, string, string) (bool, error) { return true, nil }
-
 func (p fieldsPassdb) Authenticate(_ context.Context, req passdb.Request) (passdb.Reply, error) {
 	f, ok := p[req.User]
 	if !ok || req.Service != Service || req.Mech != "" {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/netx"
-	"github.com/usher-mail/usher/internal/passdb"
 )
 
 // Service is the service name given to sessions and stats.
@@ -153,13 +152,4 @@ func (s *Server) Close() {
 // ends first, the remaining connections are cut as Close does and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.conns.Shutdown(ctx, (*conn).drain, (*conn).abort)
-}
-
-// authenticate asks the passdb about a recipient; without one every recipient is proxied.
-// (A step of the switch of the login pipeline to passdb.Authenticator.)
-func (s *Server) authenticate(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
-	if a, ok := s.env.Passdb.(passdb.Authenticator); ok {
-		return a.Authenticate(ctx, req)
-	}
-	return passdb.Reply{OK: true, Fields: []string{"proxy"}}, nil
 }

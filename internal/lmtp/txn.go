@@ -230,7 +230,7 @@ func (c *conn) closeSpares() {
 // RCPT, and answers the recipient itself when the delivery cannot go on: an unknown user,
 // a passdb failure, a reply that would not be proxied. nologin is for logins, not mail.
 func (c *conn) lookup(ctx context.Context, path, user string) (*login.Target, bool) {
-	rep, err := c.s.authenticate(ctx, passdb.Request{
+	rep, err := c.s.env.Passdb.Authenticate(ctx, passdb.Request{
 		Service: Service, User: user, Local: c.local, Remote: c.remote, Session: c.sessionID,
 	})
 	t, verdict, why := login.ReadReply(rep, err, user)

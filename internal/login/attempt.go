@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/usher-mail/usher/internal/passdb"
 )
 
 // Creds are what a client authenticated with. Authz is the SASL authorization identity
@@ -64,16 +66,21 @@ type Texts struct {
 	TempFail func(detail string) string
 	// UserIPLimit is the answer when mail_max_userip_connections is reached.
 	UserIPLimit func(limit int) string
+	// NoLogin is the answer to a login the passdb refuses with nologin and a reason.
+	NoLogin func(reason string) string
 }
 
 // Attempt is one client's try at logging in.
 type Attempt struct {
 	Creds
-	Service     string
-	Client      netip.Addr // penalties and the user+IP limit key on it
-	TTL         int        // hops left; a loop of proxies runs it down
-	BackendPort int
-	Log         *slog.Logger
+	Service       string
+	Client        netip.Addr // penalties and the user+IP limit key on it
+	Remote, Local netip.AddrPort
+	TLS           bool   // the client's connection is TLS
+	Session       string // the session id, for the passdb's logs
+	TTL           int    // hops left; a loop of proxies runs it down
+	BackendPort   int
+	Log           *slog.Logger
 }
 
 // Frontend is what Login needs from the connection it runs for.
@@ -125,18 +132,31 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 		a.Log.Info("authentication failed: "+why, "method", a.Mech, "user_bytes", len(user))
 		return fail(t.AuthFailed, true)
 	}
-	if ok, err := env.Passdb.Verify(a.Service, a.User, a.Pass); err != nil {
-		logger().Error("passdb lookup failed", "err", err)
-		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
-	} else if !ok {
-		logger().Info("authentication failed (passdb)")
+	tg, verdict := askPassdb(env, a, logger)
+	switch verdict {
+	case AuthFailed:
 		return fail(t.AuthFailed, true)
+	case TempFailed:
+		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
+	case NoLogin:
+		// The password was right: no penalty, as Dovecot's auth service answers at once.
+		if tg.Reason != "" && t.NoLogin != nil {
+			return fail(t.NoLogin(tg.Reason), false)
+		}
+		return fail(t.AuthFailed, false)
+	case Misconfig:
+		return fail(t.Config, false)
 	}
+	user = tg.User // the passdb's user= is the name routed and logged from here on
 
-	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
+	timeout := env.ProxyTimeout
+	if tg.ProxyTimeout > 0 {
+		timeout = tg.ProxyTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	ctx = withForward(ctx, env.ForwardFields(a.Service, a.User))
-	host, err := env.Router.Route(ctx, user)
+	ctx = WithTarget(ctx, &tg)
+	host, confirm, err := tg.Route(ctx, env.Router)
 	if err != nil {
 		logger().Info("routing failed", "err", err)
 		if errors.Is(err, ErrTempFail) {
@@ -144,21 +164,26 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 		}
 		return fail(t.Config, false)
 	}
+	dest := netip.AddrPortFrom(host, uint16(tg.Port(a.BackendPort, implicitTLSPorts[a.Service])))
 	if limit := env.MaxUserIPConnections; limit > 0 && env.Sessions.CountUserIP(user, ip) >= limit {
-		env.Router.Confirm(user, host, false)
+		confirm(false)
 		logger().Info("too many connections from user+IP", "limit", limit)
 		return fail(t.UserIPLimit(limit), false)
 	}
 	if a.TTL <= 1 {
-		env.Router.Confirm(user, host, false)
+		confirm(false)
 		logger().Error("TTL reached zero - proxies appear to be looping?")
 		return fail(t.Config, false)
 	}
+	if dest == a.Local {
+		confirm(false)
+		logger().Error("Proxying loops to itself", "backend", dest.String())
+		return fail(t.Config, false)
+	}
 
-	dest := netip.AddrPortFrom(host, uint16(a.BackendPort))
 	blog := func() *slog.Logger { return logger().With("backend", dest.String()) }
 	bs, res, ok := backendLogin(ctx, env, f, dest, blog)
-	env.Router.Confirm(user, host, ok && res.Kind == ResultOK)
+	confirm(ok && res.Kind == ResultOK)
 	if !ok {
 		return sess, false
 	}
@@ -197,9 +222,39 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 // Attempt is a login on c with cr for service, whose backends listen on backendPort.
 func (c *Conn) Attempt(service string, cr Creds, backendPort int) Attempt {
 	return Attempt{
-		Creds: cr, Service: service, Client: c.Remote.Addr(), TTL: c.TTL,
-		BackendPort: backendPort, Log: c.Log,
+		Creds: cr, Service: service, Client: c.Remote.Addr(), Remote: c.Remote, Local: c.Local,
+		TLS: c.TLS, Session: c.SessionID, TTL: c.TTL, BackendPort: backendPort, Log: c.Log,
 	}
+}
+
+// implicitTLSPorts are the backend ports Dovecot's proxy uses for ssl= without port=.
+var implicitTLSPorts = map[string]int{"imap": 993, "pop3": 995}
+
+// askPassdb asks the passdb about the login, once, and reads its reply (ReadReply), logging
+// why a login goes no further.
+func askPassdb(env *Env, a Attempt, logger func() *slog.Logger) (Target, Verdict) {
+	mech := a.Mech
+	if mech == "" {
+		mech = "PLAIN" // a login always has a password; "" would be a lookup
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
+	defer cancel()
+	rep, err := env.Passdb.Authenticate(ctx, passdb.Request{
+		Service: a.Service, User: a.User, Pass: a.Pass, Mech: mech,
+		Local: a.Local, Remote: a.Remote, Secured: a.TLS || env.IsTrusted(a.Client), Session: a.Session,
+	})
+	tg, verdict, why := ReadReply(rep, err, a.LoginUser())
+	switch verdict {
+	case AuthFailed:
+		logger().Info("authentication failed (passdb)")
+	case TempFailed:
+		logger().Error("passdb lookup failed", "err", why)
+	case NoLogin:
+		logger().Info("login refused by the passdb (nologin)", "reason", tg.Reason)
+	case Misconfig:
+		logger().Error("passdb reply not usable", "err", why)
+	}
+	return tg, verdict
 }
 
 // MaxUserName bounds a login name in bytes. Dovecot 2.3's login processes

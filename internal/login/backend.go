@@ -205,37 +205,14 @@ func timeLeft(ctx context.Context, d time.Duration) bool {
 // usher hands to the backend the same ways: x-forward-key in IMAP ID, FORWARD= in POP3 XCLIENT,
 // XRCPTFORWARD= on an LMTP RCPT. The backend trusts them only from its login_trusted_networks.
 
-// ForwardPassdb is implemented by a Passdb that can return a user's forward fields, without
-// the "forward_" prefix.
-type ForwardPassdb interface {
-	ForwardFields(service, user string) []string
-}
-
 // maxForward bounds the forward fields of one login (Dovecot's FORWARD= is effectively
 // limited to about 1000 bytes).
 const maxForward = 1024
 
-type forwardKey struct{}
-
-// withForward gives ctx the forward fields the passdb returned for the login; a front-end's
-// backend dialogue reads them back with PassdbForward.
-func withForward(ctx context.Context, fields []string) context.Context {
-	if len(fields) == 0 {
-		return ctx
-	}
-	return context.WithValue(ctx, forwardKey{}, fields)
-}
-
-// PassdbForward returns the forward fields Login put in ctx.
+// PassdbForward returns the passdb's forward fields of the login in ctx (its Target), bounded.
 func PassdbForward(ctx context.Context) []string {
-	f, _ := ctx.Value(forwardKey{}).([]string)
-	return f
-}
-
-// ForwardFields asks the passdb for user's forward fields, if it can tell.
-func (e *Env) ForwardFields(service, user string) []string {
-	if fp, ok := e.Passdb.(ForwardPassdb); ok {
-		return boundForward(fp.ForwardFields(service, user))
+	if t := TargetOf(ctx); t != nil {
+		return boundForward(t.Forward)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/usher-mail/usher/internal/passdb"
 )
 
 // ProxyTTL is the hop budget a fresh client starts with (Dovecot's LOGIN_PROXY_TTL). Each proxy
@@ -58,12 +60,11 @@ type Sessions interface {
 	CountUserIP(user string, ip netip.Addr) int
 }
 
-// Passdb is usher's own password check, when a site configures one; without it every
-// password passes here and the backend decides (Dovecot's proxy=y nopassword=y).
-type Passdb interface {
-	// Verify reports whether pass is user's password; an error is a temporary failure.
-	Verify(service, user, pass string) (ok bool, err error)
-}
+// Passdb answers each login (and each LMTP recipient) once: whether the password is right and,
+// in the reply's fields, whether and how to proxy it (Dovecot's proxy fields; see Target).
+// Without one every login is proxied and the backend decides (Dovecot's proxy=y
+// nopassword=y).
+type Passdb = passdb.Authenticator
 
 // Stats receives the events behind statsDump and /metrics.
 type Stats interface {
@@ -148,7 +149,9 @@ func (nopSessions) CountUserIP(string, netip.Addr) int { return 0 }
 
 type nopPassdb struct{}
 
-func (nopPassdb) Verify(string, string, string) (bool, error) { return true, nil }
+func (nopPassdb) Authenticate(context.Context, passdb.Request) (passdb.Reply, error) {
+	return passdb.Reply{OK: true, Fields: []string{"proxy"}}, nil
+}
 
 type nopStats struct{}
 

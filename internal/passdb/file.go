@@ -118,24 +118,3 @@ func parseUsers(data []byte) map[string]entry {
 	}
 	return users
 }
-
-// forwardFields picks the forward_<key>=<value> fields out of extra fields.
-func forwardFields(extra []string) []string {
-	var out []string
-	for _, f := range extra {
-		if rest, ok := cutPrefixFold(f, "forward_"); ok && rest != "" && rest[0] != '=' {
-			if !strings.Contains(rest, "=") {
-				rest += "=" // a bare field is a yes/no flag, "key" alone means set
-			}
-			out = append(out, rest)
-		}
-	}
-	return out
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
-		return s[len(prefix):], true
-	}
-	return s, false
-}

@@ -166,24 +166,6 @@ func (db *DB) check(src source, service, user, pass string) (bool, error) {
 	return ok, nil
 }
 
-// ForwardFields returns user's forward_* fields ("key=value", without the prefix) from the
-// first passdb that knows the user (a static one knows everyone), for the proxy to pass on
-// to the backend as Dovecot does.
-func (db *DB) ForwardFields(service, user string) []string {
-	user = db.Username(user)
-	for _, src := range db.dbs {
-		if src.driver == "static" {
-			return forwardFields(src.fields)
-		}
-		v := vars{user: user, service: service}
-		e, found, _, err := db.file(expand(src.path, v)).lookup(expand(src.usernameFormat, v))
-		if err == nil && found {
-			return forwardFields(e.fields)
-		}
-	}
-	return nil
-}
-
 // checkStored is Check; a test replaces it to see which hashes a login computes.
 var checkStored = Check
 

@@ -1,6 +1,7 @@
 package passdb
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -233,25 +234,25 @@ func FuzzParseUsers(f *testing.F) {
 	})
 }
 
-// forward_* extra fields come back without the prefix, from the first passdb that knows the
-// user; a static passdb with forward_* args is kept even when it checks no password.
+// forward_* extra fields reach the login's fields from the first passdb that accepts (the
+// prefix is case-sensitive, as in Dovecot); a static passdb's forward_* args are its fields.
 func TestForwardFields(t *testing.T) {
 	path := writeUsers(t, t.TempDir(), "users", "bob:{PLAIN}x::::::forward_tenant=acme FORWARD_Plan=gold proxy=y forward_=bad\n")
-	db, err := New([]config.Passdb{{Driver: "passwd-file", Args: path}, {Driver: "static", Args: "nopassword=y forward_src=static"}}, "%Ln")
+	db, err := New([]config.Passdb{{Driver: "passwd-file", Args: path}, {Driver: "static", Args: "nopassword=y proxy forward_src=static"}}, "%Ln")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(db.ForwardFields("imap", "Bob@example.com"), "|"); got != "tenant=acme|Plan=gold" {
-		t.Errorf("bob: %q", got)
+	// bob's line comes back whole; the login refuses it for its nameless forward_ field
+	r, err := db.Authenticate(context.Background(), Request{Service: "imap", User: "Bob@example.com", Pass: "x", Mech: "PLAIN"})
+	if got := strings.Join(r.Fields, " "); err != nil || got != "forward_tenant=acme FORWARD_Plan=gold proxy=y forward_=bad" {
+		t.Errorf("bob: %q %v", got, err)
 	}
-	if got := strings.Join(db.ForwardFields("imap", "alice"), "|"); got != "src=static" {
-		t.Errorf("alice: %q", got)
+	if _, err := ParseFields(r.Fields); err == nil {
+		t.Error("bob: forward_=bad accepted")
 	}
-	only, err := New([]config.Passdb{{Driver: "static", Args: "proxy=y nopassword=y forward_x=1"}}, "")
-	if err != nil || only == nil {
-		t.Fatalf("static nopassword with forward fields: %v, %v", only, err)
-	}
-	if ok, err := only.Verify("imap", "anyone", "anything"); !ok || err != nil {
-		t.Errorf("nopassword refused: %v %v", ok, err)
+	r, err = db.Authenticate(context.Background(), Request{Service: "imap", User: "alice", Pass: "any", Mech: "PLAIN"})
+	f, perr := ParseFields(r.Fields)
+	if err != nil || !r.OK || perr != nil || strings.Join(f.Forward, "|") != "src=static" || !f.Proxy {
+		t.Errorf("alice: %+v %v %+v %v", r, err, f, perr)
 	}
 }

@@ -236,5 +236,6 @@ func failTexts() *login.Texts {
 			return "-ERR [IN-USE] Maximum number of connections from user+IP exceeded " +
 				"(mail_max_userip_connections=" + strconv.Itoa(limit) + ")"
 		},
+		NoLogin: func(reason string) string { return "-ERR " + reason },
 	}
 }

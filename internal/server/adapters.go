@@ -53,6 +53,19 @@ func (l loginRouter) Confirm(user string, backend netip.Addr, accepted bool) {
 	l.r.Confirm(user, backend, accepted)
 }
 
+// RouteTag and ConfirmTag route a passdb's director_tag (login.TagRouter).
+func (l loginRouter) RouteTag(ctx context.Context, user, tag string) (netip.Addr, error) {
+	ip, err := l.r.RouteTag(ctx, user, tag)
+	if errors.Is(err, router.ErrTempFail) {
+		err = fmt.Errorf("%w: %v", login.ErrTempFail, err)
+	}
+	return ip, err
+}
+
+func (l loginRouter) ConfirmTag(user, tag string, backend netip.Addr, accepted bool) {
+	l.r.ConfirmTag(user, tag, backend, accepted)
+}
+
 // sessionsAdapter gives the login pipeline the registry, tagging each session
 // with the user's director hash so moves can kick it.
 type sessionsAdapter struct{ srv *Server }
@@ -71,39 +84,33 @@ func (s sessionsAdapter) CountUserIP(user string, ip netip.Addr) int {
 	return s.srv.sessions.CountUserIP(user, ip)
 }
 
-// buildPassdb turns the passdb sections into usher's own password check; nil means usher
-// checks nothing and the backends decide (the default, and Dovecot's "proxy=y nopassword=y").
+// buildPassdb turns the passdb sections into usher's own passdb; nil means usher checks
+// nothing and proxies every login, the backends deciding (the default, and Dovecot's
+// "proxy=y nopassword=y").
 func buildPassdb(s *config.Settings) (*passdb.DB, error) {
 	return passdb.New(s.Passdbs, s.AuthUsernameFormat)
 }
 
-// passdbCheck is the login pipeline's password hook. It loads the checker on every call
-// (atomically: a login storm does not queue on the server's lock), so a reload that changes
-// the passdb sections applies to the next login.
+// passdbCheck is the login pipeline's passdb (login.Passdb). It loads the passdb on every
+// call (atomically: a login storm does not queue on the server's lock), so a reload that
+// changes the passdb sections applies to the next login.
 type passdbCheck struct{ srv *Server }
 
-// Verify reports whether pass is user's password for the service. Without a configured
-// passdb every password passes here and the backend decides.
-func (p passdbCheck) Verify(service, user, pass string) (bool, error) {
+// proxyAll is the answer without a passdb: proxy every login, the backend decides.
+var proxyAll = passdb.Reply{OK: true, Fields: []string{"proxy"}}
+
+// Authenticate answers one login or LMTP recipient.
+func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
 	db := p.srv.passdb.Load()
 	if db == nil {
-		return true, nil
+		return proxyAll, nil
 	}
-	ok, err := db.Verify(service, user, pass)
+	r, err := db.Authenticate(ctx, req)
 	if err != nil {
 		// Never the password: only who and why.
-		p.srv.log.Error("passdb lookup failed", "service", service, "user", user, "err", err)
+		p.srv.log.Error("passdb lookup failed", "service", req.Service, "user", req.User, "err", err)
 	}
-	return ok, err
-}
-
-// ForwardFields are user's forward_* fields from the passdb, for the backend login.
-func (p passdbCheck) ForwardFields(service, user string) []string {
-	db := p.srv.passdb.Load()
-	if db == nil {
-		return nil
-	}
-	return db.ForwardFields(service, user)
+	return r, err
 }
 
 // loginStats feeds the front-ends' events to the stats. The commands a front-end sees are

@@ -235,5 +235,6 @@ func failTexts() *login.Texts {
 			return `NO (TRYLATER) "Maximum number of connections from user+IP exceeded ` +
 				`(mail_max_userip_connections=` + strconv.Itoa(limit) + `)"`
 		},
+		NoLogin: func(reason string) string { return "NO " + quote(reason) },
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/passdb"
 )
 
 // Router sends every user to Backend, or fails with Err when set.
@@ -269,25 +270,42 @@ func Env(backend netip.Addr) (*login.Env, *Router, *Penalties, *Sessions, *Stats
 	return env, r, p, s, st
 }
 
-// Passdb accepts only the passwords in its map; Calls counts lookups. Forward are the
-// forward fields it returns for every user.
+// Passdb accepts only the passwords in its map; Calls counts lookups. A user's reply fields
+// are those given with SetFields, else proxy and Forward as forward_* fields.
 type Passdb struct {
 	mu      sync.Mutex
 	Users   map[string]string
 	Forward []string
+	fields  map[string][]string
 	calls   int
 }
 
-// ForwardFields implements login.ForwardPassdb.
-func (p *Passdb) ForwardFields(service, user string) []string { return p.Forward }
+// SetFields sets the reply fields of user ("key=value"; no proxy field unless given).
+func (p *Passdb) SetFields(user string, fields ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fields == nil {
+		p.fields = map[string][]string{}
+	}
+	p.fields[user] = fields
+}
 
-// Verify implements login.Passdb.
-func (p *Passdb) Verify(service, user, pass string) (bool, error) {
+// Authenticate implements login.Passdb.
+func (p *Passdb) Authenticate(_ context.Context, req passdb.Request) (passdb.Reply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls++
-	want, ok := p.Users[user]
-	return ok && want == pass, nil
+	if want, ok := p.Users[req.User]; !ok || want != req.Pass {
+		return passdb.Reply{}, nil
+	}
+	r := passdb.Reply{OK: true, Fields: []string{"proxy"}}
+	for _, f := range p.Forward {
+		r.Fields = append(r.Fields, "forward_"+f)
+	}
+	if f, ok := p.fields[req.User]; ok {
+		r.Fields = f
+	}
+	return r, nil
 }
 
 // Calls returns how many lookups were made.
