@@ -187,10 +187,7 @@ func containsLine(lines []string, want string) bool {
 }
 
 // sieveConn is a line-level ManageSieve client.
-type sieveConn struct {
-	c net.Conn
-	r *bufio.Reader
-}
+type sieveConn struct{ lineConn }
 
 // dialSieve connects and reads the greeting up to its OK.
 func dialSieve(t *testing.T, addr string) *sieveConn {
@@ -200,23 +197,13 @@ func dialSieve(t *testing.T, addr string) *sieveConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	s := &sieveConn{c: c, r: bufio.NewReader(c)}
+	s := &sieveConn{newLineConn(c)}
 	for l := s.line(t); !strings.HasPrefix(l, "OK"); l = s.line(t) {
 		if strings.HasPrefix(l, "EOF") || strings.HasPrefix(l, "NO") || strings.HasPrefix(l, "BYE") {
 			t.Fatalf("ManageSieve greeting: %q", l)
 		}
 	}
 	return s
-}
-
-func (s *sieveConn) line(t *testing.T) string {
-	t.Helper()
-	s.c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	l, err := s.r.ReadString('\n')
-	if err != nil {
-		return "EOF: " + err.Error()
-	}
-	return strings.TrimRight(l, "\r\n")
 }
 
 // cmd sends a command and returns its final OK/NO/BYE line.

@@ -209,7 +209,7 @@ func TestBackendProxyProtocolV2(t *testing.T) {
 			}
 			nc = tc
 		}
-		c := &rawIMAP{c: nc, r: bufio.NewReader(nc)}
+		c := &rawIMAP{newLineConn(nc)}
 		if l := c.line(t); !strings.HasPrefix(l, "* OK") {
 			t.Fatalf("greeting %q", l)
 		}

@@ -209,9 +209,25 @@ func TestImaplibSTARTTLS(t *testing.T) {
 
 // rawIMAP is a minimal line-level IMAP client for tests that need to pick
 // the client's source address or read untagged BYEs.
-type rawIMAP struct {
+type rawIMAP struct{ lineConn }
+
+// lineConn is a client connection read a line at a time, each within a minute.
+type lineConn struct {
 	c net.Conn
 	r *bufio.Reader
+}
+
+func newLineConn(c net.Conn) lineConn { return lineConn{c: c, r: bufio.NewReader(c)} }
+
+// line returns the next line without its line end, or "EOF: <error>".
+func (l *lineConn) line(t *testing.T) string {
+	t.Helper()
+	l.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	s, err := l.r.ReadString('\n')
+	if err != nil {
+		return "EOF: " + err.Error()
+	}
+	return strings.TrimRight(s, "\r\n")
 }
 
 func dialFrom(t *testing.T, src netip.Addr, addr string) *rawIMAP {
@@ -225,21 +241,11 @@ func dialFrom(t *testing.T, src netip.Addr, addr string) *rawIMAP {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	r := &rawIMAP{c: c, r: bufio.NewReader(c)}
+	r := &rawIMAP{newLineConn(c)}
 	if l := r.line(t); !strings.HasPrefix(l, "* OK") {
 		t.Fatalf("greeting %q", l)
 	}
 	return r
-}
-
-func (r *rawIMAP) line(t *testing.T) string {
-	t.Helper()
-	r.c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	l, err := r.r.ReadString('\n')
-	if err != nil {
-		return "EOF: " + err.Error()
-	}
-	return strings.TrimRight(l, "\r\n")
 }
 
 // cmd sends a tagged command and returns the untagged lines and the tagged reply.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/netip"
@@ -61,10 +60,7 @@ func TestPoplibPlainAndSTLSThroughUsher(t *testing.T) {
 }
 
 // pop3Conn is a line-level POP3 client that can pick its source address.
-type pop3Conn struct {
-	c net.Conn
-	r *bufio.Reader
-}
+type pop3Conn struct{ lineConn }
 
 func dialPOP3(t *testing.T, src netip.Addr, addr string) *pop3Conn {
 	t.Helper()
@@ -74,21 +70,11 @@ func dialPOP3(t *testing.T, src netip.Addr, addr string) *pop3Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	p := &pop3Conn{c: c, r: bufio.NewReader(c)}
+	p := &pop3Conn{newLineConn(c)}
 	if l := p.line(t); l != "+OK Dovecot ready." {
 		t.Fatalf("greeting %q", l)
 	}
 	return p
-}
-
-func (p *pop3Conn) line(t *testing.T) string {
-	t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	l, err := p.r.ReadString('\n')
-	if err != nil {
-		return "EOF: " + err.Error()
-	}
-	return strings.TrimRight(l, "\r\n")
 }
 
 func (p *pop3Conn) cmd(t *testing.T, text string) string {
