@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -84,4 +85,34 @@ func TestPassdbFields(t *testing.T) {
 	if got := h.Router.Calls(); len(got) != routed {
 		t.Errorf("host= asked the director: %q", got)
 	}
+}
+
+// proxy_timeout replaces login_proxy_timeout for the login: a backend that never greets
+// fails the login after the passdb's second, long before usher's own (here two minutes,
+// beyond the client's 30 s deadline).
+func TestPassdbProxyTimeout(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	pdb := &logintest.Passdb{Users: map[string]string{"u1": "pass"}}
+	pdb.SetFields("u1", "proxy", "port="+strconv.Itoa(silent.Addr().(*net.TCPAddr).Port), "proxy_timeout=1")
+	h := newHarness(t, Config{}, func(env *login.Env) {
+		env.Passdb = pdb
+		env.ProxyTimeout = 2 * time.Minute
+	})
+	c := h.Dial()
+	c.Expect(greeting)
+	c.Send("a LOGIN u1 pass")
+	c.Expect("a NO [UNAVAILABLE] Account is temporarily unavailable.")
 }
