@@ -3,6 +3,7 @@ package lmtp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -32,6 +33,9 @@ type fakeBackend struct {
 	dataReply atomic.Pointer[string]
 	// dieAfter, when > 0, makes the backend hang up once it has read that many data lines.
 	dieAfter atomic.Int32
+	// tlsConf, when set, is TLS from the first byte (implicitTLS) or after STARTTLS.
+	tlsConf     atomic.Pointer[tls.Config]
+	implicitTLS atomic.Bool
 
 	mu      sync.Mutex
 	conns   int
@@ -105,6 +109,10 @@ func (b *fakeBackend) serve(c net.Conn) {
 			b.record("PROXY " + h.Src.String() + " " + h.Dst.String())
 		}
 	}
+	tlsConf := b.tlsConf.Load()
+	if tlsConf != nil && b.implicitTLS.Load() {
+		c = tls.Server(c, tlsConf)
+	}
 	br, bw := bufio.NewReader(c), bufio.NewWriter(c)
 	say := func(s ...string) {
 		for _, l := range s {
@@ -128,9 +136,16 @@ func (b *fakeBackend) serve(c net.Conn) {
 			if b.xclient {
 				caps = append(caps, "250-XCLIENT ADDR PORT PROTO HELO LOGIN SESSION TTL TIMEOUT")
 			}
+			if tlsConf != nil && !b.implicitTLS.Load() {
+				caps = append(caps, "250-STARTTLS")
+			}
 			say(append(caps, "250 ENHANCEDSTATUSCODES")...)
 		case "XCLIENT":
 			say("220 fake ready")
+		case "STARTTLS":
+			say("220 2.0.0 Begin TLS")
+			c = tls.Server(c, tlsConf)
+			br, bw = bufio.NewReader(c), bufio.NewWriter(c)
 		case "MAIL":
 			rcpts = nil
 			say("250 2.1.0 OK")

@@ -2,11 +2,13 @@ package lmtp
 
 import (
 	"context"
+	"crypto/tls"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/usher-mail/usher/internal/passdb"
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // fieldsPassdb answers lookups from a table of users' reply fields; unknown users fail.
@@ -88,5 +90,38 @@ func TestRecipientPassdbFields(t *testing.T) {
 	c.cmd("RCPT TO:<eve@example.org>", "550") // b2 does not know eve: its own answer
 	if before != 1 || xclients() != before || b2.connections() != 2 {
 		t.Errorf("XCLIENTs %d then %d on %d connections; want 1, 1 on 2", before, xclients(), b2.connections())
+	}
+}
+
+// ssl= and starttls= reach a backend over TLS; with any-cert its certificate (trusted by no
+// one here) is not checked, without it the backend cannot be used.
+func TestRecipientPassdbTLS(t *testing.T) {
+	cert := testenv.TLSCert(t)
+	implicit, starttls := newFakeBackend(t, "alice"), newFakeBackend(t, "bob", "carol")
+	for _, b := range []*fakeBackend{implicit, starttls} {
+		b.tlsConf.Store(&tls.Config{Certificates: []tls.Certificate{cert}})
+	}
+	implicit.implicitTLS.Store(true)
+	pdb := fieldsPassdb{
+		"alice": {"proxy", "host=10.0.0.3", "ssl=any-cert"},
+		"bob":   {"proxy", "host=10.0.0.4", "starttls=any-cert"},
+		"carol": {"proxy", "host=10.0.0.4", "starttls"},
+	}
+	r := newRigPassdb(t, Config{UsernameFormat: "%n"}, map[string]*fakeBackend{"10.0.0.3": implicit, "10.0.0.4": starttls}, nil, pdb)
+	c := r.dial()
+	c.cmd("LHLO client", "250")
+	c.cmd("MAIL FROM:<s@example.org>", "250")
+	c.cmd("RCPT TO:<alice@example.org>", "250")
+	c.cmd("RCPT TO:<bob@example.org>", "250")
+	c.cmd("RCPT TO:<carol@example.org>", "451 4.4.0 Proxy failed (connect, ")
+	c.cmd("DATA", "354")
+	c.send("Subject: x", "", "hi", ".")
+	c.expect("250")
+	c.expect("250")
+	if len(implicit.messages("alice@example.org")) != 1 || len(starttls.messages("bob@example.org")) != 1 {
+		t.Errorf("over TLS: alice %d, bob %d messages", len(implicit.messages("alice@example.org")), len(starttls.messages("bob@example.org")))
+	}
+	if got := starttls.received(); !slices.Contains(got, "STARTTLS") {
+		t.Errorf("starttls backend got %q", got)
 	}
 }
