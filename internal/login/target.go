@@ -86,16 +86,26 @@ func (t *Target) Route(ctx context.Context, r Router) (ip netip.Addr, confirm fu
 		ip, err = t.hostIP(ctx)
 		return ip, func(bool) {}, err
 	}
+	name := t.RouteName()
 	if t.DirectorTag == "" {
-		ip, err = r.Route(ctx, t.User)
-		return ip, func(ok bool) { r.Confirm(t.User, ip, ok) }, err
+		ip, err = r.Route(ctx, name)
+		return ip, func(ok bool) { r.Confirm(name, ip, ok) }, err
 	}
 	tr, ok := r.(TagRouter)
 	if !ok {
 		return ip, nil, fmt.Errorf("director_tag=%s: this router has no tags", t.DirectorTag)
 	}
-	ip, err = tr.RouteTag(ctx, t.User, t.DirectorTag)
-	return ip, func(ok bool) { tr.ConfirmTag(t.User, t.DirectorTag, ip, ok) }, err
+	ip, err = tr.RouteTag(ctx, name, t.DirectorTag)
+	return ip, func(ok bool) { tr.ConfirmTag(name, t.DirectorTag, ip, ok) }, err
+}
+
+// RouteName is the name the director hashes: the passdb's destuser when it has one, else the
+// user (reference 4.2: Dovecot's director takes destuser over user).
+func (t *Target) RouteName() string {
+	if t.DestUser != "" {
+		return t.DestUser
+	}
+	return t.User
 }
 
 func (t *Target) hostIP(ctx context.Context) (netip.Addr, error) {

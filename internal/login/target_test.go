@@ -131,4 +131,12 @@ func TestTargetRoute(t *testing.T) {
 	if err != nil || ip != netip.MustParseAddr("10.0.0.2") || r.routed[0] != "alice@eu" || r.confirmed[0] != "alice@eu" {
 		t.Errorf("director_tag: %v %v %v %v", ip, err, r.routed, r.confirmed)
 	}
+	// Dovecot's director hashes destuser over user (reference 4.2)
+	r = &tagRouter{}
+	dest := &Target{User: "alice", Fields: passdb.Fields{DestUser: "alice.real"}}
+	_, confirm, err = dest.Route(ctx, r)
+	confirm(true)
+	if err != nil || len(r.routed) != 1 || r.routed[0] != "alice.real" || r.confirmed[0] != "alice.real" {
+		t.Errorf("destuser: %v, router saw %v %v", err, r.routed, r.confirmed)
+	}
 }

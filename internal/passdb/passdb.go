@@ -108,13 +108,16 @@ func parseSource(p config.Passdb) (source, error) {
 	return src, nil
 }
 
-// Username applies auth_username_format (e.g. %Ln: lower-case, domain stripped).
-func (db *DB) Username(user string) string {
-	if db.usernameFormat == "" {
+// FormatUser applies an auth_username_format to user (e.g. %Ln: lower-case, domain stripped).
+func FormatUser(format, user string) string {
+	if format == "" {
 		return user
 	}
-	return expand(db.usernameFormat, vars{user: user})
+	return expand(format, vars{user: user})
 }
+
+// Username applies auth_username_format (e.g. %Ln: lower-case, domain stripped).
+func (db *DB) Username(user string) string { return FormatUser(db.usernameFormat, user) }
 
 // Verify reports whether pass is the password of user for the service ("imap", "pop3",
 // "sieve", ...). err is set only when no passdb could decide (e.g. a file is unreadable or a
@@ -195,7 +198,9 @@ func (db *DB) Authenticate(ctx context.Context, req Request) (Reply, error) {
 	for _, src := range db.dbs {
 		fields, ok, err := db.answer(src, req, user)
 		if ok {
-			r := Reply{OK: true, Fields: fields}
+			// As Dovecot's auth service does, an OK names the user as auth_username_format
+			// made it, unless a user= field says otherwise: that name is routed.
+			r := Reply{OK: true, User: user, Fields: fields}
 			for _, f := range fields {
 				if v, ok := strings.CutPrefix(f, "user="); ok {
 					r.User = v

@@ -103,7 +103,11 @@ var proxyAll = passdb.Reply{OK: true, Fields: []string{"proxy"}}
 func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
 	db := p.srv.passdb.Load()
 	if db == nil {
-		return proxyAll, nil
+		r := proxyAll
+		if f := p.srv.userFormat.Load(); f != nil {
+			r.User = passdb.FormatUser(*f, req.User)
+		}
+		return r, nil
 	}
 	r, err := db.Authenticate(ctx, req)
 	if err != nil {
