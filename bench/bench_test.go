@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,15 @@ func FuzzLiteralSize(f *testing.F) {
 		}
 		fields(s)
 	})
+}
+
+func TestSplitLoads(t *testing.T) {
+	got := splitLoads("login storm, Dovecot backends,idle,bulk")
+	want := []string{"login storm, Dovecot backends", "idle", "bulk"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("splitLoads = %q, want %q", got, want)
+	}
+	if !wanted("login storm, Dovecot backends", got) || wanted("login storm STARTTLS", got) {
+		t.Fatal("wanted does not select exactly the named load")
+	}
 }

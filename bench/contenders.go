@@ -75,6 +75,7 @@ type env struct {
 	dir         string
 	backends    []netip.Addr // where every contender sends users; all listen on backendPort
 	backendPort int
+	backendPIDs []int // the real Dovecot backends' master processes; none for the fake ones
 	cert        *benchCert
 	usherBin    string
 	fdLimit     uint64

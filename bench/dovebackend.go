@@ -21,7 +21,9 @@ const doveMailUID = 21077 // any uid >= first_valid_uid; no passwd entry is need
 // doveBackends is a set of running Dovecot backends sharing one IMAP port.
 type doveBackends struct {
 	ips   []netip.Addr
+	root  string // configs, logs and the mail store, removed on Close
 	port  int
+	pids  []int // each backend's master process
 	stops []func()
 }
 
@@ -29,6 +31,7 @@ func (d *doveBackends) Close() {
 	for _, s := range d.stops {
 		s()
 	}
+	os.RemoveAll(d.root)
 }
 
 func startDoveBackends(e *env, users int) (*doveBackends, error) {
@@ -67,7 +70,7 @@ func startDoveBackends(e *env, users int) (*doveBackends, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &doveBackends{ips: doveBackendIPs, port: port}
+	d := &doveBackends{ips: doveBackendIPs, root: root, port: port}
 	for i, ip := range doveBackendIPs {
 		dir := filepath.Join(root, fmt.Sprintf("b%d", i+1))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -86,7 +89,7 @@ func startDoveBackends(e *env, users int) (*doveBackends, error) {
 			d.Close()
 			return nil, fmt.Errorf("dovecot backend %v: %w\n%s", ip, err, tail(string(log), 2000))
 		}
-		d.stops = append(d.stops, in.stop)
+		d.stops, d.pids = append(d.stops, in.stop), append(d.pids, in.pid)
 	}
 	// a first login proves auth and the mail store work before anything is timed
 	for _, ip := range doveBackendIPs {

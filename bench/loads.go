@@ -25,6 +25,9 @@ type stormResult struct {
 	Elapsed  time.Duration
 	P50, P99 time.Duration // connect to LOGIN's tagged OK
 	CPUSec   float64       // the contender's CPU time (user+system, all processes) during the storm; 0: not measured
+	// BackendCPUSec is the real Dovecot backends' CPU time during the storm (0: fake backends):
+	// what a login costs behind the director, which caps every contender on a shared machine.
+	BackendCPUSec float64
 }
 
 // cpuPerLogin is the contender's CPU time per completed cycle, in microseconds.
@@ -33,6 +36,14 @@ func (r stormResult) cpuPerLogin() float64 {
 		return 0
 	}
 	return r.CPUSec * 1e6 / float64(r.Cycles)
+}
+
+// backendCPUPerLogin is the backends' CPU time per completed cycle, in microseconds.
+func (r stormResult) backendCPUPerLogin() float64 {
+	if r.Cycles == 0 {
+		return 0
+	}
+	return r.BackendCPUSec * 1e6 / float64(r.Cycles)
 }
 
 func (r stormResult) perSecond() float64 {

@@ -42,7 +42,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated contenders (direct,usher,dovecot-director,haproxy-tcp)")
 	prof := flag.String("profile", "", "after the run, profile usher under each load and write pprof files here")
 	profOnly := flag.Bool("profile-only", false, "with -profile: skip the comparison, only profile usher")
-	onlyLoads := flag.String("loads", "", "comma-separated loads to run, each a name or the start of one (\"login storm\", idle, bulk); default: all")
+	onlyLoads := flag.String("loads", "", "comma-separated loads to run, each a name or the start of one (\"login storm\", idle, bulk; a comma followed by a space belongs to the name, as in \"login storm, Dovecot backends\"); default: all")
 	pin := flag.Bool("pin", false, "run each contender on half of the CPUs and the load generator and backends on the other half (bulk: also on every CPU, which the goal uses)")
 	flag.Parse()
 	o := options{usherBin: *bin, profile: *prof, profOnly: *profOnly, pin: *pin, log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
@@ -59,7 +59,7 @@ func main() {
 		o.only = strings.Split(*only, ",")
 	}
 	if *onlyLoads != "" {
-		o.loads = strings.Split(*onlyLoads, ",")
+		o.loads = splitLoads(*onlyLoads)
 	}
 	var buf bytes.Buffer
 	allMet, err := run(o, io.MultiWriter(os.Stdout, &buf))
@@ -239,4 +239,18 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// splitLoads splits -loads at commas, except a comma followed by a space, which is part of a
+// load's name ("login storm, Dovecot backends").
+func splitLoads(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if n := len(out); n > 0 && strings.HasPrefix(part, " ") {
+			out[n-1] += "," + part
+			continue
+		}
+		out = append(out, part)
+	}
+	return out
 }

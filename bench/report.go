@@ -41,6 +41,9 @@ func figure(r result) string {
 		if r.Storm.CPUSec > 0 {
 			s += fmt.Sprintf(", %.0f CPU µs/login", r.Storm.cpuPerLogin())
 		}
+		if r.Storm.BackendCPUSec > 0 {
+			s += fmt.Sprintf(", backends %.0f CPU µs/login", r.Storm.backendCPUPerLogin())
+		}
 	case r.Idle != nil && r.Idle.PeakKiB == 0:
 		s = fmt.Sprintf("n/a (no proxy process; %d sessions held)", r.Idle.Held)
 	case r.Idle != nil:
