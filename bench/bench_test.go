@@ -216,3 +216,46 @@ func TestSplitLoads(t *testing.T) {
 		t.Fatal("wanted does not select exactly the named load")
 	}
 }
+
+// TestRealBackendsPerContender: on a load in front of real Dovecot backends every contender
+// meets backends of its own, started for it, so none logs in users that a contender before it
+// already created (a first login creates the mail store, several times a later one's work).
+func TestRealBackendsPerContender(t *testing.T) {
+	dir, err := os.MkdirTemp("", "usher-bench-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755) // Dovecot's unprivileged processes walk into it
+	e := &env{log: slog.New(slog.NewTextHandler(io.Discard, nil)), dir: dir, procs: newProcSet()}
+	defer e.procs.stopAll()
+	var seen [][]int // each contender's backend processes, while its load runs
+	l := load{name: "real", real: true, run: func(le *env, p params, c contender, in *instance, tg target) result {
+		seen = append(seen, slices.Clone(le.backendPIDs))
+		if _, err := cycle(tg, userName(2), false); err != nil {
+			return result{Err: err.Error()}
+		}
+		return result{}
+	}}
+	direct := contender{name: "direct", start: startDirect}
+	rs := runLoad(e, tinyParams(), l, []contender{direct, direct})
+	for _, r := range rs {
+		if r.Skip != "" {
+			if os.Getenv("USHER_REQUIRE_DOVECOT") == "1" {
+				t.Fatal(r.Skip)
+			}
+			t.Skip(r.Skip)
+		}
+		if r.Err != "" {
+			t.Fatal(r.Err)
+		}
+	}
+	if len(seen) != 2 || len(seen[0]) == 0 {
+		t.Fatalf("backend processes seen by the contenders: %v", seen)
+	}
+	for _, pid := range seen[1] {
+		if slices.Contains(seen[0], pid) {
+			t.Errorf("the second contender met the first one's backends: %v then %v", seen[0], seen[1])
+		}
+	}
+}
