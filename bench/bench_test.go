@@ -259,3 +259,16 @@ func TestRealBackendsPerContender(t *testing.T) {
 		}
 	}
 }
+
+func TestPickContenders(t *testing.T) {
+	var names []string
+	for _, c := range pickContenders([]string{"dovecot-director", "nope", "usher"}) {
+		names = append(names, c.name)
+	}
+	if !slices.Equal(names, []string{"dovecot-director", "usher"}) {
+		t.Fatalf("pickContenders = %q", names)
+	}
+	if len(pickContenders(nil)) != len(contenders()) {
+		t.Fatal("no -only: not every contender")
+	}
+}

@@ -32,6 +32,8 @@ func (d *doveBackends) Close() {
 		s()
 	}
 	os.RemoveAll(d.root)
+	// the mail store's writeback would otherwise land on whatever runs next
+	syscall.Sync()
 }
 
 func startDoveBackends(e *env, users int) (*doveBackends, error) {

@@ -39,7 +39,7 @@ func main() {
 	mode := flag.String("mode", "quick", "quick (seconds, small N) or full (minutes, 10,000 and 50,000 idle sessions)")
 	out := flag.String("out", "", "also write the report (markdown) to this file")
 	bin := flag.String("usher", "", "prebuilt usher binary (default: go build ./cmd/usher)")
-	only := flag.String("only", "", "comma-separated contenders (direct,usher,dovecot-director,haproxy-tcp)")
+	only := flag.String("only", "", "comma-separated contenders, run in this order (default: direct,usher,dovecot-director,haproxy-tcp)")
 	prof := flag.String("profile", "", "after the run, profile usher under each load and write pprof files here")
 	profOnly := flag.Bool("profile-only", false, "with -profile: skip the comparison, only profile usher")
 	onlyLoads := flag.String("loads", "", "comma-separated loads to run, each a name or the start of one (\"login storm\", idle, bulk; a comma followed by a space belongs to the name, as in \"login storm, Dovecot backends\"); default: all")
@@ -131,13 +131,8 @@ func run(o options, w io.Writer) (allMet bool, err error) {
 		}
 	}
 	var cs []contender
-	for _, c := range contenders() {
-		if o.profOnly {
-			break
-		}
-		if len(o.only) == 0 || slices.Contains(o.only, c.name) {
-			cs = append(cs, c)
-		}
+	if !o.profOnly {
+		cs = pickContenders(o.only)
 	}
 	start := time.Now()
 	rs := runAll(e, p, cs, o.loads)
@@ -151,7 +146,7 @@ func run(o options, w io.Writer) (allMet bool, err error) {
 	fmt.Fprintln(w)
 	allMet = writeGoals(w, goals(rs, p.IdleSizes))
 	if o.profile != "" {
-		if err := profileUsher(e, p, o.profile, w); err != nil {
+		if err := profileUsher(e, p, o.profile, o.loads, w); err != nil {
 			return allMet, fmt.Errorf("profile: %w", err)
 		}
 	}
@@ -253,4 +248,20 @@ func splitLoads(s string) []string {
 		out = append(out, part)
 	}
 	return out
+}
+
+// pickContenders returns the contenders named in only, in that order (every one when only is
+// empty): contenders run one after the other, and the order can matter on a busy machine.
+func pickContenders(only []string) []contender {
+	all := contenders()
+	if len(only) == 0 {
+		return all
+	}
+	var cs []contender
+	for _, name := range only {
+		if i := slices.IndexFunc(all, func(c contender) bool { return c.name == name }); i >= 0 {
+			cs = append(cs, all[i])
+		}
+	}
+	return cs
 }

@@ -12,9 +12,11 @@ import (
 )
 
 // profileUsher reruns the loads against usher built with a pprof endpoint (bench/usherprof) and
-// saves a CPU profile of the login storm, the STARTTLS storm and bulk, and a heap profile with
-// the largest idle population held. The top of each goes into the report.
-func profileUsher(e *env, p params, dir string, w io.Writer) error {
+// saves a CPU profile of the login storm (with fake and with real Dovecot backends), the
+// STARTTLS storm and bulk, with what goroutines blocked and waited on locks for meanwhile, and
+// a heap profile with the largest idle population held. The top of each goes into the report.
+// only selects loads as -loads does.
+func profileUsher(e *env, p params, dir string, only []string, w io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -31,21 +33,28 @@ func profileUsher(e *env, p params, dir string, w io.Writer) error {
 	secs := max(1, int(p.StormTime/time.Second)-1)
 
 	type job struct {
-		name string
-		load func(t target, stop <-chan struct{})
+		name, load string // the profile's name, the load it profiles
+		real       bool   // in front of real Dovecot backends, fresh for the job
+		run        func(t target, stop <-chan struct{})
 	}
 	jobs := []job{
-		{"cpu-login-storm", func(t target, stop <-chan struct{}) {
+		{"cpu-login-storm", "login storm", false, func(t target, stop <-chan struct{}) {
 			for !closed(stop) {
 				storm(t, p.StormClients, time.Second, p.StormMax, 1, p.Users, false)
 			}
 		}},
-		{"cpu-login-storm-starttls", func(t target, stop <-chan struct{}) {
+		// the load itself, once, as it outlasts the profile: mostly first logins, so new users
+		// routed and recorded in the ring, and mail stores created behind
+		{"cpu-login-storm-dovecot-backends", "login storm, Dovecot backends", true, func(t target, stop <-chan struct{}) {
+			storm(t, p.StormClients, p.StormTime, p.StormMax, 1, p.Users, false)
+			<-stop
+		}},
+		{"cpu-login-storm-starttls", "login storm STARTTLS", false, func(t target, stop <-chan struct{}) {
 			for !closed(stop) {
 				storm(t, p.TLSClients, time.Second, p.TLSMax, 1, p.Users, true)
 			}
 		}},
-		{"cpu-bulk", func(t target, stop <-chan struct{}) {
+		{"cpu-bulk", "bulk FETCH", false, func(t target, stop <-chan struct{}) {
 			for !closed(stop) {
 				if _, err := bulk(t, p.BulkStreams, 1); err != nil {
 					return
@@ -55,13 +64,21 @@ func profileUsher(e *env, p params, dir string, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\n## Profiles of usher (pprof files in %s)\n", dir)
 	for _, j := range jobs {
-		in, err := startUsher(&pe)
+		if !wanted(j.load, only) {
+			continue
+		}
+		je, backendsDone, err := envFor(&pe, p, load{name: j.load, real: j.real})
 		if err != nil {
+			return err
+		}
+		in, err := startUsher(je)
+		if err != nil {
+			backendsDone()
 			return err
 		}
 		t := target{addr: in.addr, srcIPs: clientIPs, timeout: 30 * time.Second}
 		stop, done := make(chan struct{}), make(chan struct{})
-		go func() { j.load(t, stop); close(done) }()
+		go func() { j.run(t, stop); close(done) }()
 		// what the goroutines wait on, midway: off-CPU time does not show in a CPU profile
 		goDone := make(chan struct{})
 		go func() {
@@ -71,24 +88,29 @@ func profileUsher(e *env, p params, dir string, w io.Writer) error {
 		}()
 		file := filepath.Join(dir, j.name+".pprof")
 		err = fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pe.pprofAddr, secs), file)
-		if err == nil { // what the load allocated, for -sample_index=alloc_space
-			_ = fetch(fmt.Sprintf("http://%s/debug/pprof/allocs", pe.pprofAddr), filepath.Join(dir, "allocs-"+j.name+".pprof"))
+		if err == nil { // what the load allocated, and where goroutines blocked and waited on locks
+			for _, kind := range []string{"allocs", "block", "mutex"} {
+				_ = fetch(fmt.Sprintf("http://%s/debug/pprof/%s", pe.pprofAddr, kind), filepath.Join(dir, kind+"-"+j.name+".pprof"))
+			}
 		}
 		close(stop)
 		<-done
 		<-goDone
 		in.stop()
+		backendsDone()
 		if err != nil {
 			return err
 		}
 		writeTop(w, j.name, bin, file)
 	}
-
+	n := p.IdleSizes[len(p.IdleSizes)-1] // already clamped to what the descriptor limit allows
+	if !wanted(fmt.Sprintf("idle %d", n), only) {
+		return nil
+	}
 	in, err := startUsher(&pe)
 	if err != nil {
 		return err
 	}
-	n := p.IdleSizes[len(p.IdleSizes)-1] // already clamped to what the descriptor limit allows
 	held, _ := idleSessions(target{addr: in.addr, srcIPs: clientIPs, timeout: 30 * time.Second}, n, p.IdlePar, p.Users, p.IdleTime)
 	rss := treeUsage(in.pid).RSSKiB // before the forced collection below
 	// debug=1 ends with runtime.MemStats: how much of the RSS is stacks, heap, runtime
