@@ -40,7 +40,7 @@ type Probe struct {
 	Kind     string
 	Port     int
 	SSL      string      // backend_ssl: no, yes, starttls
-	TLS      *tls.Config // nil: the default client TLS (as the proxies use)
+	TLS      *tls.Config // the proxies' TLS towards backends (ssl_client_ca_file, backend_ssl_name); nil: the system roots
 	User     string      // usher_health_check_user; "" = no login
 	Password string      // never logged
 	Timeout  time.Duration

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
 
@@ -17,7 +18,9 @@ import (
 // verdict, never checks. One director probing N backends every interval is
 // little load.
 
-func healthConfig(s *config.Settings, source netip.Addr) health.Config {
+// healthConfig: btc is the proxies' TLS towards the backends (backendTLS), so a probe verifies
+// a backend's certificate exactly as a proxied session does.
+func healthConfig(s *config.Settings, source netip.Addr, btc *tls.Config) health.Config {
 	port := s.BackendIMAPPort
 	switch s.UsherHealthCheck {
 	case health.KindPOP3:
@@ -27,7 +30,7 @@ func healthConfig(s *config.Settings, source netip.Addr) health.Config {
 	}
 	return health.Config{
 		Probe: health.Probe{
-			Kind: s.UsherHealthCheck, Port: port, SSL: s.BackendSSL,
+			Kind: s.UsherHealthCheck, Port: port, SSL: s.BackendSSL, TLS: btc,
 			User: s.UsherHealthCheckUser, Password: s.UsherHealthCheckPassword,
 			Timeout: s.UsherHealthCheckTimeout, Source: source,
 			ProxyHeader: s.BackendProxyProtocol == "v2",
@@ -68,9 +71,9 @@ func (srv *Server) setHealth(s *config.Settings) {
 			srv.checker = nil
 		}
 	case srv.checker != nil:
-		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s)))
+		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s), srv.btc))
 	default:
-		srv.checker = health.New(healthConfig(s, srv.probeSource(s)), health.Deps{
+		srv.checker = health.New(healthConfig(s, srv.probeSource(s), srv.btc), health.Deps{
 			Active:   srv.node.IsLeader,
 			Targets:  srv.healthTargets,
 			Report:   srv.reportHealth,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/login"
@@ -82,9 +83,11 @@ func TestAPISocketPath(t *testing.T) {
 }
 
 // TestBackendTLS: backends' certificates are verified against
-// ssl_client_ca_file, for backend_ssl_name or else the backend's IP.
+// ssl_client_ca_file, for backend_ssl_name or else the backend's IP, by the
+// proxies (login.ClientTLS) and by the health checks alike.
 func TestBackendTLS(t *testing.T) {
 	certPEM, keyPEM, _ := testenv.TestCertFor(t, netip.MustParseAddr("127.0.0.1"))
+	otherCA, _, _ := testenv.TestCertFor(t, netip.MustParseAddr("127.0.0.1"))
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -100,18 +103,23 @@ func TestBackendTLS(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+			// An IMAP greeting after the handshake, for the health check.
+			go func() { c.Write([]byte("* OK ready\r\n")); c.Close() }()
 		}
 	}()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	dir := t.TempDir()
+	caFile, otherFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "other.pem")
 	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(otherFile, otherCA, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dest := netip.MustParseAddrPort(l.Addr().String())
 	for _, c := range []struct {
 		ca, name string
 		ok       bool
-	}{{caFile, "", true}, {caFile, "localhost", true}, {caFile, "other.test", false}, {"", "", false}} {
+	}{{caFile, "", true}, {caFile, "localhost", true}, {caFile, "other.test", false}, {"", "", false}, {otherFile, "", false}} {
 		s := config.Defaults()
 		s.SSLClientCAFile, s.BackendSSLName = c.ca, c.name
 		cfg, err := backendTLS(s)
@@ -125,7 +133,13 @@ func TestBackendTLS(t *testing.T) {
 		_, err = login.ClientTLS(nc, cfg, dest)
 		nc.Close()
 		if (err == nil) != c.ok {
-			t.Errorf("ca %q name %q: %v", c.ca, c.name, err)
+			t.Errorf("proxy: ca %q name %q: %v", c.ca, c.name, err)
+		}
+		s.BackendSSL, s.BackendIMAPPort = "yes", int(dest.Port())
+		s.UsherHealthCheck, s.UsherHealthCheckTimeout = "imap", 10*time.Second
+		p := healthConfig(s, netip.Addr{}, cfg).Probe
+		if err := p.Check(context.Background(), dest.Addr()); (err == nil) != c.ok {
+			t.Errorf("health check: ca %q name %q: %v", c.ca, c.name, err)
 		}
 	}
 	s := config.Defaults()

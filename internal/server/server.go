@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,7 @@ type Server struct {
 	adminAt    []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
+	btc           *tls.Config     // TLS towards the backends, built at start for the proxies and the health checks alike
 	healthMetrics *health.Metrics
 
 	isReady atomic.Bool // state loaded and listeners up, for /readyz

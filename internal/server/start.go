@@ -44,8 +44,6 @@ func (srv *Server) onStop(f func(ctx context.Context)) {
 	srv.mu.Unlock()
 }
 
-// tlsConfig builds the server TLS settings from ssl_cert/ssl_key, or nil when
-// ssl = no or no certificate is configured.
 // backendTLS is the client side of TLS to backends (backend_ssl = yes or
 // starttls): certificates verified against ssl_client_ca_file (default: the
 // system roots) and for backend_ssl_name (default: the backend's IP, which
@@ -65,6 +63,8 @@ func backendTLS(s *config.Settings) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// tlsConfig builds the server TLS settings from ssl_cert/ssl_key, or nil when
+// ssl = no or no certificate is configured.
 func tlsConfig(s *config.Settings) (*tls.Config, error) {
 	if s.SSL == "no" || s.SSLCert == "" || s.SSLKey == "" {
 		return nil, nil
@@ -137,6 +137,9 @@ func (srv *Server) startListeners() error {
 	if err != nil {
 		return err
 	}
+	srv.mu.Lock()
+	srv.btc = btc
+	srv.mu.Unlock()
 	env := srv.loginEnv(s)
 	for i := range s.Services {
 		svc := &s.Services[i]
