@@ -163,10 +163,12 @@ func parseHosts(s *config.Settings) ([]director.Host, error) {
 	return hosts, nil
 }
 
+// toClusterHosts: the parsed hosts as OpInitHosts carries them, hostnames included (Dovecot's
+// ring syncs a configured host's name with it).
 func toClusterHosts(hs []director.Host) []cluster.Host {
 	out := make([]cluster.Host, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, cluster.Host{Host: director.Host{IP: h.IP, Tag: h.Tag, VhostCount: h.VhostCount}})
+		out = append(out, cluster.Host{Host: h})
 	}
 	return out
 }

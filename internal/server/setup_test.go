@@ -1,6 +1,8 @@
 package server
 
 import (
+	"io"
+	"log/slog"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -145,5 +147,29 @@ service director {
 	peers := ringPeers(s, netip.MustParseAddrPort("127.0.0.2:9999"))
 	if want := []string{"127.0.0.1:9091", "127.0.0.3:9091", "[::1]:9092", "[::2]:9091"}; !slices.Equal(peers, want) {
 		t.Errorf("ringPeers = %q, want %q", peers, want)
+	}
+}
+
+// TestConfiguredHostnames: a host given by name in director_mail_servers keeps its name in the
+// replicated state (Dovecot's ring syncs it with the host, and answers host=<name> hostip=<ip>
+// for it), through the raft log across a restart; an IP literal has none.
+func TestConfiguredHostnames(t *testing.T) {
+	s := config.Defaults()
+	s.StateDir = t.TempDir()
+	s.DirectorMailServers = "localhost 127.0.0.7"
+	for round := range 2 {
+		srv, err := OpenOffline(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, h := range srv.router.Hosts() {
+			got[h.IP.String()] = h.Hostname
+		}
+		srv.Stop()
+		srv.Wait()
+		if got["127.0.0.1"] != "localhost" || got["127.0.0.7"] != "" {
+			t.Errorf("round %d: hostnames %v", round, got)
+		}
 	}
 }
