@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func startLoop(t *testing.T, client, backend net.Conn) (*loopRelay, <-chan relayResult) {
@@ -20,12 +22,35 @@ func startLoop(t *testing.T, client, backend net.Conn) (*loopRelay, <-chan relay
 	return r, ch
 }
 
+func onGoroutine(r *loopRelay, which int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dirs[which].goroutine
+}
+
+// sendQueue is how many bytes c's socket holds that its peer has not acknowledged.
+func sendQueue(t *testing.T, c net.Conn) int {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // A client that stops reading makes the loop hand the direction to a goroutine, which waits
 // for it; nothing is lost or reordered.
 func TestLoopRelayBackpressure(t *testing.T) {
 	user, clientLeg := tcpPair(t)
 	backendLeg, server := tcpPair(t)
-	_, done := startLoop(t, clientLeg, backendLeg)
+	r, done := startLoop(t, clientLeg, backendLeg)
 
 	data := make([]byte, 8<<20)
 	for i := range data {
@@ -37,7 +62,13 @@ func TestLoopRelayBackpressure(t *testing.T) {
 		}
 		server.Close()
 	}()
-	time.Sleep(200 * time.Millisecond) // let the socket buffers fill up
+	// The client reads nothing until it is behind: the loop has handed its direction to a
+	// goroutine and the kernel holds bytes the client has not taken.
+	for deadline := time.Now().Add(10 * time.Second); !onGoroutine(r, toClient) || sendQueue(t, clientLeg) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client's direction never backed up onto a goroutine")
+		}
+	}
 	back, err := io.ReadAll(user)
 	if err != nil || sha256.Sum256(back) != sha256.Sum256(data) {
 		t.Fatalf("client got %d of %d bytes, err %v", len(back), len(data), err)
