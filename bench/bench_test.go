@@ -32,6 +32,9 @@ func tinyParams() params {
 // that every contender that could start completed every load. Figures are not asserted: they
 // depend on the machine.
 func TestHarness(t *testing.T) {
+	if errLoads != nil {
+		t.Skip(errLoads)
+	}
 	o := options{params: tinyParams(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if os.Getenv("USHER_BENCH_QUICK") == "1" {
 		o.params = quickParams()
@@ -58,6 +61,9 @@ func TestHarness(t *testing.T) {
 // TestHarnessPinned runs the login storm with the contenders on their own CPU (-pin), and bulk,
 // which a pinned run also takes on every CPU and then pins again.
 func TestHarnessPinned(t *testing.T) {
+	if errLoads != nil {
+		t.Skip(errLoads)
+	}
 	if runtime.NumCPU() < 2 {
 		t.Skip("pinning needs two CPUs")
 	}
