@@ -66,7 +66,7 @@ func (b *Backend) Start() error {
 	if b.runningLocked() {
 		return fmt.Errorf("%s is already running", b.Name)
 	}
-	bin, err := dovecotBinary()
+	bin, err := DovecotBinary()
 	if err != nil {
 		return err
 	}

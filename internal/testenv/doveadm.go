@@ -52,16 +52,24 @@ func (e *DoveadmError) Error() string {
 // array of rows, but Dovecot 2.3's who with several users closes that array after the first
 // user and emits the other rows as further elements.
 func (b *Backend) Doveadm(command string, params map[string]any) ([]json.RawMessage, error) {
+	return doveadmPost("http://"+b.HostPort(b.HTTPPort), b.DoveadmPassword, command, params)
+}
+
+// doveadmPost sends one command (nil params are {}) to the doveadm HTTP API at baseURL and
+// returns the response's elements, or its error element as a *DoveadmError.
+func doveadmPost(baseURL, password, command string, params map[string]any) ([]json.RawMessage, error) {
+	if params == nil {
+		params = map[string]any{}
+	}
 	body, err := json.Marshal([]any{[]any{command, params, "testenv"}})
 	if err != nil {
 		return nil, err
 	}
-	url := "http://" + b.HostPort(b.HTTPPort) + "/doveadm/v1"
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/doveadm/v1", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth("doveadm", b.DoveadmPassword)
+	req.SetBasicAuth("doveadm", password)
 	req.Header.Set("Content-Type", "application/json")
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)

@@ -62,17 +62,23 @@ func portFree(ip netip.Addr, port int) bool {
 	return true
 }
 
-// randomLoopbackIPs returns n consecutive addresses 127.X.Y.11.. with random X (never 0, which
-// the shared anchor and 127.0.0.1 live in) and Y, so that concurrent test processes, which all
-// pick ports from the same ephemeral range, almost never even share an address.
+// RandomLoopback returns 127.X.Y.host with random X (never 0, which the shared anchor and
+// 127.0.0.1 live in) and Y, so that concurrent test processes, which all pick ports from the
+// same ephemeral range, almost never even share an address. Neighbours (Next) are in the same
+// 127.X.Y.0/24.
+func RandomLoopback(host byte) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), host})
+}
+
+// randomLoopbackIPs returns n consecutive addresses 127.X.Y.11.. (RandomLoopback).
 func randomLoopbackIPs(n int) ([]netip.Addr, error) {
 	if n > 240 {
 		return nil, fmt.Errorf("at most 240 backends per cluster (asked for %d)", n)
 	}
-	x, y := byte(1+rand.IntN(254)), byte(rand.IntN(256))
 	out := make([]netip.Addr, n)
-	for i := range out {
-		out[i] = netip.AddrFrom4([4]byte{127, x, y, byte(11 + i)})
+	out[0] = RandomLoopback(11)
+	for i := 1; i < n; i++ {
+		out[i] = out[i-1].Next()
 	}
 	return out, nil
 }

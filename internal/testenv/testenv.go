@@ -51,7 +51,7 @@ func dovecotUsable() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("Dovecot backends need root (euid is %d)", os.Geteuid())
 	}
-	if _, err := dovecotBinary(); err != nil {
+	if _, err := DovecotBinary(); err != nil {
 		return err
 	}
 	for _, name := range []string{"imap", "imap-login", "pop3", "pop3-login", "lmtp",
@@ -64,8 +64,8 @@ func dovecotUsable() error {
 	return nil
 }
 
-// dovecotBinary finds the master binary; /usr/sbin may be missing from a test's PATH.
-func dovecotBinary() (string, error) {
+// DovecotBinary finds the master binary; /usr/sbin may be missing from a test's PATH.
+func DovecotBinary() (string, error) {
 	if p, err := exec.LookPath("dovecot"); err == nil {
 		return p, nil
 	}

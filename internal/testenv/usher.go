@@ -5,19 +5,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"time"
 )
+
+// BinEnv names a prebuilt usher binary that BuildUsher returns instead of
+// building one, e.g. a release build, or while another package is mid-edit.
+const BinEnv = "USHER_BIN"
 
 // BuildUsher builds cmd/usher (from a test two directories below the module
 // root, e.g. test/e2e) into a temporary directory, with the race detector
-// when race is set. cleanup removes it. Meant for TestMain.
+// when race is set; cleanup removes it. With $USHER_BIN set it builds nothing
+// and returns that binary.
 func BuildUsher(race bool) (bin string, cleanup func(), err error) {
+	if bin := os.Getenv(BinEnv); bin != "" {
+		return bin, func() {}, nil
+	}
 	dir, err := os.MkdirTemp("", "usher-test-bin-")
 	if err != nil {
 		return "", nil, err
@@ -62,38 +67,18 @@ var ErrNotAccepted = errors.New("doveadm request not accepted")
 // backend's) with Basic doveadm:password and returns its rows, or the exit
 // code of an error element.
 func DoveadmCall(baseURL, password, cmd string, params map[string]any) (rows []map[string]any, exitCode int, err error) {
-	if params == nil {
-		params = map[string]any{}
-	}
-	body, _ := json.Marshal([]any{[]any{cmd, params, "t1"}})
-	req, err := http.NewRequest("POST", baseURL+"/doveadm/v1", bytes.NewReader(body))
-	if err != nil {
-		return nil, 0, err
-	}
-	req.SetBasicAuth("doveadm", password)
-	c := http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
+	elems, err := doveadmPost(baseURL, password, cmd, params)
+	var de *DoveadmError
+	switch {
+	case errors.As(err, &de):
+		return nil, de.ExitCode, nil
+	case err != nil:
 		return nil, 0, fmt.Errorf("%w: %s: %v", ErrNotAccepted, cmd, err)
+	case len(elems) != 1:
+		return nil, 0, fmt.Errorf("%w: %s: %d elements, want one", ErrNotAccepted, cmd, len(elems))
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return nil, 0, fmt.Errorf("%w: %s: HTTP %d %s", ErrNotAccepted, cmd, resp.StatusCode, data)
-	}
-	var out [][]json.RawMessage
-	if err := json.Unmarshal(data, &out); err != nil || len(out) != 1 || len(out[0]) != 3 {
-		return nil, 0, fmt.Errorf("%w: %s: bad response %s", ErrNotAccepted, cmd, data)
-	}
-	var kind string
-	json.Unmarshal(out[0][0], &kind)
-	if kind == "error" {
-		var e struct{ ExitCode int }
-		json.Unmarshal(out[0][1], &e)
-		return nil, e.ExitCode, nil
-	}
-	if err := json.Unmarshal(out[0][1], &rows); err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: bad rows %s", ErrNotAccepted, cmd, data)
+	if err := json.Unmarshal(elems[0], &rows); err != nil {
+		return nil, 0, fmt.Errorf("%w: %s: bad rows %s", ErrNotAccepted, cmd, elems[0])
 	}
 	return rows, 0, nil
 }

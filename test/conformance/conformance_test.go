@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -217,12 +216,12 @@ func compare(t *testing.T, conf, out, target string, cases []int) {
 // the two backends, a ring of one, director_user_expire = 15 min, and a passdb that checks
 // passwords itself so wrong ones never reach a backend.
 func startUsher(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "usher")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/usher")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building usher: %v\n%s", err, b)
+	bin, cleanup, err := testenv.BuildUsher(false)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(cleanup)
+	dir := t.TempDir()
 	var users strings.Builder
 	for i := 1; i <= nUsers; i++ {
 		fmt.Fprintf(&users, "%s:{PLAIN}pass::::::proxy=y\n", testenv.UserName(i))
@@ -230,71 +229,21 @@ func startUsher(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(dir, "usher.conf")
-	if err := os.WriteFile(conf, []byte(usherConf(dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.Create(filepath.Join(dir, "usher.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "-c", conf)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		// The scenario's last case stops usher; otherwise end it here.
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				<-exited
-			}
-		}
-		log.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(log.Name())
-			t.Logf("usher log:\n%s", b)
-		}
-	})
-	for _, port := range []int{apiPort, imapPort} {
-		addr := net.JoinHostPort(usherIP, strconv.Itoa(port))
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-exited:
-				b, _ := os.ReadFile(log.Name())
-				t.Fatalf("usher exited before listening on %s:\n%s", addr, b)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
+	// The scenario's last case stops usher; the cleanup stops it otherwise.
+	u := testenv.NewUsher(t, usherIP, bin, usherConf(dir).Write(t))
+	u.Start(t, net.JoinHostPort(usherIP, strconv.Itoa(apiPort)), net.JoinHostPort(usherIP, strconv.Itoa(imapPort)))
 }
 
-func usherConf(dir string) string {
-	return fmt.Sprintf(`# usher configured like the conformance corpus's reference director
-listen = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-protocols = imap
-ssl = no
+func usherConf(dir string) testenv.UsherConf {
+	return testenv.UsherConf{IP: netip.MustParseAddr(usherIP), Dir: dir, Protocols: "imap",
+		Comment: "usher configured like the conformance corpus's reference director",
+		Settings: fmt.Sprintf(`ssl = no
 disable_plaintext_auth = no
 auth_username_format = %%Ln
-director_servers = %[1]s:%[3]d
+director_servers = %[1]s:%[2]d
 director_mail_servers = 127.0.0.11 127.0.0.12
 director_user_expire = 15 min
-backend_imap_port = %[4]d
+backend_imap_port = %[3]d
 # The reference director ran without a monitor; the scenario's extra hosts
 # (127.0.0.13-15) have no server, and checks would put them down.
 usher_health_check = none
@@ -302,24 +251,11 @@ doveadm_password = hellodoveadm
 doveadm_api_key = key
 passdb {
   driver = passwd-file
-  args = scheme=PLAIN %[2]s/users
-}
-service imap-login {
-  inet_listener imap {
-    port = %[4]d
-  }
-}
-service doveadm {
-  inet_listener http {
-    port = %[5]d
-  }
-}
-service director {
-  inet_listener {
-    port = %[3]d
-  }
-  unix_listener director-admin {
-  }
-}
-`, usherIP, dir, ringPort, imapPort, apiPort)
+  args = scheme=PLAIN %[4]s/users
+}`, usherIP, ringPort, imapPort, dir),
+		Services: []testenv.Service{
+			testenv.Inet("imap-login", "imap", imapPort),
+			testenv.Inet("doveadm", "http", apiPort),
+			{Name: "director", Inet: []testenv.Listener{{Port: ringPort}}, Unix: []string{"director-admin"}},
+		}}
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,34 +29,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
 	var err error
 	if doveadmBin, err = exec.LookPath("doveadm"); err != nil {
 		missing = "doveadm not installed (apt-get install dovecot-core)"
-		return m.Run()
+		os.Exit(m.Run())
 	}
-	// USHER_BIN runs a prebuilt binary, e.g. while another package is
-	// mid-edit or to test a release build.
-	if usherBin = os.Getenv("USHER_BIN"); usherBin != "" {
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "usher-doveadmcli-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	usherBin = filepath.Join(dir, "usher")
-	build := exec.Command("go", "build", "-race", "-o", usherBin, "../../cmd/usher")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building usher:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(testenv.MainWithUsher(m, &usherBin, true))
 }
 
 func requireDoveadm(t *testing.T) {
@@ -81,82 +56,34 @@ type usher struct {
 	IP       netip.Addr
 	Admin    string // ip:port of the director-admin TCP listener
 	Backends []string
-	dir      string
 	dovecot  string // the config file doveadm reads
-	log      *lockedBuffer
-	cmd      *exec.Cmd
 }
 
 func startUsher(t *testing.T) *usher {
 	t.Helper()
 	requireDoveadm(t)
-	// 127.X.Y.10 with X never 0, where the shared anchor lives.
-	x, y := byte(1+rand.IntN(254)), byte(rand.IntN(256))
-	ip := netip.AddrFrom4([4]byte{127, x, y, 10})
-	u := &usher{t: t, IP: ip, dir: t.TempDir(), log: &lockedBuffer{}}
-	for i := byte(11); i <= 12; i++ {
-		u.Backends = append(u.Backends, netip.AddrFrom4([4]byte{127, x, y, i}).String())
+	ip := testenv.RandomLoopback(10)
+	dir := t.TempDir()
+	u := &usher{t: t, IP: ip}
+	for b := ip.Next(); len(u.Backends) < 2; b = b.Next() {
+		u.Backends = append(u.Backends, b.String())
 	}
 	imapPort, adminPort := testenv.FreePort(t, ip), testenv.FreePort(t, ip)
 	u.Admin = net.JoinHostPort(ip.String(), strconv.Itoa(adminPort))
-	conf := fmt.Sprintf(`listen = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-protocols = imap
-ssl = no
-director_servers = %[1]s:9090
-director_mail_servers = %[3]s
-service imap-login {
-  inet_listener imap {
-    port = %[4]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service director {
-  inet_listener director-admin {
-    port = %[5]d
-  }
-}
-`, ip, u.dir, strings.Join(u.Backends, " "), imapPort, adminPort)
-	usherConf := filepath.Join(u.dir, "usher.conf")
-	must(t, os.WriteFile(usherConf, []byte(conf), 0o600))
+	conf := testenv.UsherConf{IP: ip, Dir: dir, Protocols: "imap",
+		Settings: fmt.Sprintf("ssl = no\ndirector_servers = %s:9090\ndirector_mail_servers = %s\n",
+			ip, strings.Join(u.Backends, " ")),
+		Services: []testenv.Service{
+			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: imapPort}, {Name: "imaps"}}},
+			testenv.Inet("director", "director-admin", adminPort),
+		}}
 	// doveadm reads its own config; base_dir is all it needs to stay out of
 	// the system's /run/dovecot.
-	must(t, os.MkdirAll(filepath.Join(u.dir, "doveadm-run"), 0o755))
-	u.dovecot = filepath.Join(u.dir, "dovecot.conf")
-	must(t, os.WriteFile(u.dovecot, []byte("base_dir = "+filepath.Join(u.dir, "doveadm-run")+"\n"), 0o644))
-
-	u.cmd = exec.Command(usherBin, "serve", "-c", usherConf)
-	u.cmd.Stdout, u.cmd.Stderr = u.log, u.log
-	must(t, u.cmd.Start())
-	exited := make(chan struct{})
-	go func() { u.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		u.cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-		if t.Failed() {
-			t.Logf("usher log:\n%s", u.log.String())
-		}
-	})
-	// Startup includes a raft election; the bound only stops a broken build
-	// from hanging the suite.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", u.Admin); err == nil {
-			c.Close()
-			return u
-		}
-		select {
-		case <-exited:
-			t.Fatalf("usher exited during startup:\n%s", u.log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("usher did not open %s:\n%s", u.Admin, u.log.String())
-		}
-	}
+	must(t, os.MkdirAll(filepath.Join(dir, "doveadm-run"), 0o755))
+	u.dovecot = filepath.Join(dir, "dovecot.conf")
+	must(t, os.WriteFile(u.dovecot, []byte("base_dir = "+filepath.Join(dir, "doveadm-run")+"\n"), 0o644))
+	testenv.NewUsher(t, ip.String(), usherBin, conf.Write(t)).Start(t, u.Admin)
+	return u
 }
 
 // result is one doveadm run.
@@ -255,21 +182,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -99,19 +99,12 @@ func TestAnchorDirectorConfig(t *testing.T) {
 	p := cl.Ports()
 	ip := cl.Backends()[0].IP.As4()
 	ip[3] = 10
-	u := &usher{t: t, Dir: t.TempDir(), log: &testenv.LogBuffer{}}
-	u.IP = netip.AddrFrom4(ip)
+	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir()}
 	// the anchor's director listens on the backends' ports, on its own address
 	u.IMAPPort, u.POP3Port, u.LMTPPort, u.Sieve = p.IMAP, p.POP3, p.LMTP, p.Sieve
 	u.APIPort = testenv.FreePort(t, u.IP)
-	u.conf = anchorDirector(t, u, cl)
+	u.Usher = testenv.NewUsher(t, u.IP.String(), usherBin, anchorDirector(t, u, cl))
 	u.start()
-	t.Cleanup(func() {
-		u.stop()
-		if t.Failed() {
-			t.Logf("usher log:\n%s", u.log.String())
-		}
-	})
 	users, where := usersOnBothBackends(t, u, cl, 4)
 	for _, user := range users[:3] {
 		if err := where[user].AddMessages(user, 1, 200); err != nil {

@@ -192,7 +192,7 @@ func TestKill9KeepsHostsAndVhosts(t *testing.T) {
 	u.mustAPI("directorUpdate", map[string]any{"host": b1.IP.String(), "vhostCount": "70"})
 	u.mustAPI("directorDown", map[string]any{"host": extra.String()})
 	want := u.mustAPI("directorStatus", nil)
-	u.kill9()
+	u.Kill()
 	u.start()
 	got := u.mustAPI("directorStatus", nil)
 	if len(got) != len(want) {
@@ -215,15 +215,15 @@ func TestSignals(t *testing.T) {
 	if _, tagged := c.cmd(t, "a", "LOGIN user008 pass"); !strings.HasPrefix(tagged, "a OK") {
 		t.Fatalf("login: %q", tagged)
 	}
-	good, _ := os.ReadFile(u.conf)
+	good, _ := os.ReadFile(u.Conf)
 	// A broken file is rejected on SIGHUP; the old settings and the session stay.
-	os.WriteFile(u.conf, append(append([]byte{}, good...), []byte("\nno_such_setting = 1\n")...), 0o600)
-	u.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "reload to be rejected", func() bool { return strings.Contains(u.log.String(), "no_such_setting") })
+	os.WriteFile(u.Conf, append(append([]byte{}, good...), []byte("\nno_such_setting = 1\n")...), 0o600)
+	u.Signal(syscall.SIGHUP)
+	waitFor(t, "reload to be rejected", func() bool { return strings.Contains(u.Log.String(), "no_such_setting") })
 	u.mustAPI("who", nil)
 	// A good file with a new password takes effect without dropping the session.
-	os.WriteFile(u.conf, []byte(strings.Replace(string(good), "doveadm_password = hellodoveadm", "doveadm_password = newpass", 1)), 0o600)
-	u.cmd.Process.Signal(syscall.SIGHUP)
+	os.WriteFile(u.Conf, []byte(strings.Replace(string(good), "doveadm_password = hellodoveadm", "doveadm_password = newpass", 1)), 0o600)
+	u.Signal(syscall.SIGHUP)
 	waitFor(t, "new password", func() bool {
 		_, code := u.apiAs("doveadm", "newpass", "who")
 		return code == 0
@@ -232,7 +232,7 @@ func TestSignals(t *testing.T) {
 		t.Fatalf("session after reload: %q", tagged)
 	}
 	// SIGTERM ends sessions within the bound and exits 0.
-	if code := u.stop(); code != 0 {
+	if code := u.Stop(); code != 0 {
 		t.Fatalf("exit code after SIGTERM = %d", code)
 	}
 }

@@ -113,7 +113,7 @@ func TestHAProxyInFrontOfUsher(t *testing.T) {
 		t.Errorf("untrusted sender got %q, want the connection closed", l)
 	}
 	waitFor(t, "the refusal in usher's log", func() bool {
-		return logLineHas(u.log.String(), "haproxy: Client not trusted", "rip="+untrusted.String())
+		return logLineHas(u.Log.String(), "haproxy: Client not trusted", "rip="+untrusted.String())
 	})
 
 	// Listeners without haproxy = yes: the PROXY line is the protocol's bad command.
@@ -188,7 +188,7 @@ func TestBackendProxyProtocolV2(t *testing.T) {
 	u := startUsher(t, cl, usherOpts{extra: "backend_proxy_protocol = v2\n" +
 		haproxyListeners(balancer, map[string]int{"imap-login": imapH, "lmtp": lmtpH})})
 
-	cert, key := certFor(t, balancer)
+	cert, key, _ := testenv.TestCertFor(t, balancer)
 	pem := filepath.Join(t.TempDir(), "balancer.pem")
 	if err := os.WriteFile(pem, append(cert, key...), 0o600); err != nil {
 		t.Fatal(err)

@@ -8,34 +8,20 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/testenv"
 )
 
 var usherBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildUsher(true)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	usherBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin, true)) }
 
 // usher is one running usher process.
 type usher struct {
+	*testenv.Usher
 	t        testing.TB
 	IP       netip.Addr
 	IMAPPort int
@@ -47,12 +33,6 @@ type usher struct {
 	Admin    int
 	Metrics  int
 	Dir      string
-	conf     string
-	log      *testenv.LogBuffer
-	env      []string // added to the process's environment
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
 }
 
 type usherOpts struct {
@@ -67,7 +47,7 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	bs := cl.Backends()
 	ip := bs[0].IP.As4()
 	ip[3] = 10
-	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir(), log: &testenv.LogBuffer{}, env: o.env}
+	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir()}
 	u.IMAPPort = testenv.FreePort(t, u.IP)
 	u.IMAPS = testenv.FreePort(t, u.IP)
 	u.POP3Port = testenv.FreePort(t, u.IP)
@@ -80,134 +60,43 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	for _, b := range bs {
 		servers = append(servers, b.IP.String())
 	}
-	cert, key := certFor(t, u.IP)
-	os.WriteFile(filepath.Join(u.Dir, "cert.pem"), cert, 0o600)
-	os.WriteFile(filepath.Join(u.Dir, "key.pem"), key, 0o600)
-	conf := fmt.Sprintf(`listen = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-protocols = imap pop3 lmtp sieve
-ssl = yes
-ssl_cert = <%[2]s/cert.pem
-ssl_key = <%[2]s/key.pem
-director_servers = %[1]s:9090
-director_mail_servers = %[3]s
-backend_imap_port = %[4]d
-backend_pop3_port = %[10]d
-backend_lmtp_port = %[11]d
-backend_sieve_port = %[12]d
-doveadm_password = hellodoveadm
-doveadm_api_key = key
-%[9]s
-service imap-login {
-  inet_listener imap {
-    port = %[5]d
-  }
-  inet_listener imaps {
-    port = %[6]d
-    ssl = yes
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = %[13]d
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-service lmtp {
-  inet_listener lmtp {
-    port = %[14]d
-  }
-}
-service managesieve-login {
-  inet_listener sieve {
-    port = %[15]d
-  }
-}
-service doveadm {
-  inet_listener http {
-    port = %[7]d
-  }
-}
-service usher {
-  inet_listener metrics {
-    port = %[16]d
-  }
-}
-service director {
-  unix_listener director-admin {
-  }
-  inet_listener director-admin {
-    port = %[8]d
-  }
-}
-`, u.IP, u.Dir, strings.Join(servers, " "), bs[0].IMAPPort, u.IMAPPort, u.IMAPS, u.APIPort, u.Admin, o.extra,
-		bs[0].POP3Port, bs[0].LMTPPort, bs[0].SievePort, u.POP3Port, u.LMTPPort, u.Sieve, u.Metrics)
-	u.conf = filepath.Join(u.Dir, "usher.conf")
-	if err := os.WriteFile(u.conf, []byte(conf), 0o600); err != nil {
+	certPath, keyPath, _, _, err := testenv.WriteCert(u.Dir, u.IP)
+	if err != nil {
 		t.Fatal(err)
 	}
+	conf := testenv.UsherConf{IP: u.IP, Dir: u.Dir, Protocols: "imap pop3 lmtp sieve",
+		Settings: fmt.Sprintf(`ssl = yes
+ssl_cert = <%s
+ssl_key = <%s
+director_servers = %s:9090
+director_mail_servers = %s
+backend_imap_port = %d
+backend_pop3_port = %d
+backend_lmtp_port = %d
+backend_sieve_port = %d
+doveadm_password = hellodoveadm
+doveadm_api_key = key
+%s`, certPath, keyPath, u.IP, strings.Join(servers, " "), bs[0].IMAPPort, bs[0].POP3Port, bs[0].LMTPPort,
+			bs[0].SievePort, o.extra),
+		Services: []testenv.Service{
+			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: u.IMAPPort}, {Name: "imaps", Port: u.IMAPS, SSL: true}}},
+			{Name: "pop3-login", Inet: []testenv.Listener{{Name: "pop3", Port: u.POP3Port}, {Name: "pop3s"}}},
+			testenv.Inet("lmtp", "lmtp", u.LMTPPort),
+			testenv.Inet("managesieve-login", "sieve", u.Sieve),
+			testenv.Inet("doveadm", "http", u.APIPort),
+			testenv.Inet("usher", "metrics", u.Metrics),
+			{Name: "director", Unix: []string{"director-admin"}, Inet: []testenv.Listener{{Name: "director-admin", Port: u.Admin}}},
+		}}
+	u.Usher = testenv.NewUsher(t, u.IP.String(), usherBin, conf.Write(t))
+	u.Env = o.env
 	u.start()
-	t.Cleanup(func() {
-		u.stop()
-		if t.Failed() {
-			t.Logf("usher log:\n%s", u.log.String())
-		}
-	})
 	return u
 }
 
+// start runs usher until its API and IMAP listeners accept.
 func (u *usher) start() {
 	u.t.Helper()
-	cmd := exec.Command(usherBin, "serve", "-c", u.conf)
-	cmd.Stdout, cmd.Stderr = u.log, u.log
-	cmd.Env = append(os.Environ(), u.env...)
-	if err := cmd.Start(); err != nil {
-		u.t.Fatal(err)
-	}
-	u.mu.Lock()
-	u.cmd = cmd
-	u.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", u.addr(u.APIPort)); err == nil {
-			c.Close()
-			if c2, err := net.Dial("tcp", u.addr(u.IMAPPort)); err == nil {
-				c2.Close()
-				return
-			}
-		}
-		if cmd.ProcessState != nil || time.Now().After(deadline) {
-			u.t.Fatalf("usher did not start:\n%s", u.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (u *usher) stop() int {
-	u.mu.Lock()
-	cmd := u.cmd
-	u.cmd = nil
-	u.mu.Unlock()
-	if cmd == nil {
-		return -1
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	return cmd.ProcessState.ExitCode()
-}
-
-// kill9 kills usher without any chance to clean up.
-func (u *usher) kill9() {
-	u.mu.Lock()
-	cmd := u.cmd
-	u.cmd = nil
-	u.mu.Unlock()
-	cmd.Process.Kill()
-	cmd.Wait()
+	u.Start(u.t, u.addr(u.APIPort), u.addr(u.IMAPPort))
 }
 
 func (u *usher) addr(port int) string { return net.JoinHostPort(u.IP.String(), strconv.Itoa(port)) }

@@ -39,9 +39,7 @@ func TestJunkLogins(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 2})
 	u := startUsher(t, cl, usherOpts{extra: "auth_failure_delay = 0"})
-	u.mu.Lock()
-	pid := u.cmd.Process.Pid
-	u.mu.Unlock()
+	pid := u.Pid()
 	before := rssKB(t, pid)
 	name := strings.Repeat("j", 60<<10)
 	base := u.IP.As4()

@@ -40,7 +40,7 @@ func TestSystemdNotify(t *testing.T) {
 	if m := next("READY=1"); m != "READY=1" {
 		t.Fatalf("first message %q, want READY=1", m)
 	}
-	u.cmd.Process.Signal(syscall.SIGHUP)
+	u.Signal(syscall.SIGHUP)
 	m := next("RELOADING=1")
 	fields := strings.Split(m, "\n")
 	if len(fields) != 2 || fields[0] != "RELOADING=1" || !strings.HasPrefix(fields[1], "MONOTONIC_USEC=") {
@@ -61,7 +61,7 @@ func TestSystemdNotify(t *testing.T) {
 		t.Fatalf("after the API's reload %q", m)
 	}
 	done := make(chan int)
-	go func() { done <- u.stop() }()
+	go func() { done <- u.Stop() }()
 	if m := next("STOPPING=1"); m != "STOPPING=1" {
 		t.Fatalf("on SIGTERM %q, want STOPPING=1", m)
 	}

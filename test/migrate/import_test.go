@@ -37,7 +37,7 @@ const (
 
 var usherBin string
 
-func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin)) }
+func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin, true)) }
 
 // anchor is a running ../shared/anchor deployment in full mode.
 type anchor struct {
@@ -359,7 +359,7 @@ func TestImportFromDovecotDirector(t *testing.T) {
 	}
 
 	// -offline refuses the state of a running usher (it holds the lock) and changes nothing.
-	cmd := exec.Command(usherBin, "import", "-a", a.adminSocket(), "-c", u.conf, "-offline")
+	cmd := exec.Command(usherBin, "import", "-a", a.adminSocket(), "-c", u.Conf, "-offline")
 	if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 75 || !strings.Contains(string(out), "state") {
 		t.Errorf("offline import into a running usher: %v\n%s", err, out)
 	}

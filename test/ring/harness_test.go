@@ -10,12 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,22 +20,13 @@ import (
 
 var usherBin string
 
-func TestMain(m *testing.M) {
-	// Without -race: three directors plus Dovecot share two cores, and the
-	// ring's code runs under the race detector in internal/ring already.
-	bin, cleanup, err := testenv.BuildUsher(false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	usherBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+// Without -race: three directors plus Dovecot share two cores, and the ring's
+// code runs under the race detector in internal/ring already.
+func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin, false)) }
 
 // director is one usher process of the ring.
 type director struct {
+	*testenv.Usher
 	t        testing.TB
 	IP       netip.Addr
 	RingPort int
@@ -48,11 +35,6 @@ type director struct {
 	APIPort  int
 	Admin    int
 	Metrics  int
-	conf     string
-	log      *testenv.LogBuffer
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
 }
 
 func (d *director) ringAddr() string { return d.addr(d.RingPort) }
@@ -68,7 +50,7 @@ func startRing(t testing.TB, cl *testenv.Cluster, n int, mailServers string) []*
 	return startRingWith(t, cl, n, mailServers, "")
 }
 
-// startRingWith is startRing with extra settings appended to every
+// startRingWith is startRing with extra settings added to every
 // director's config.
 func startRingWith(t testing.TB, cl *testenv.Cluster, n int, mailServers, extra string) []*director {
 	t.Helper()
@@ -85,7 +67,7 @@ func startRingWith(t testing.TB, cl *testenv.Cluster, n int, mailServers, extra 
 	for i := range ds {
 		ip := bs[0].IP.As4()
 		ip[3] = byte(21 + i)
-		d := &director{t: t, IP: netip.AddrFrom4(ip), log: &testenv.LogBuffer{}}
+		d := &director{t: t, IP: netip.AddrFrom4(ip)}
 		d.RingPort = testenv.FreePort(t, d.IP)
 		d.IMAPPort = testenv.FreePort(t, d.IP)
 		d.LMTPPort = testenv.FreePort(t, d.IP)
@@ -96,68 +78,25 @@ func startRingWith(t testing.TB, cl *testenv.Cluster, n int, mailServers, extra 
 		ds[i] = d
 	}
 	for _, d := range ds {
-		dir := t.TempDir()
-		conf := fmt.Sprintf(`listen = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-protocols = imap lmtp
-ssl = no
-director_servers = %[3]s
-director_mail_servers = %[4]s
+		conf := testenv.UsherConf{IP: d.IP, Dir: t.TempDir(), Protocols: "imap lmtp",
+			Settings: fmt.Sprintf(`ssl = no
+director_servers = %s
+director_mail_servers = %s
 director_ring_secret = ring-test-secret
 director_user_kick_delay = 1 secs
-backend_imap_port = %[5]d
-backend_lmtp_port = %[6]d
+backend_imap_port = %d
+backend_lmtp_port = %d
 doveadm_password = hellodoveadm
-service imap-login {
-  inet_listener imap {
-    port = %[7]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-service lmtp {
-  inet_listener lmtp {
-    port = %[8]d
-  }
-}
-service doveadm {
-  inet_listener http {
-    port = %[9]d
-  }
-}
-service director {
-  inet_listener director-admin {
-    port = %[10]d
-  }
-}
-service usher {
-  inet_listener metrics {
-    port = %[11]d
-  }
-}
-%[12]s
-`, d.IP, dir, strings.Join(members, " "), mailServers, bs[0].IMAPPort, bs[0].LMTPPort,
-			d.IMAPPort, d.LMTPPort, d.APIPort, d.Admin, d.Metrics, extra)
-		d.conf = filepath.Join(dir, "usher.conf")
-		if err := os.WriteFile(d.conf, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.stop()
-			if t.Failed() {
-				t.Logf("director %s log:\n%s", d.IP, d.log.String())
-			}
-		})
+%s`, strings.Join(members, " "), mailServers, bs[0].IMAPPort, bs[0].LMTPPort, extra),
+			Services: []testenv.Service{
+				{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: d.IMAPPort}, {Name: "imaps"}}},
+				{Name: "pop3-login", Inet: []testenv.Listener{{Name: "pop3"}, {Name: "pop3s"}}},
+				testenv.Inet("lmtp", "lmtp", d.LMTPPort),
+				testenv.Inet("doveadm", "http", d.APIPort),
+				testenv.Inet("director", "director-admin", d.Admin),
+				testenv.Inet("usher", "metrics", d.Metrics),
+			}}
+		d.Usher = testenv.NewUsher(t, d.IP.String(), usherBin, conf.Write(t))
 	}
 	for _, d := range ds {
 		d.spawn()
@@ -170,67 +109,12 @@ service usher {
 
 // spawn starts the process without waiting: directors that need each other
 // for a quorum must be started together.
-func (d *director) spawn() {
-	d.t.Helper()
-	cmd := exec.Command(usherBin, "serve", "-c", d.conf)
-	cmd.Stdout, cmd.Stderr = d.log, d.log
-	if err := cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	d.mu.Lock()
-	d.cmd = cmd
-	d.mu.Unlock()
-}
+func (d *director) spawn() { d.t.Helper(); d.Spawn(d.t) }
 
 // waitUp waits until the director's API and IMAP listeners accept.
 func (d *director) waitUp() {
 	d.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", d.addr(d.APIPort)); err == nil {
-			c.Close()
-			if c2, err := net.Dial("tcp", d.addr(d.IMAPPort)); err == nil {
-				c2.Close()
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("director %s did not start:\n%s", d.IP, d.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (d *director) signal(sig syscall.Signal) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cmd != nil {
-		d.cmd.Process.Signal(sig)
-	}
-}
-
-// stop ends the process with SIGTERM (after SIGCONT, should it be stopped).
-func (d *director) stop() {
-	d.mu.Lock()
-	cmd := d.cmd
-	d.cmd = nil
-	d.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-}
-
-// kill9 kills the director without any chance to clean up.
-func (d *director) kill9() {
-	d.mu.Lock()
-	cmd := d.cmd
-	d.cmd = nil
-	d.mu.Unlock()
-	cmd.Process.Kill()
-	cmd.Wait()
+	d.WaitUp(d.t, d.addr(d.APIPort), d.addr(d.IMAPPort))
 }
 
 // api runs one doveadm command; code is the exit code of an error element,

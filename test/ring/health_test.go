@@ -300,7 +300,7 @@ func TestHealthChecks(t *testing.T) {
 		}
 	}
 	logs[1].mark()
-	leader.kill9()
+	leader.Kill()
 	killed = time.Now()
 	deadline = killed.Add(30 * time.Second)
 	for {

@@ -171,8 +171,8 @@ func TestRingNewUsersWithoutQuorum(t *testing.T) {
 	bs := cl.Backends()
 	ds := startRingWith(t, cl, 3, "", slowQueue)
 	waitLeader(t, ds)
-	ds[0].signal(syscall.SIGSTOP)
-	ds[1].signal(syscall.SIGSTOP)
+	ds[0].Signal(syscall.SIGSTOP)
+	ds[1].Signal(syscall.SIGSTOP)
 
 	want := map[string]netip.Addr{}
 	var first []*session
@@ -183,8 +183,8 @@ func TestRingNewUsersWithoutQuorum(t *testing.T) {
 	t.Logf("20 new users logged in on the director without a quorum: %s", latencies(first))
 	waitWho(t, bs, "new users on their backends", onBackends(want))
 
-	ds[0].signal(syscall.SIGCONT)
-	ds[1].signal(syscall.SIGCONT)
+	ds[0].Signal(syscall.SIGCONT)
+	ds[1].Signal(syscall.SIGCONT)
 	var second []*session
 	for _, u := range cl.Users() {
 		second = append(second, openSession(t, ds[0], u))
@@ -208,7 +208,7 @@ func TestRingOfTwoOneKilled(t *testing.T) {
 	bs := cl.Backends()
 	ds := startRingWith(t, cl, 2, "", slowQueue)
 	waitLeader(t, ds)
-	ds[0].kill9()
+	ds[0].Kill()
 	u := cl.Users()[0]
 	s := openSession(t, ds[1], u)
 	t.Logf("new user logged in on the surviving director of two in %v", s.took.Round(time.Millisecond))
@@ -230,8 +230,8 @@ func TestRingPartitionConflicts(t *testing.T) {
 	down := bs[0].IP
 
 	// The cut-off side: only ds[2] runs, with the old host table.
-	ds[0].signal(syscall.SIGSTOP)
-	ds[1].signal(syscall.SIGSTOP)
+	ds[0].Signal(syscall.SIGSTOP)
+	ds[1].Signal(syscall.SIGSTOP)
 	cut := map[string]*session{}
 	for _, u := range append(slices.Clone(both), minorityOnly...) {
 		cut[u] = openSession(t, ds[2], u)
@@ -239,9 +239,9 @@ func TestRingPartitionConflicts(t *testing.T) {
 
 	// The majority side: ds[2] stopped, the other two mark a backend down
 	// and log users in, some of them the same.
-	ds[2].signal(syscall.SIGSTOP)
-	ds[0].signal(syscall.SIGCONT)
-	ds[1].signal(syscall.SIGCONT)
+	ds[2].Signal(syscall.SIGSTOP)
+	ds[0].Signal(syscall.SIGCONT)
+	ds[1].Signal(syscall.SIGCONT)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, code := ds[0].api("directorDown", map[string]any{"host": down.String()})
@@ -292,7 +292,7 @@ func TestRingPartitionConflicts(t *testing.T) {
 	}
 
 	healed := time.Now()
-	ds[2].signal(syscall.SIGCONT)
+	ds[2].Signal(syscall.SIGCONT)
 	for _, s := range losers {
 		if !s.kicked(30 * time.Second) {
 			t.Fatalf("%s's session on the losing backend was not kicked", s.user)

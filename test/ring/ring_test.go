@@ -394,7 +394,7 @@ func TestRingSurvivesKills(t *testing.T) {
 	time.Sleep(4 * time.Second)
 	leader := waitLeader(t, ds)
 	ld.setUp(leader, false)
-	leader.kill9()
+	leader.Kill()
 	t.Logf("killed the leader %s", leader.IP)
 	time.Sleep(5 * time.Second)
 	var follower *director
@@ -404,7 +404,7 @@ func TestRingSurvivesKills(t *testing.T) {
 		}
 	}
 	ld.setUp(follower, false)
-	follower.kill9()
+	follower.Kill()
 	t.Logf("killed a follower %s; one director left, without a quorum", follower.IP)
 	time.Sleep(5 * time.Second)
 	leader.spawn()
@@ -470,7 +470,7 @@ func TestRingMinorityStopped(t *testing.T) {
 		}
 	}
 
-	leader.signal(syscall.SIGSTOP)
+	leader.Signal(syscall.SIGSTOP)
 	start := time.Now()
 	ip := bs[0].IP.As4()
 	ip[3] = 99
@@ -494,7 +494,7 @@ func TestRingMinorityStopped(t *testing.T) {
 		}
 	}
 
-	leader.signal(syscall.SIGCONT)
+	leader.Signal(syscall.SIGCONT)
 	start = time.Now()
 	deadline := start.Add(60 * time.Second)
 	for !hostListed(leader, host) {
