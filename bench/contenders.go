@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // procSet is every process the harness started and has not stopped yet, so an interrupt
@@ -138,36 +140,23 @@ func startUsher(e *env) (*instance, error) {
 			return nil, err
 		}
 	}
-	conf := fmt.Sprintf(`listen = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-protocols = imap
-ssl = yes
-ssl_cert = <%[3]s
-ssl_key = <%[4]s
+	conf := testenv.UsherConf{IP: usherIP, Dir: dir, Protocols: "imap",
+		Settings: fmt.Sprintf(`ssl = yes
+ssl_cert = <%s
+ssl_key = <%s
 disable_plaintext_auth = no
 mail_max_userip_connections = 1000000
 usher_client_limit_per_ip = 0
-director_servers = %[1]s:%[5]d
-director_mail_servers = %[6]s
-backend_imap_port = %[7]d
-doveadm_password = benchdoveadm
-service imap-login {
-  inet_listener imap {
-    port = %[8]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service doveadm {
-  inet_listener http {
-    port = %[9]d
-  }
-}
-`, usherIP, dir, e.cert.CertPath, e.cert.KeyPath, ports[0], backendList(e), e.backendPort, ports[1], ports[2])
+director_servers = %s:%d
+director_mail_servers = %s
+backend_imap_port = %d
+doveadm_password = benchdoveadm`, e.cert.CertPath, e.cert.KeyPath, usherIP, ports[0], backendList(e), e.backendPort),
+		Services: []testenv.Service{
+			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: ports[1]}, {Name: "imaps"}}},
+			testenv.Inet("doveadm", "http", ports[2]),
+		}}
 	path := filepath.Join(dir, "usher.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(e.usherBin, "serve", "-c", path)

@@ -37,15 +37,9 @@ func (d *doveBackends) Close() {
 }
 
 func startDoveBackends(e *env, users int) (*doveBackends, error) {
-	bin, err := exec.LookPath("dovecot")
+	bin, err := dovecotBinary()
 	if err != nil {
-		bin = "/usr/sbin/dovecot"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, errSkip{"dovecot is not installed"}
-	}
-	if os.Geteuid() != 0 {
-		return nil, errSkip{"dovecot backends need root"}
+		return nil, err
 	}
 	root, err := os.MkdirTemp(e.dir, "backends-")
 	if err != nil {
@@ -131,23 +125,5 @@ userdb {
   driver = passwd-file
   args = %[5]s
 }
-service imap-login {
-  service_count = 0
-  process_min_avail = 2
-  inet_listener imap {
-    port = %[3]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-`, dir, ip, port, mail, users)
+`, dir, ip, port, mail, users) + loginServices("", 2, port)
 }

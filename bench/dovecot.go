@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // startDovecotDirector runs Debian's Dovecot 2.3 as a one-member director ring in front of the
@@ -16,15 +18,9 @@ import (
 // with the login processes in high-performance mode (service_count = 0) so that it, like usher,
 // holds many sessions per process.
 func startDovecotDirector(e *env) (*instance, error) {
-	bin, err := exec.LookPath("dovecot")
+	bin, err := dovecotBinary()
 	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/dovecot"); serr != nil {
-			return nil, errSkip{"dovecot is not installed (apt-get install dovecot-imapd)"}
-		}
-		bin = "/usr/sbin/dovecot"
-	}
-	if os.Geteuid() != 0 {
-		return nil, errSkip{"dovecot needs root"}
+		return nil, err
 	}
 	dir, err := os.MkdirTemp(e.dir, "dovecot-")
 	if err != nil {
@@ -85,26 +81,8 @@ service director {
     port = %[5]d
   }
 }
-service imap-login {
-  executable = imap-login director
-  service_count = 0
-  process_min_avail = %[9]d
-  inet_listener imap {
-    port = %[8]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-`, dir, dovecotIP, e.cert.CertPath, e.cert.KeyPath, ringPort, backendList(e), e.backendPort, imapPort, procs)
+`, dir, dovecotIP, e.cert.CertPath, e.cert.KeyPath, ringPort, backendList(e), e.backendPort) +
+		loginServices("imap-login director", procs, imapPort)
 	path := filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -132,4 +110,47 @@ service pop3-login {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// dovecotBinary is the Dovecot master the tests use (internal/testenv), or the reason the
+// Dovecot contenders cannot run here: it is missing, or this is not root.
+func dovecotBinary() (string, error) {
+	bin, err := testenv.DovecotBinary()
+	if err != nil {
+		return "", errSkip{err.Error() + " (apt-get install dovecot-imapd)"}
+	}
+	if os.Geteuid() != 0 {
+		return "", errSkip{"dovecot needs root"}
+	}
+	return bin, nil
+}
+
+// loginServices is the end of both Dovecot configs of the run (director and backends):
+// imap-login in high-performance mode (service_count = 0, several sessions per process) with
+// procs processes kept ready, listening on port, and the POP3 listeners off. executable, when
+// set, replaces imap-login's command line (the director's "imap-login director").
+func loginServices(executable string, procs, port int) string {
+	exe := ""
+	if executable != "" {
+		exe = "  executable = " + executable + "\n"
+	}
+	return fmt.Sprintf(`service imap-login {
+%s  service_count = 0
+  process_min_avail = %d
+  inet_listener imap {
+    port = %d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+`, exe, procs, port)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,13 +13,6 @@ import (
 )
 
 const apiPassword = "benchdoveadm"
-
-// randomLoopback is 127.X.Y.host with X never 0 (the shared anchor's range),
-// so concurrent runs rarely share an address.
-func randomLoopback(host byte) (netip.Addr, [2]byte) {
-	x, y := byte(1+rand.IntN(254)), byte(rand.IntN(256))
-	return netip.AddrFrom4([4]byte{127, x, y, host}), [2]byte{x, y}
-}
 
 func newClient() *http.Client {
 	return &http.Client{

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // fakeServices is the rest of usher as the API layer sees it: fixed
@@ -88,8 +89,7 @@ func fakeSessions(n int) []doveadm.Conn {
 // returns the API URL.
 func startFakeAPI(b *testing.B, sessions int) string {
 	b.Helper()
-	ip, _ := randomLoopback(10)
-	l := mustListen(b, ip)
+	l := mustListen(b, testenv.RandomLoopback(10))
 	srv := doveadm.NewServer(doveadm.Config{Password: apiPassword, BaseDir: b.TempDir()},
 		&fakeServices{sessions: fakeSessions(sessions)})
 	go srv.Serve(l)

@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +14,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/devbackend"
+	"github.com/usher-mail/usher/internal/testenv"
 )
 
 // realUsher is an usher process in front of one in-memory IMAP backend with
@@ -42,22 +39,16 @@ func maxRealSessions() int {
 	return int(rl.Cur-200) / usherFDsPerSession
 }
 
-func usherBinary(b *testing.B) string {
-	if p := os.Getenv("USHER_BIN"); p != "" {
-		return p
-	}
-	p := filepath.Join(b.TempDir(), "usher")
-	build := exec.Command("go", "build", "-o", p, "../../cmd/usher")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building usher (set USHER_BIN to use a prebuilt one): %v\n%s", err, out)
-	}
-	return p
-}
-
 func startRealUsher(b *testing.B, n int) *realUsher {
 	b.Helper()
-	ip, xy := randomLoopback(10)
-	backendIP := netip.AddrFrom4([4]byte{127, xy[0], xy[1], 11})
+	// USHER_BIN names a prebuilt binary instead.
+	bin, cleanup, err := testenv.BuildUsher(false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cleanup)
+	ip := testenv.RandomLoopback(10)
+	backendIP := ip.Next()
 	users := make(map[string]string, n)
 	for i := range n {
 		users[realUser(i)] = "pass"
@@ -70,69 +61,21 @@ func startRealUsher(b *testing.B, n int) *realUsher {
 	b.Cleanup(func() { be.Close() })
 	bePort := be.Addr().(*net.TCPAddr).Port
 
-	imapL, apiL := mustListen(b, ip), mustListen(b, ip)
-	imapPort, apiPort := imapL.Addr().(*net.TCPAddr).Port, apiL.Addr().(*net.TCPAddr).Port
-	imapL.Close()
-	apiL.Close()
-	dir := b.TempDir()
-	conf := fmt.Sprintf(`listen = %[1]s
-base_dir = %[2]s/run
-state_dir = %[2]s/state
-protocols = imap
-ssl = no
+	imapPort, apiPort := testenv.FreePort(b, ip), testenv.FreePort(b, ip)
+	conf := testenv.UsherConf{IP: ip, Dir: b.TempDir(), Protocols: "imap",
+		Settings: fmt.Sprintf(`ssl = no
 disable_plaintext_auth = no
-director_servers = %[1]s:9090
-director_mail_servers = %[3]s
-backend_imap_port = %[4]d
-doveadm_password = %[5]s
-service imap-login {
-  inet_listener imap {
-    port = %[6]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service doveadm {
-  inet_listener http {
-    port = %[7]d
-  }
-}
-`, ip, dir, backendIP, bePort, apiPassword, imapPort, apiPort)
-	confPath := filepath.Join(dir, "usher.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "usher.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(usherBinary(b), "serve", "-c", confPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		logf.Close()
-	})
+director_servers = %s:9090
+director_mail_servers = %s
+backend_imap_port = %d
+doveadm_password = %s`, ip, backendIP, bePort, apiPassword),
+		Services: []testenv.Service{
+			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: imapPort}, {Name: "imaps"}}},
+			testenv.Inet("doveadm", "http", apiPort),
+		}}
 	imapAddr := net.JoinHostPort(ip.String(), strconv.Itoa(imapPort))
 	u := &realUsher{url: fmt.Sprintf("http://%s/doveadm/v1", net.JoinHostPort(ip.String(), strconv.Itoa(apiPort))), sessions: n}
-	// Startup includes a raft election; the bound keeps a broken build from
-	// hanging the run.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", imapAddr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			b.Fatalf("usher did not start:\n%s", log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.NewUsher(b, ip.String(), bin, conf.Write(b)).Start(b, imapAddr)
 	conns := openSessions(b, imapAddr, n)
 	b.Cleanup(func() {
 		for _, c := range conns {
