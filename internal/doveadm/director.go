@@ -196,6 +196,46 @@ func (c *cmdCtx) resolve(host string) ([]netip.Addr, int) {
 	return ips, exOK
 }
 
+// hostParam resolves the required "host" parameter.
+func (c *cmdCtx) hostParam() ([]netip.Addr, int) {
+	host, ok := c.str("host")
+	if !ok {
+		return nil, exUsage
+	}
+	return c.resolve(host)
+}
+
+// perHost pipelines one line per host (line(ip)) and reads the replies in order, as Dovecot's
+// doveadm does for a name that resolves to several addresses. NOTFOUND is logged through
+// notFound and gives exNotFound; any other reply but OK is logged as an error and gives
+// exTempFail, which wins.
+func (c *cmdCtx) perHost(a *adminConn, ips []netip.Addr, line func(netip.Addr) string, notFound func(msg string, args ...any)) (*table, int) {
+	for _, ip := range ips {
+		if err := a.sendRaw(line(ip)); err != nil {
+			return nil, exitOf(err)
+		}
+	}
+	code := exOK
+	for _, ip := range ips {
+		l, err := a.readLine()
+		if err != nil {
+			return nil, exitOf(err)
+		}
+		switch l {
+		case "OK":
+		case "NOTFOUND":
+			notFound(ip.String() + ": doesn't exist")
+			if code == exOK {
+				code = exNotFound
+			}
+		default:
+			c.log.Error(ip.String() + ": " + l)
+			code = exTempFail
+		}
+	}
+	return nil, code
+}
+
 // parseUnixTS parses a director timestamp field.
 func parseUnixTS(s string) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)

@@ -292,39 +292,12 @@ func cmdDirectorDown(c *cmdCtx) (*table, int)   { return directorHostCmd(c, "HOS
 func cmdDirectorRemove(c *cmdCtx) (*table, int) { return directorHostCmd(c, "HOST-REMOVE") }
 
 func directorHostCmd(c *cmdCtx, verb string) (*table, int) {
-	host, ok := c.str("host")
-	if !ok {
-		return nil, exUsage
-	}
-	ips, code := c.resolve(host)
+	ips, code := c.hostParam()
 	if code != exOK {
 		return nil, code
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		for _, ip := range ips {
-			if err := a.sendRaw(verb + "\t" + ip.String()); err != nil {
-				return nil, exitOf(err)
-			}
-		}
-		code := exOK
-		for _, ip := range ips {
-			l, err := a.readLine()
-			if err != nil {
-				return nil, exitOf(err)
-			}
-			switch l {
-			case "OK":
-			case "NOTFOUND":
-				c.log.Error(ip.String() + ": doesn't exist")
-				if code == exOK {
-					code = exNotFound
-				}
-			default:
-				c.log.Error(ip.String() + ": " + l)
-				code = exTempFail
-			}
-		}
-		return nil, code
+		return c.perHost(a, ips, func(ip netip.Addr) string { return verb + "\t" + ip.String() }, c.log.Error)
 	})
 }
 
@@ -428,36 +401,16 @@ func cmdDirectorFlush(c *cmdCtx) (*table, int) {
 		return nil, code
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		for _, ip := range ips {
-			line := "HOST-RESET-USERS\t" + ip.String()
+		return c.perHost(a, ips, func(ip netip.Addr) string {
 			if force {
-				line = "HOST-FLUSH\t" + ip.String()
-			} else if maxPar > 0 {
+				return "HOST-FLUSH\t" + ip.String()
+			}
+			line := "HOST-RESET-USERS\t" + ip.String()
+			if maxPar > 0 {
 				line += "\t" + strconv.FormatInt(maxPar, 10)
 			}
-			if err := a.sendRaw(line); err != nil {
-				return nil, exitOf(err)
-			}
-		}
-		code := exOK
-		for _, ip := range ips {
-			l, err := a.readLine()
-			if err != nil {
-				return nil, exitOf(err)
-			}
-			switch l {
-			case "OK":
-			case "NOTFOUND":
-				c.log.Warn(ip.String() + ": doesn't exist")
-				if code == exOK {
-					code = exNotFound
-				}
-			default:
-				c.log.Error(ip.String() + ": " + l)
-				code = exTempFail
-			}
-		}
-		return nil, code
+			return line
+		}, c.log.Warn)
 	})
 }
 

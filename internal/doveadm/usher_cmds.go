@@ -93,11 +93,7 @@ func (c *cmdCtx) progressCommand(line string) (*table, int) {
 }
 
 func cmdUsherDrain(c *cmdCtx) (*table, int) {
-	host, ok := c.str("host")
-	if !ok {
-		return nil, exUsage
-	}
-	ips, code := c.resolve(host)
+	ips, code := c.hostParam()
 	if code != exOK {
 		return nil, code
 	}
