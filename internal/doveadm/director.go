@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -89,14 +90,12 @@ func (a *adminConn) close() {
 	a.writers.Wait()
 }
 
-// send queues a command line, tab-escaping the arguments.
-func (a *adminConn) send(fields ...string) error {
-	for i := range fields {
-		if i > 0 {
-			fields[i] = tabescape.Escape(fields[i])
-		}
+// commandLine is a command line with its arguments tab-escaped.
+func commandLine(verb string, args ...string) string {
+	for _, a := range args {
+		verb += "\t" + tabescape.Escape(a)
 	}
-	return a.sendRaw(strings.Join(fields, "\t"))
+	return verb
 }
 
 // sendRaw queues a line whose fields are already escaped (or deliberately not). Lines go
@@ -140,6 +139,22 @@ func (a *adminConn) readLine() (string, error) {
 		return "", errCode(exTempFail)
 	}
 	return strings.TrimSuffix(line, "\n"), nil
+}
+
+// ask sends line and reads its one-line reply.
+func (a *adminConn) ask(line string) (string, error) {
+	if err := a.sendRaw(line); err != nil {
+		return "", err
+	}
+	return a.readLine()
+}
+
+// listOf sends line and reads the list it answers.
+func (a *adminConn) listOf(line string) ([]string, error) {
+	if err := a.sendRaw(line); err != nil {
+		return nil, err
+	}
+	return a.readList()
 }
 
 // readList reads lines up to the terminating empty line.
@@ -206,10 +221,10 @@ func (c *cmdCtx) hostParam() ([]netip.Addr, int) {
 }
 
 // perHost pipelines one line per host (line(ip)) and reads the replies in order, as Dovecot's
-// doveadm does for a name that resolves to several addresses. NOTFOUND is logged through
-// notFound and gives exNotFound; any other reply but OK is logged as an error and gives
-// exTempFail, which wins.
-func (c *cmdCtx) perHost(a *adminConn, ips []netip.Addr, line func(netip.Addr) string, notFound func(msg string, args ...any)) (*table, int) {
+// doveadm does for a name that resolves to several addresses. NOTFOUND is logged at
+// notFoundLevel and gives notFoundCode (exTempFail for add and update, as 2.3 has it); any
+// other reply but OK is logged as an error and gives exTempFail, which wins.
+func (c *cmdCtx) perHost(a *adminConn, ips []netip.Addr, line func(netip.Addr) string, notFoundLevel slog.Level, notFoundCode int) (*table, int) {
 	for _, ip := range ips {
 		if err := a.sendRaw(line(ip)); err != nil {
 			return nil, exitOf(err)
@@ -224,9 +239,9 @@ func (c *cmdCtx) perHost(a *adminConn, ips []netip.Addr, line func(netip.Addr) s
 		switch l {
 		case "OK":
 		case "NOTFOUND":
-			notFound(ip.String() + ": doesn't exist")
-			if code == exOK {
-				code = exNotFound
+			c.log.Log(context.Background(), notFoundLevel, ip.String()+": doesn't exist")
+			if code != exTempFail {
+				code = notFoundCode
 			}
 		default:
 			c.log.Error(ip.String() + ": " + l)

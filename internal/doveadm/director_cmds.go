@@ -1,6 +1,7 @@
 package doveadm
 
 import (
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -57,10 +58,7 @@ func cmdDirectorStatus(c *cmdCtx) (*table, int) {
 			t.add(status, expires, f[2], f[3])
 			return t, exOK
 		}
-		if err := a.sendRaw("HOST-LIST"); err != nil {
-			return nil, exitOf(err)
-		}
-		lines, err := a.readList()
+		lines, err := a.listOf("HOST-LIST")
 		if err != nil {
 			return nil, exitOf(err)
 		}
@@ -248,7 +246,7 @@ func directorSet(c *cmdCtx, verb string) (*table, int) {
 		return nil, code
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		for _, ip := range ips {
+		return c.perHost(a, ips, func(ip netip.Addr) string {
 			line := verb + "\t" + ip.String()
 			if hasTag {
 				line += "@" + tag
@@ -257,27 +255,8 @@ func directorSet(c *cmdCtx, verb string) (*table, int) {
 			if hasVC {
 				line += "\t" + vc
 			}
-			if err := a.sendRaw(line); err != nil {
-				return nil, exitOf(err)
-			}
-		}
-		code := exOK
-		for _, ip := range ips {
-			l, err := a.readLine()
-			if err != nil {
-				return nil, exitOf(err)
-			}
-			switch l {
-			case "OK":
-			case "NOTFOUND":
-				c.log.Error(ip.String() + ": doesn't exist")
-				code = exTempFail
-			default:
-				c.log.Error(ip.String() + ": " + l)
-				code = exTempFail
-			}
-		}
-		return nil, code
+			return line
+		}, slog.LevelError, exTempFail)
 	})
 }
 
@@ -297,7 +276,7 @@ func directorHostCmd(c *cmdCtx, verb string) (*table, int) {
 		return nil, code
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		return c.perHost(a, ips, func(ip netip.Addr) string { return verb + "\t" + ip.String() }, c.log.Error)
+		return c.perHost(a, ips, func(ip netip.Addr) string { return verb + "\t" + ip.String() }, slog.LevelError, exNotFound)
 	})
 }
 
@@ -316,10 +295,7 @@ func cmdDirectorMove(c *cmdCtx) (*table, int) {
 		return nil, code
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw("USER-MOVE\t" + strconv.FormatUint(uint64(h), 10) + "\t" + ips[0].String()); err != nil {
-			return nil, exitOf(err)
-		}
-		l, err := a.readLine()
+		l, err := a.ask("USER-MOVE\t" + strconv.FormatUint(uint64(h), 10) + "\t" + ips[0].String())
 		if err != nil {
 			return nil, exitOf(err)
 		}
@@ -345,16 +321,11 @@ func cmdDirectorKick(c *cmdCtx) (*table, int) {
 	}
 	field, hasField := c.str("passdb-field")
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		var err error
+		line := commandLine("USER-KICK", user)
 		if hasField {
-			err = a.send("USER-KICK-ALT", field, user)
-		} else {
-			err = a.send("USER-KICK", user)
+			line = commandLine("USER-KICK-ALT", field, user)
 		}
-		if err != nil {
-			return nil, exitOf(err)
-		}
-		l, err := a.readLine()
+		l, err := a.ask(line)
 		if err != nil {
 			return nil, exitOf(err)
 		}
@@ -382,10 +353,7 @@ func cmdDirectorFlush(c *cmdCtx) (*table, int) {
 			case maxPar > 0:
 				line += "\t\t" + strconv.FormatInt(maxPar, 10)
 			}
-			if err := a.sendRaw(line); err != nil {
-				return nil, exitOf(err)
-			}
-			l, err := a.readLine()
+			l, err := a.ask(line)
 			if err != nil {
 				return nil, exitOf(err)
 			}
@@ -410,7 +378,7 @@ func cmdDirectorFlush(c *cmdCtx) (*table, int) {
 				line += "\t" + strconv.FormatInt(maxPar, 10)
 			}
 			return line
-		}, c.log.Warn)
+		}, slog.LevelWarn, exNotFound)
 	})
 }
 
@@ -420,17 +388,11 @@ func cmdDirectorDump(c *cmdCtx) (*table, int) {
 		path = c.cfg.adminPath()
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw("HOST-LIST"); err != nil {
-			return nil, exitOf(err)
-		}
-		hosts, err := a.readList()
+		hosts, err := a.listOf("HOST-LIST")
 		if err != nil {
 			return nil, exitOf(err)
 		}
-		if err := a.sendRaw("HOST-LIST-REMOVED"); err != nil {
-			return nil, exitOf(err)
-		}
-		removed, err := a.readList()
+		removed, err := a.listOf("HOST-LIST-REMOVED")
 		if err != nil {
 			return nil, exitOf(err)
 		}
@@ -474,10 +436,7 @@ func directorRing(c *cmdCtx, verb string) (*table, int) {
 		line += "\t" + strconv.FormatUint(n, 10)
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw(line); err != nil {
-			return nil, exitOf(err)
-		}
-		l, err := a.readLine()
+		l, err := a.ask(line)
 		if err != nil {
 			return nil, exitOf(err)
 		}
@@ -495,10 +454,7 @@ func directorRing(c *cmdCtx, verb string) (*table, int) {
 
 func cmdDirectorRingStatus(c *cmdCtx) (*table, int) {
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw("DIRECTOR-LIST"); err != nil {
-			return nil, exitOf(err)
-		}
-		lines, err := a.readList()
+		lines, err := a.listOf("DIRECTOR-LIST")
 		if err != nil {
 			return nil, exitOf(err)
 		}

@@ -21,14 +21,6 @@ func usherCommands() []*command {
 	}
 }
 
-// listOf sends line and reads the list it answers.
-func (a *adminConn) listOf(line string) ([]string, error) {
-	if err := a.sendRaw(line); err != nil {
-		return nil, err
-	}
-	return a.readList()
-}
-
 func cmdUsherHealth(c *cmdCtx) (*table, int) {
 	return c.withDirector(func(a *adminConn) (*table, int) {
 		lines, err := a.listOf("USHER-HOST-HEALTH")
@@ -81,10 +73,7 @@ func (c *cmdCtx) progressCommand(line string) (*table, int) {
 		return nil, exUsage
 	}
 	return c.withDirector(func(a *adminConn) (*table, int) {
-		if err := a.sendRaw(line); err != nil {
-			return nil, exitOf(err)
-		}
-		l, err := a.readLine()
+		l, err := a.ask(line)
 		if err != nil {
 			return nil, exitOf(err)
 		}
