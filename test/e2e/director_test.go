@@ -24,10 +24,7 @@ func TestBackendWhoShowsClientIP(t *testing.T) {
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
 	src := clientIP(u, 77)
-	c := dialFrom(t, src, u.addr(u.IMAPPort))
-	if _, tagged := c.cmd(t, "a", "LOGIN user004 pass"); !strings.HasPrefix(tagged, "a OK") {
-		t.Fatalf("login: %q", tagged)
-	}
+	loginIMAP(t, src, u.addr(u.IMAPPort), "user004")
 	b := backendOf(t, u, cl, "user004")
 	rows := b.Who(t)
 	if len(rows) != 1 || rows[0].Username != "user004" || len(rows[0].IPs) != 1 || rows[0].IPs[0] != src {
@@ -100,10 +97,7 @@ func TestMoveKicksAndNextLoginLandsOnNewHost(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
-	c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-	if _, tagged := c.cmd(t, "a", "LOGIN user007 pass"); !strings.HasPrefix(tagged, "a OK") {
-		t.Fatalf("login: %q", tagged)
-	}
+	c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user007")
 	old := backendOf(t, u, cl, "user007")
 	dst := otherBackend(cl, old)
 	u.mustAPI("directorMove", map[string]any{"user": "user007", "host": dst.IP.String()})
@@ -124,10 +118,7 @@ func TestMoveKicksAndNextLoginLandsOnNewHost(t *testing.T) {
 		t.Fatalf("after move: %v", st)
 	}
 	// The next login waits out the kick delay and lands on the new host.
-	c2 := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-	if _, tagged := c2.cmd(t, "b", "LOGIN user007 pass"); !strings.HasPrefix(tagged, "b OK") {
-		t.Fatalf("login after move: %q", tagged)
-	}
+	loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user007")
 	if rows := dst.Who(t); len(rows) != 1 || rows[0].Username != "user007" {
 		t.Fatalf("new host who = %+v", rows)
 	}
@@ -140,10 +131,7 @@ func TestDownKeepsExistingMappings(t *testing.T) {
 	u := startUsher(t, cl, usherOpts{})
 	// Map every user by logging each in once.
 	for _, user := range cl.Users()[:20] {
-		c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-		if _, tagged := c.cmd(t, "a", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "a OK") {
-			t.Fatalf("login %s: %q", user, tagged)
-		}
+		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
 		c.cmd(t, "b", "LOGOUT")
 	}
 	down := cl.Backends()[0]
@@ -160,10 +148,7 @@ func TestDownKeepsExistingMappings(t *testing.T) {
 	}
 	// Existing users keep their host, even the down one.
 	for _, user := range cl.Users()[:20] {
-		c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-		if _, tagged := c.cmd(t, "a", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "a OK") {
-			t.Fatalf("login %s: %q", user, tagged)
-		}
+		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
 		c.cmd(t, "b", "LOGOUT")
 		if got := u.mustAPI("directorStatus", map[string]any{"user": user})[0]["status"]; got != before[user] {
 			t.Fatalf("%s moved from %s to %s after down", user, before[user], got)
@@ -171,10 +156,7 @@ func TestDownKeepsExistingMappings(t *testing.T) {
 	}
 	// New users never land on the down host.
 	for _, user := range cl.Users()[20:] {
-		c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-		if _, tagged := c.cmd(t, "a", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "a OK") {
-			t.Fatalf("login %s: %q", user, tagged)
-		}
+		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
 		c.cmd(t, "b", "LOGOUT")
 		if got := u.mustAPI("directorStatus", map[string]any{"user": user})[0]["status"]; got == down.IP.String() {
 			t.Fatalf("new user %s landed on the down host", user)
@@ -211,10 +193,7 @@ func TestSignals(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
-	c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-	if _, tagged := c.cmd(t, "a", "LOGIN user008 pass"); !strings.HasPrefix(tagged, "a OK") {
-		t.Fatalf("login: %q", tagged)
-	}
+	c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user008")
 	good, _ := os.ReadFile(u.Conf)
 	// A broken file is rejected on SIGHUP; the old settings and the session stay.
 	os.WriteFile(u.Conf, append(append([]byte{}, good...), []byte("\nno_such_setting = 1\n")...), 0o600)

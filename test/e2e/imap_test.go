@@ -248,6 +248,17 @@ func dialFrom(t *testing.T, src netip.Addr, addr string) *rawIMAP {
 	return r
 }
 
+// loginIMAP dials addr from src (any when invalid) and logs user in with the cluster's
+// password; anything but OK fails the test.
+func loginIMAP(t *testing.T, src netip.Addr, addr, user string) *rawIMAP {
+	t.Helper()
+	c := dialFrom(t, src, addr)
+	if _, tagged := c.cmd(t, "a", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "a OK") {
+		t.Fatalf("login %s: %q", user, tagged)
+	}
+	return c
+}
+
 // cmd sends a tagged command and returns the untagged lines and the tagged reply.
 func (r *rawIMAP) cmd(t *testing.T, tag, text string) ([]string, string) {
 	t.Helper()

@@ -41,10 +41,7 @@ func TestMetricsAndProbes(t *testing.T) {
 			t.Fatalf("/readyz %d %q", code, body)
 		}
 	}
-	c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-	if _, tagged := c.cmd(t, "a", "LOGIN user009 pass"); !strings.HasPrefix(tagged, "a OK") {
-		t.Fatalf("login: %q", tagged)
-	}
+	c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user009")
 	c.cmd(t, "b", "LOGIN user009 wrong") // already logged in: relayed to the backend
 	b := backendOf(t, u, cl, "user009")
 	wants := []string{

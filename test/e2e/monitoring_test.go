@@ -72,10 +72,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	if _, tagged := bad.cmd(t, "a", "LOGIN user001 wrong"); !strings.HasPrefix(tagged, "a NO") {
 		t.Fatalf("bad login: %q", tagged)
 	}
-	c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-	if _, tagged := c.cmd(t, "a", "LOGIN user002 pass"); !strings.HasPrefix(tagged, "a OK") {
-		t.Fatalf("login: %q", tagged)
-	}
+	loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user002")
 
 	// The other backend stops: its checks fail from now on, the session stays.
 	if err := otherBackend(cl, backendOf(t, u, cl, "user002")).Stop(); err != nil {

@@ -23,10 +23,7 @@ func TestStatusPage(t *testing.T) {
 	u := startUsher(t, cl, usherOpts{})
 	// Users mapped to both backends, six of them with an open session, then one kicked.
 	for i, user := range cl.Users()[:12] {
-		c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
-		if _, tagged := c.cmd(t, "a", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "a OK") {
-			t.Fatalf("login %s: %q", user, tagged)
-		}
+		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
 		if i >= 6 {
 			c.cmd(t, "b", "LOGOUT")
 		}
