@@ -75,7 +75,7 @@ doveadm_password = %s`, ip, backendIP, bePort, apiPassword),
 		}}
 	imapAddr := net.JoinHostPort(ip.String(), strconv.Itoa(imapPort))
 	u := &realUsher{url: fmt.Sprintf("http://%s/doveadm/v1", net.JoinHostPort(ip.String(), strconv.Itoa(apiPort))), sessions: n}
-	testenv.NewUsher(b, ip.String(), bin, conf.Write(b)).Start(b, imapAddr)
+	testenv.NewUsher(b, ip, bin, conf.Write(b)).Start(b, imapAddr)
 	conns := openSessions(b, imapAddr, n)
 	b.Cleanup(func() {
 		for _, c := range conns {

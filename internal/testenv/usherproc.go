@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,7 +16,7 @@ import (
 // Usher is one usher process run from a config file, its output kept for the test's log. The
 // test's cleanup stops it and, when the test failed, logs what it printed.
 type Usher struct {
-	Name string // in messages, e.g. the address
+	IP   netip.Addr // where it listens
 	Bin  string
 	Conf string
 	Env  []string // added to the process's environment
@@ -29,16 +31,35 @@ type Usher struct {
 // election, well under it on a loaded machine.
 const usherStartTimeout = 60 * time.Second
 
-// NewUsher returns a stopped usher for bin and conf; Start or Spawn runs it.
-func NewUsher(t testing.TB, name, bin, conf string) *Usher {
-	u := &Usher{Name: name, Bin: bin, Conf: conf, Log: &LogBuffer{}}
+// NewUsher returns a stopped usher at ip for bin and conf; Start or Spawn runs it.
+func NewUsher(t testing.TB, ip netip.Addr, bin, conf string) *Usher {
+	u := &Usher{IP: ip, Bin: bin, Conf: conf, Log: &LogBuffer{}}
 	t.Cleanup(func() {
 		u.Stop()
 		if t.Failed() {
-			t.Logf("usher %s log:\n%s", u.Name, u.Log.String())
+			t.Logf("usher %s log:\n%s", u.IP, u.Log.String())
 		}
 	})
 	return u
+}
+
+// Addr is "ip:port" on usher's address.
+func (u *Usher) Addr(port int) string { return net.JoinHostPort(u.IP.String(), strconv.Itoa(port)) }
+
+// UsherPorts are the listener ports a test's usher may open, each picked free on its address.
+type UsherPorts struct {
+	IMAPPort, IMAPS, POP3Port, LMTPPort, Sieve int
+	APIPort, Admin, Metrics, RingPort          int
+}
+
+// FreeUsherPorts picks every port of UsherPorts free on ip (FreePort).
+func FreeUsherPorts(t testing.TB, ip netip.Addr) UsherPorts {
+	t.Helper()
+	var p UsherPorts
+	for _, f := range []*int{&p.IMAPPort, &p.IMAPS, &p.POP3Port, &p.LMTPPort, &p.Sieve, &p.APIPort, &p.Admin, &p.Metrics, &p.RingPort} {
+		*f = FreePort(t, ip)
+	}
+	return p
 }
 
 // Start runs usher and waits until every address in up accepts (see WaitUp).
@@ -56,7 +77,7 @@ func (u *Usher) Spawn(t testing.TB) {
 	cmd.Stdout, cmd.Stderr = u.Log, u.Log
 	cmd.Env = append(os.Environ(), u.Env...)
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("testenv: starting usher %s: %v", u.Name, err)
+		t.Fatalf("testenv: starting usher %s: %v", u.IP, err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -85,11 +106,11 @@ func (u *Usher) WaitUp(t testing.TB, up ...string) {
 			}
 			select {
 			case <-exited:
-				t.Fatalf("testenv: usher %s exited during startup:\n%s", u.Name, u.Log.String())
+				t.Fatalf("testenv: usher %s exited during startup:\n%s", u.IP, u.Log.String())
 			case <-time.After(50 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("testenv: usher %s did not open %s:\n%s", u.Name, addr, u.Log.String())
+				t.Fatalf("testenv: usher %s did not open %s:\n%s", u.IP, addr, u.Log.String())
 			}
 		}
 	}

@@ -230,8 +230,8 @@ func startUsher(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The scenario's last case stops usher; the cleanup stops it otherwise.
-	u := testenv.NewUsher(t, usherIP, bin, usherConf(dir).Write(t))
-	u.Start(t, net.JoinHostPort(usherIP, strconv.Itoa(apiPort)), net.JoinHostPort(usherIP, strconv.Itoa(imapPort)))
+	u := testenv.NewUsher(t, netip.MustParseAddr(usherIP), bin, usherConf(dir).Write(t))
+	u.Start(t, u.Addr(apiPort), u.Addr(imapPort))
 }
 
 func usherConf(dir string) testenv.UsherConf {

@@ -82,7 +82,7 @@ func startUsher(t *testing.T) *usher {
 	must(t, os.MkdirAll(filepath.Join(dir, "doveadm-run"), 0o755))
 	u.dovecot = filepath.Join(dir, "dovecot.conf")
 	must(t, os.WriteFile(u.dovecot, []byte("base_dir = "+filepath.Join(dir, "doveadm-run")+"\n"), 0o644))
-	testenv.NewUsher(t, ip.String(), usherBin, conf.Write(t)).Start(t, u.Admin)
+	testenv.NewUsher(t, ip, usherBin, conf.Write(t)).Start(t, u.Admin)
 	return u
 }
 

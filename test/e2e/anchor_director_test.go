@@ -99,11 +99,12 @@ func TestAnchorDirectorConfig(t *testing.T) {
 	p := cl.Ports()
 	ip := cl.Backends()[0].IP.As4()
 	ip[3] = 10
-	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir()}
+	// anchorDirector reads u.IP: the address comes first, the process once the config exists
+	u := &usher{t: t, Dir: t.TempDir(), Usher: &testenv.Usher{IP: netip.AddrFrom4(ip)}}
 	// the anchor's director listens on the backends' ports, on its own address
 	u.IMAPPort, u.POP3Port, u.LMTPPort, u.Sieve = p.IMAP, p.POP3, p.LMTP, p.Sieve
 	u.APIPort = testenv.FreePort(t, u.IP)
-	u.Usher = testenv.NewUsher(t, u.IP.String(), usherBin, anchorDirector(t, u, cl))
+	u.Usher = testenv.NewUsher(t, u.IP, usherBin, anchorDirector(t, u, cl))
 	u.start()
 	users, where := usersOnBothBackends(t, u, cl, 4)
 	for _, user := range users[:3] {
@@ -113,7 +114,7 @@ func TestAnchorDirectorConfig(t *testing.T) {
 	}
 
 	// IMAP: the message exists only on the user's backend.
-	c := dialFrom(t, clientIP(u, 31), u.addr(u.IMAPPort))
+	c := dialFrom(t, clientIP(u, 31), u.Addr(u.IMAPPort))
 	if _, tagged := c.cmd(t, "a", "LOGIN "+users[0]+" pass"); !strings.HasPrefix(tagged, "a OK") {
 		t.Fatalf("IMAP login %s: %q", users[0], tagged)
 	}
@@ -122,7 +123,7 @@ func TestAnchorDirectorConfig(t *testing.T) {
 	}
 
 	// POP3
-	pc := dialPOP3(t, clientIP(u, 32), u.addr(u.POP3Port))
+	pc := dialPOP3(t, clientIP(u, 32), u.Addr(u.POP3Port))
 	if r := pc.cmd(t, "USER "+users[1]); !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("POP3 USER: %q", r)
 	}
@@ -135,7 +136,7 @@ func TestAnchorDirectorConfig(t *testing.T) {
 
 	// ManageSieve: a script put through usher is on the user's backend.
 	sieveUser := users[2]
-	sc := dialSieve(t, u.addr(u.Sieve))
+	sc := dialSieve(t, u.Addr(u.Sieve))
 	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + sieveUser + "\x00pass"))
 	if r := sc.cmd(t, `AUTHENTICATE "PLAIN" "`+ir+`"`); !strings.HasPrefix(r, "OK") {
 		t.Fatalf("ManageSieve login %s: %q", sieveUser, r)
@@ -150,7 +151,7 @@ func TestAnchorDirectorConfig(t *testing.T) {
 
 	// LMTP: a delivery through usher reaches the recipient's backend only.
 	lmtpUser := users[3]
-	lc, err := net.DialTimeout("tcp", u.addr(u.LMTPPort), 10*time.Second)
+	lc, err := net.DialTimeout("tcp", u.Addr(u.LMTPPort), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestBackendWhoShowsClientIP(t *testing.T) {
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
 	src := clientIP(u, 77)
-	loginIMAP(t, src, u.addr(u.IMAPPort), "user004")
+	loginIMAP(t, src, u.Addr(u.IMAPPort), "user004")
 	b := backendOf(t, u, cl, "user004")
 	rows := b.Who(t)
 	if len(rows) != 1 || rows[0].Username != "user004" || len(rows[0].IPs) != 1 || rows[0].IPs[0] != src {
@@ -41,7 +41,7 @@ func TestPenaltyAfterThreeFailures(t *testing.T) {
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
 	src := clientIP(u, 51)
-	c := dialFrom(t, src, u.addr(u.IMAPPort))
+	c := dialFrom(t, src, u.Addr(u.IMAPPort))
 	for i, pw := range []string{"wrong1", "wrong2", "wrong3"} {
 		_, tagged := c.cmd(t, "a", "LOGIN user005 "+pw)
 		if tagged != "a NO [AUTHENTICATIONFAILED] Authentication failed." {
@@ -76,7 +76,7 @@ func TestDeadBackendUnavailable(t *testing.T) {
 	if err := b.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	c := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
+	c := dialFrom(t, netip.Addr{}, u.Addr(u.IMAPPort))
 	_, tagged := c.cmd(t, "a", "LOGIN user006 pass")
 	if tagged != "a NO [UNAVAILABLE] Account is temporarily unavailable." {
 		t.Fatalf("login to dead backend: %q", tagged)
@@ -97,7 +97,7 @@ func TestMoveKicksAndNextLoginLandsOnNewHost(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
-	c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user007")
+	c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), "user007")
 	old := backendOf(t, u, cl, "user007")
 	dst := otherBackend(cl, old)
 	u.mustAPI("directorMove", map[string]any{"user": "user007", "host": dst.IP.String()})
@@ -118,7 +118,7 @@ func TestMoveKicksAndNextLoginLandsOnNewHost(t *testing.T) {
 		t.Fatalf("after move: %v", st)
 	}
 	// The next login waits out the kick delay and lands on the new host.
-	loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user007")
+	loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), "user007")
 	if rows := dst.Who(t); len(rows) != 1 || rows[0].Username != "user007" {
 		t.Fatalf("new host who = %+v", rows)
 	}
@@ -131,7 +131,7 @@ func TestDownKeepsExistingMappings(t *testing.T) {
 	u := startUsher(t, cl, usherOpts{})
 	// Map every user by logging each in once.
 	for _, user := range cl.Users()[:20] {
-		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
+		c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), user)
 		c.cmd(t, "b", "LOGOUT")
 	}
 	down := cl.Backends()[0]
@@ -148,7 +148,7 @@ func TestDownKeepsExistingMappings(t *testing.T) {
 	}
 	// Existing users keep their host, even the down one.
 	for _, user := range cl.Users()[:20] {
-		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
+		c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), user)
 		c.cmd(t, "b", "LOGOUT")
 		if got := u.mustAPI("directorStatus", map[string]any{"user": user})[0]["status"]; got != before[user] {
 			t.Fatalf("%s moved from %s to %s after down", user, before[user], got)
@@ -156,7 +156,7 @@ func TestDownKeepsExistingMappings(t *testing.T) {
 	}
 	// New users never land on the down host.
 	for _, user := range cl.Users()[20:] {
-		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
+		c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), user)
 		c.cmd(t, "b", "LOGOUT")
 		if got := u.mustAPI("directorStatus", map[string]any{"user": user})[0]["status"]; got == down.IP.String() {
 			t.Fatalf("new user %s landed on the down host", user)
@@ -193,7 +193,7 @@ func TestSignals(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
-	c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user008")
+	c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), "user008")
 	good, _ := os.ReadFile(u.Conf)
 	// A broken file is rejected on SIGHUP; the old settings and the session stay.
 	os.WriteFile(u.Conf, append(append([]byte{}, good...), []byte("\nno_such_setting = 1\n")...), 0o600)

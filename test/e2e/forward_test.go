@@ -35,21 +35,21 @@ func TestForwardFieldsReachBackend(t *testing.T) {
 	}
 	u := startUsher(t, cl, usherOpts{extra: "auth_username_format = %Ln\nimap_id_retain = yes\npassdb {\n  driver = passwd-file\n  args = " + users + "\n}\n"})
 
-	c := dialFrom(t, clientIP(u, 61), u.addr(u.IMAPPort))
+	c := dialFrom(t, clientIP(u, 61), u.Addr(u.IMAPPort))
 	if _, tagged := c.cmd(t, "a", `ID ("name" "e2e-client" "version" "1.2" "x-originating-ip" "192.0.2.66")`); !strings.HasPrefix(tagged, "a OK") {
 		t.Fatalf("ID: %q", tagged)
 	}
 	if _, tagged := c.cmd(t, "b", "LOGIN user001 pass"); !strings.HasPrefix(tagged, "b OK") {
 		t.Fatalf("IMAP login: %q", tagged)
 	}
-	p := dialPOP3(t, clientIP(u, 62), u.addr(u.POP3Port))
+	p := dialPOP3(t, clientIP(u, 62), u.Addr(u.POP3Port))
 	if r := p.cmd(t, "USER user001"); !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("USER: %q", r)
 	}
 	if r := p.cmd(t, "PASS pass"); !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("POP3 login: %q", r)
 	}
-	lc, err := net.Dial("tcp", u.addr(u.LMTPPort))
+	lc, err := net.Dial("tcp", u.Addr(u.LMTPPort))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func TestHAProxyInFrontOfUsher(t *testing.T) {
 		port       int
 	}{{"imap v1", "send-proxy", imapH}, {"imap v2", "send-proxy-v2", imapH}, {"pop3 v1", "send-proxy", pop3H}, {"pop3 v2", "send-proxy-v2", pop3H}} {
 		front[f.name] = netip.AddrPortFrom(balancer, uint16(testenv.FreePort(t, balancer)))
-		fes = append(fes, testenv.HAProxyFrontend{Bind: front[f.name], Server: u.addr(f.port), Source: balancer, Opts: f.mode})
+		fes = append(fes, testenv.HAProxyFrontend{Bind: front[f.name], Server: u.Addr(f.port), Source: balancer, Opts: f.mode})
 	}
 	testenv.StartHAProxy(t, fes...)
 
@@ -107,7 +107,7 @@ func TestHAProxyInFrontOfUsher(t *testing.T) {
 
 	// A header from outside haproxy_trusted_networks: closed unread, with a log line.
 	untrusted := nextToUsher(cl, 21)
-	raw := dialRaw(t, untrusted, u.addr(imapH))
+	raw := dialRaw(t, untrusted, u.Addr(imapH))
 	fmt.Fprintf(raw, "PROXY TCP4 192.0.2.1 %s 1000 143\r\n", usherIP)
 	if l := readLine(t, raw); !strings.HasPrefix(l, "EOF") {
 		t.Errorf("untrusted sender got %q, want the connection closed", l)
@@ -117,11 +117,11 @@ func TestHAProxyInFrontOfUsher(t *testing.T) {
 	})
 
 	// Listeners without haproxy = yes: the PROXY line is the protocol's bad command.
-	plain := dialFrom(t, untrusted, u.addr(u.IMAPPort))
+	plain := dialFrom(t, untrusted, u.Addr(u.IMAPPort))
 	if _, tagged := plain.cmd(t, "PROXY", "TCP4 192.0.2.1 192.0.2.2 1000 143"); !strings.HasPrefix(tagged, "PROXY BAD") {
 		t.Errorf("IMAP without haproxy: %q, want PROXY BAD", tagged)
 	}
-	if r := dialPOP3(t, untrusted, u.addr(u.POP3Port)).cmd(t, "PROXY TCP4 192.0.2.1 192.0.2.2 1000 110"); !strings.HasPrefix(r, "-ERR") {
+	if r := dialPOP3(t, untrusted, u.Addr(u.POP3Port)).cmd(t, "PROXY TCP4 192.0.2.1 192.0.2.2 1000 110"); !strings.HasPrefix(r, "-ERR") {
 		t.Errorf("POP3 without haproxy: %q, want -ERR", r)
 	}
 	// ManageSieve: a header on its haproxy listener gets the greeting; without haproxy a NO.
@@ -132,7 +132,7 @@ func TestHAProxyInFrontOfUsher(t *testing.T) {
 		{sieveH, "PROXY TCP4 192.0.2.1 192.0.2.2 1000 4190\r\n", "OK "},
 		{u.Sieve, "PROXY TCP4 192.0.2.1 192.0.2.2 1000 4190\r\n", "NO "},
 	} {
-		raw := dialRaw(t, balancer, u.addr(tc.port))
+		raw := dialRaw(t, balancer, u.Addr(tc.port))
 		raw.Write([]byte(tc.send))
 		l := ""
 		for !strings.HasPrefix(l, "OK") && !strings.HasPrefix(l, "NO") && !strings.HasPrefix(l, "EOF") {
@@ -159,7 +159,7 @@ func TestHAProxyInFrontOfUsher(t *testing.T) {
 		{"v2 with the SSL TLV", "AUTH=PLAIN", proxyproto.AppendV2(nil, internet, dst, true, "TLSv1.3")},
 		{"v2 LOCAL", "AUTH=PLAIN", proxyproto.AppendLocalV2(nil)},
 	} {
-		raw := dialRaw(t, balancer, u.addr(imapH))
+		raw := dialRaw(t, balancer, u.Addr(imapH))
 		raw.Write(append(tc.hdr, "a CAPABILITY\r\n"...))
 		var caps string
 		for l := ""; !strings.HasPrefix(l, "a ") && !strings.HasPrefix(l, "EOF"); l = readLine(t, raw) {
@@ -196,8 +196,8 @@ func TestBackendProxyProtocolV2(t *testing.T) {
 	imapsFront := netip.AddrPortFrom(balancer, uint16(testenv.FreePort(t, balancer)))
 	lmtpFront := netip.AddrPortFrom(balancer, uint16(testenv.FreePort(t, balancer)))
 	testenv.StartHAProxy(t,
-		testenv.HAProxyFrontend{Bind: imapsFront, BindOpts: "ssl crt " + pem, Server: u.addr(imapH), Source: balancer, Opts: "send-proxy-v2-ssl"},
-		testenv.HAProxyFrontend{Bind: lmtpFront, Server: u.addr(lmtpH), Source: balancer, Opts: "send-proxy"})
+		testenv.HAProxyFrontend{Bind: imapsFront, BindOpts: "ssl crt " + pem, Server: u.Addr(imapH), Source: balancer, Opts: "send-proxy-v2-ssl"},
+		testenv.HAProxyFrontend{Bind: lmtpFront, Server: u.Addr(lmtpH), Source: balancer, Opts: "send-proxy"})
 
 	login := func(src netip.Addr, addr, user string, useTLS bool) {
 		t.Helper()
@@ -219,8 +219,8 @@ func TestBackendProxyProtocolV2(t *testing.T) {
 	}
 	login(client, imapsFront.String(), "user001", true)
 	plainClient, tlsClient := nextToUsher(cl, 78), nextToUsher(cl, 79)
-	login(plainClient, u.addr(u.IMAPPort), "user002", false)
-	login(tlsClient, u.addr(u.IMAPS), "user004", true)
+	login(plainClient, u.Addr(u.IMAPPort), "user002", false)
+	login(tlsClient, u.Addr(u.IMAPS), "user004", true)
 
 	lc := dialRaw(t, client, lmtpFront.String())
 	l := &lmtpConn{t: t, c: lc, r: bufio.NewReader(lc)}

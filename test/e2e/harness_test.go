@@ -5,10 +5,8 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -22,17 +20,9 @@ func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin, true))
 // usher is one running usher process.
 type usher struct {
 	*testenv.Usher
-	t        testing.TB
-	IP       netip.Addr
-	IMAPPort int
-	IMAPS    int
-	POP3Port int
-	LMTPPort int
-	Sieve    int
-	APIPort  int
-	Admin    int
-	Metrics  int
-	Dir      string
+	testenv.UsherPorts
+	t   testing.TB
+	Dir string
 }
 
 type usherOpts struct {
@@ -47,24 +37,18 @@ func startUsher(t testing.TB, cl *testenv.Cluster, o usherOpts) *usher {
 	bs := cl.Backends()
 	ip := bs[0].IP.As4()
 	ip[3] = 10
-	u := &usher{t: t, IP: netip.AddrFrom4(ip), Dir: t.TempDir()}
-	u.IMAPPort = testenv.FreePort(t, u.IP)
-	u.IMAPS = testenv.FreePort(t, u.IP)
-	u.POP3Port = testenv.FreePort(t, u.IP)
-	u.LMTPPort = testenv.FreePort(t, u.IP)
-	u.Sieve = testenv.FreePort(t, u.IP)
-	u.APIPort = testenv.FreePort(t, u.IP)
-	u.Admin = testenv.FreePort(t, u.IP)
-	u.Metrics = testenv.FreePort(t, u.IP)
+	u := &usher{t: t, Dir: t.TempDir()}
+	addr := netip.AddrFrom4(ip)
+	u.UsherPorts = testenv.FreeUsherPorts(t, addr)
 	var servers []string
 	for _, b := range bs {
 		servers = append(servers, b.IP.String())
 	}
-	certPath, keyPath, _, _, err := testenv.WriteCert(u.Dir, u.IP)
+	certPath, keyPath, _, _, err := testenv.WriteCert(u.Dir, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := testenv.UsherConf{IP: u.IP, Dir: u.Dir, Protocols: "imap pop3 lmtp sieve",
+	conf := testenv.UsherConf{IP: addr, Dir: u.Dir, Protocols: "imap pop3 lmtp sieve",
 		Settings: fmt.Sprintf(`ssl = yes
 ssl_cert = <%s
 ssl_key = <%s
@@ -76,7 +60,7 @@ backend_lmtp_port = %d
 backend_sieve_port = %d
 doveadm_password = hellodoveadm
 doveadm_api_key = key
-%s`, certPath, keyPath, u.IP, strings.Join(servers, " "), bs[0].IMAPPort, bs[0].POP3Port, bs[0].LMTPPort,
+%s`, certPath, keyPath, addr, strings.Join(servers, " "), bs[0].IMAPPort, bs[0].POP3Port, bs[0].LMTPPort,
 			bs[0].SievePort, o.extra),
 		Services: []testenv.Service{
 			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: u.IMAPPort}, {Name: "imaps", Port: u.IMAPS, SSL: true}}},
@@ -87,7 +71,7 @@ doveadm_api_key = key
 			testenv.Inet("usher", "metrics", u.Metrics),
 			{Name: "director", Unix: []string{"director-admin"}, Inet: []testenv.Listener{{Name: "director-admin", Port: u.Admin}}},
 		}}
-	u.Usher = testenv.NewUsher(t, u.IP.String(), usherBin, conf.Write(t))
+	u.Usher = testenv.NewUsher(t, addr, usherBin, conf.Write(t))
 	u.Env = o.env
 	u.start()
 	return u
@@ -96,10 +80,8 @@ doveadm_api_key = key
 // start runs usher until its API and IMAP listeners accept.
 func (u *usher) start() {
 	u.t.Helper()
-	u.Start(u.t, u.addr(u.APIPort), u.addr(u.IMAPPort))
+	u.Start(u.t, u.Addr(u.APIPort), u.Addr(u.IMAPPort))
 }
-
-func (u *usher) addr(port int) string { return net.JoinHostPort(u.IP.String(), strconv.Itoa(port)) }
 
 // api runs one doveadm command and returns its rows, or the exit code of an
 // error element.
@@ -123,7 +105,7 @@ func (u *usher) apiAs(user, pass, cmd string) ([]map[string]any, int) {
 }
 
 func (u *usher) post(pass, cmd string, params map[string]any) ([]map[string]any, int, error) {
-	return testenv.DoveadmCall("http://"+u.addr(u.APIPort), pass, cmd, params)
+	return testenv.DoveadmCall("http://"+u.Addr(u.APIPort), pass, cmd, params)
 }
 
 // mustAPI is api that fails the test on a non-zero exit code.

@@ -63,7 +63,7 @@ func TestCurlListFetchThroughUsher(t *testing.T) {
 	if err := b.AddMessages("user001", 3, 2000); err != nil {
 		t.Fatal(err)
 	}
-	base := "imap://" + u.addr(u.IMAPPort)
+	base := "imap://" + u.Addr(u.IMAPPort)
 	out := run(t, "curl", "-sS", "--max-time", "30", "--url", base+"/", "--user", "user001:pass")
 	if !strings.Contains(out, "INBOX") {
 		t.Fatalf("LIST through usher: %q", out)

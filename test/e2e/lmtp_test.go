@@ -135,7 +135,7 @@ func TestLMTPBackendKilledDuringData(t *testing.T) {
 	users, where := usersOnBothBackends(t, u, cl, 4)
 	victim := where[users[0]]
 
-	c, err := net.Dial("tcp", u.addr(u.LMTPPort))
+	c, err := net.Dial("tcp", u.Addr(u.LMTPPort))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
-	base := "http://" + u.addr(u.Metrics)
+	base := "http://" + u.Addr(u.Metrics)
 	if code, body := httpGet(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz %d %q", code, body)
 	}
@@ -41,7 +41,7 @@ func TestMetricsAndProbes(t *testing.T) {
 			t.Fatalf("/readyz %d %q", code, body)
 		}
 	}
-	c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user009")
+	c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), "user009")
 	c.cmd(t, "b", "LOGIN user009 wrong") // already logged in: relayed to the backend
 	b := backendOf(t, u, cl, "user009")
 	wants := []string{
@@ -71,7 +71,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	}
 	// The probes and metrics need no credentials, and the doveadm API keeps
 	// its own rules: unknown paths are 404 there.
-	if code, _ := httpGet(t, "http://"+u.addr(u.APIPort)+"/metrics"); code != 404 {
+	if code, _ := httpGet(t, "http://"+u.Addr(u.APIPort)+"/metrics"); code != 404 {
 		t.Fatalf("/metrics on the API listener: %d", code)
 	}
 }

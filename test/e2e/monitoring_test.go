@@ -68,11 +68,11 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 4})
 	u := startUsher(t, cl, usherOpts{extra: "usher_health_check_interval = 200 msecs\nusher_health_check_timeout = 200 msecs\n"})
-	bad := dialFrom(t, netip.Addr{}, u.addr(u.IMAPPort))
+	bad := dialFrom(t, netip.Addr{}, u.Addr(u.IMAPPort))
 	if _, tagged := bad.cmd(t, "a", "LOGIN user001 wrong"); !strings.HasPrefix(tagged, "a NO") {
 		t.Fatalf("bad login: %q", tagged)
 	}
-	loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), "user002")
+	loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), "user002")
 
 	// The other backend stops: its checks fail from now on, the session stays.
 	if err := otherBackend(cl, backendOf(t, u, cl, "user002")).Stop(); err != nil {
@@ -85,7 +85,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	// failed check): wait for every name until the deadline, then report.
 	var missing []string
 	allExported := func() bool {
-		exported := scrape(t, "http://"+u.addr(u.Metrics)+"/metrics")
+		exported := scrape(t, "http://"+u.Addr(u.Metrics)+"/metrics")
 		missing = nil
 		for _, file := range files {
 			names := referenced(t, file)

@@ -81,7 +81,7 @@ service imap-login {
 
 	login := func(src byte, user, pass string) *rawIMAP {
 		t.Helper()
-		c := dialFrom(t, clientIP(u, src), u.addr(u.IMAPPort))
+		c := dialFrom(t, clientIP(u, src), u.Addr(u.IMAPPort))
 		if _, tagged := c.cmd(t, "a", `LOGIN "`+user+`" `+pass); !strings.HasPrefix(tagged, "a OK") {
 			t.Fatalf("LOGIN %s: %q", user, tagged)
 		}

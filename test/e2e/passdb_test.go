@@ -41,17 +41,17 @@ func TestPassdbSchemesThroughUsher(t *testing.T) {
 	for i, s := range schemes {
 		user := testenv.UserName(i + 1)
 		// a source address per client keeps the failures' penalties apart
-		c := dialFrom(t, clientIP(u, byte(100+i)), u.addr(u.IMAPPort))
+		c := dialFrom(t, clientIP(u, byte(100+i)), u.Addr(u.IMAPPort))
 		if _, tagged := c.cmd(t, "a", "LOGIN "+user+" wrong"); tagged != "a NO [AUTHENTICATIONFAILED] Authentication failed." {
 			t.Errorf("%s (%s), wrong password: %q", user, s, tagged)
 		}
-		c = dialFrom(t, clientIP(u, byte(120+i)), u.addr(u.IMAPPort))
+		c = dialFrom(t, clientIP(u, byte(120+i)), u.Addr(u.IMAPPort))
 		if _, tagged := c.cmd(t, "b", "LOGIN "+user+" pass"); !strings.HasPrefix(tagged, "b OK") {
 			t.Errorf("%s (%s), right password: %q", user, s, tagged)
 		}
 	}
 	last := testenv.UserName(len(schemes) + 1)
-	c := dialFrom(t, clientIP(u, 140), u.addr(u.IMAPPort))
+	c := dialFrom(t, clientIP(u, 140), u.Addr(u.IMAPPort))
 	if _, tagged := c.cmd(t, "a", "LOGIN "+last+" pass"); tagged != "a NO [AUTHENTICATIONFAILED] Authentication failed." {
 		t.Errorf("%s with the backend's password but not usher's: %q", last, tagged)
 	}

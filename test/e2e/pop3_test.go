@@ -90,7 +90,7 @@ func TestPOP3ClientIPWhoAndKick(t *testing.T) {
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
 	u := startUsher(t, cl, usherOpts{})
 	src := clientIP(u, 78)
-	p := dialPOP3(t, src, u.addr(u.POP3Port))
+	p := dialPOP3(t, src, u.Addr(u.POP3Port))
 	if r := p.cmd(t, "USER user006"); r != "+OK" {
 		t.Fatalf("USER: %q", r)
 	}
@@ -131,7 +131,7 @@ func TestPOP3DeadBackend(t *testing.T) {
 	if err := b.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	p := dialPOP3(t, clientIP(u, 79), u.addr(u.POP3Port))
+	p := dialPOP3(t, clientIP(u, 79), u.Addr(u.POP3Port))
 	if r := p.cmd(t, "USER user008"); r != "+OK" {
 		t.Fatalf("USER: %q", r)
 	}

@@ -41,7 +41,7 @@ func TestBackendRestartNoFailedLogin(t *testing.T) {
 					return
 				default:
 				}
-				reply, err := loginOnce(u.addr(u.IMAPPort), user)
+				reply, err := loginOnce(u.Addr(u.IMAPPort), user)
 				if err != nil || !strings.HasPrefix(reply, "a OK") {
 					failures.Add(1)
 					failed.LoadOrStore(user, fmt.Sprintf("%q %v", reply, err))

@@ -53,7 +53,7 @@ func TestJunkLogins(t *testing.T) {
 			defer wg.Done()
 			for i := range jobs {
 				src := netip.AddrFrom4([4]byte{127, base[1], base[2] ^ byte(1+i/250), byte(1 + i%250)})
-				if err := junkLogin(src, u.addr(u.IMAPPort), name); err != nil {
+				if err := junkLogin(src, u.Addr(u.IMAPPort), name); err != nil {
 					mu.Lock()
 					errs = append(errs, err.Error())
 					mu.Unlock()

@@ -79,7 +79,7 @@ func TestSieveRawSessionWhoAndKick(t *testing.T) {
 	u := startUsher(t, cl, usherOpts{})
 	src := clientIP(u, 80)
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-	c, err := d.Dial("tcp", u.addr(u.Sieve))
+	c, err := d.Dial("tcp", u.Addr(u.Sieve))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestStatusPage(t *testing.T) {
 	u := startUsher(t, cl, usherOpts{})
 	// Users mapped to both backends, six of them with an open session, then one kicked.
 	for i, user := range cl.Users()[:12] {
-		c := loginIMAP(t, netip.Addr{}, u.addr(u.IMAPPort), user)
+		c := loginIMAP(t, netip.Addr{}, u.Addr(u.IMAPPort), user)
 		if i >= 6 {
 			c.cmd(t, "b", "LOGOUT")
 		}
@@ -36,7 +36,7 @@ func TestStatusPage(t *testing.T) {
 
 	hosts := u.mustAPI("directorStatus", nil)
 	ring := u.mustAPI("directorRingStatus", nil)
-	url := fmt.Sprintf("http://doveadm:hellodoveadm@%s/status", u.addr(u.APIPort))
+	url := fmt.Sprintf("http://doveadm:hellodoveadm@%s/status", u.Addr(u.APIPort))
 	dom := testenv.Chromium(t, u.IP, u.APIPort, url, "--dump-dom")
 
 	page := testenv.ParseStatusDOM(dom)
@@ -75,11 +75,11 @@ func TestStatusPage(t *testing.T) {
 	}
 
 	// Without credentials: refused, to Chromium and to anyone.
-	if dom := testenv.Chromium(t, u.IP, u.APIPort, fmt.Sprintf("http://%s/status", u.addr(u.APIPort)), "--dump-dom"); strings.Contains(dom, "data-ip") {
+	if dom := testenv.Chromium(t, u.IP, u.APIPort, fmt.Sprintf("http://%s/status", u.Addr(u.APIPort)), "--dump-dom"); strings.Contains(dom, "data-ip") {
 		t.Errorf("unauthenticated page shows backends:\n%s", dom)
 	}
 	for _, pass := range []string{"", "wrong"} {
-		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/status", u.addr(u.APIPort)), nil)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/status", u.Addr(u.APIPort)), nil)
 		if pass != "" {
 			req.SetBasicAuth("doveadm", pass)
 		}
@@ -93,7 +93,7 @@ func TestStatusPage(t *testing.T) {
 		}
 	}
 	// curl gets the plain-text page.
-	text := run(t, "curl", "-sS", "--max-time", "30", "-u", "doveadm:hellodoveadm", fmt.Sprintf("http://%s/status", u.addr(u.APIPort)))
+	text := run(t, "curl", "-sS", "--max-time", "30", "-u", "doveadm:hellodoveadm", fmt.Sprintf("http://%s/status", u.Addr(u.APIPort)))
 	if !strings.HasPrefix(text, "usher status at ") || !strings.Contains(text, down.IP.String()) || strings.Contains(text, "<html") {
 		t.Errorf("curl got:\n%s", text)
 	}
@@ -124,7 +124,7 @@ func TestStatusPageShowsHealthVerdict(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := func() string {
-		return run(t, "curl", "-sS", "--max-time", "30", "-u", "doveadm:hellodoveadm", fmt.Sprintf("http://%s/status", u.addr(u.APIPort)))
+		return run(t, "curl", "-sS", "--max-time", "30", "-u", "doveadm:hellodoveadm", fmt.Sprintf("http://%s/status", u.Addr(u.APIPort)))
 	}
 	row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(dead.IP.String()) + `\s+-\s+Down\s+health\s+failing\s`)
 	waitFor(t, "the health verdict on the status page", func() bool {

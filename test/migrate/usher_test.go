@@ -42,7 +42,7 @@ doveadm_password = %s`, ip, testenv.FreePort(t, ip), a.b1, a.b2, imapPort, passw
 			testenv.Inet("doveadm", "http", testenv.FreePort(t, ip)),
 			{Name: "director", Unix: []string{"director-admin"}},
 		}}
-	return &usherProc{Usher: testenv.NewUsher(t, ip.String(), usherBin, conf.Write(t)),
+	return &usherProc{Usher: testenv.NewUsher(t, ip, usherBin, conf.Write(t)),
 		imap: net.JoinHostPort(ip.String(), strconv.Itoa(imap)), adminSocket: filepath.Join(dir, "run", "director-admin")}
 }
 

@@ -72,7 +72,7 @@ func mapUsers(t *testing.T, ds []*director, users []string) {
 				mine = append(mine, users[i])
 			}
 			d := ds[w%len(ds)]
-			errs <- lmtpRoute(d.addr(d.LMTPPort), mine)
+			errs <- lmtpRoute(d.Addr(d.LMTPPort), mine)
 		}()
 	}
 	for range workers {
@@ -146,7 +146,7 @@ func TestDrainUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			d := ds[i%3]
-			logins[i] = holdSession(d.addr(d.IMAPPort), u, stop)
+			logins[i] = holdSession(d.Addr(d.IMAPPort), u, stop)
 		}()
 	}
 	defer func() { close(stop); wg.Wait() }()

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,20 +26,11 @@ func TestMain(m *testing.M) { os.Exit(testenv.MainWithUsher(m, &usherBin, false)
 // director is one usher process of the ring.
 type director struct {
 	*testenv.Usher
-	t        testing.TB
-	IP       netip.Addr
-	RingPort int
-	IMAPPort int
-	LMTPPort int
-	APIPort  int
-	Admin    int
-	Metrics  int
+	testenv.UsherPorts
+	t testing.TB
 }
 
-func (d *director) ringAddr() string { return d.addr(d.RingPort) }
-func (d *director) addr(port int) string {
-	return net.JoinHostPort(d.IP.String(), strconv.Itoa(port))
-}
+func (d *director) ringAddr() string { return d.Addr(d.RingPort) }
 
 // startRing writes the configs of n directors in front of the backends
 // named in mailServers (default: all of cl's) and starts them together, as
@@ -67,13 +57,8 @@ func startRingWith(t testing.TB, cl *testenv.Cluster, n int, mailServers, extra 
 	for i := range ds {
 		ip := bs[0].IP.As4()
 		ip[3] = byte(21 + i)
-		d := &director{t: t, IP: netip.AddrFrom4(ip)}
-		d.RingPort = testenv.FreePort(t, d.IP)
-		d.IMAPPort = testenv.FreePort(t, d.IP)
-		d.LMTPPort = testenv.FreePort(t, d.IP)
-		d.APIPort = testenv.FreePort(t, d.IP)
-		d.Admin = testenv.FreePort(t, d.IP)
-		d.Metrics = testenv.FreePort(t, d.IP)
+		d := &director{t: t, Usher: &testenv.Usher{IP: netip.AddrFrom4(ip)}}
+		d.UsherPorts = testenv.FreeUsherPorts(t, d.IP)
 		members = append(members, d.ringAddr())
 		ds[i] = d
 	}
@@ -96,7 +81,7 @@ doveadm_password = hellodoveadm
 				testenv.Inet("director", "director-admin", d.Admin),
 				testenv.Inet("usher", "metrics", d.Metrics),
 			}}
-		d.Usher = testenv.NewUsher(t, d.IP.String(), usherBin, conf.Write(t))
+		d.Usher = testenv.NewUsher(t, d.IP, usherBin, conf.Write(t))
 	}
 	for _, d := range ds {
 		d.spawn()
@@ -114,13 +99,13 @@ func (d *director) spawn() { d.t.Helper(); d.Spawn(d.t) }
 // waitUp waits until the director's API and IMAP listeners accept.
 func (d *director) waitUp() {
 	d.t.Helper()
-	d.WaitUp(d.t, d.addr(d.APIPort), d.addr(d.IMAPPort))
+	d.WaitUp(d.t, d.Addr(d.APIPort), d.Addr(d.IMAPPort))
 }
 
 // api runs one doveadm command; code is the exit code of an error element,
 // -1 when the request got no doveadm answer at all.
 func (d *director) api(cmd string, params map[string]any) ([]map[string]any, int) {
-	rows, code, err := testenv.DoveadmCall("http://"+d.addr(d.APIPort), "hellodoveadm", cmd, params)
+	rows, code, err := testenv.DoveadmCall("http://"+d.Addr(d.APIPort), "hellodoveadm", cmd, params)
 	if err != nil {
 		return nil, -1
 	}
@@ -162,7 +147,7 @@ type adminConn struct {
 
 func (d *director) dialAdmin(t testing.TB) *adminConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", d.addr(d.Admin), 10*time.Second)
+	c, err := net.DialTimeout("tcp", d.Addr(d.Admin), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func (p *probeLog) waitProbes(t *testing.T, ds []*director, n int) map[string]in
 
 // scrape returns d's /metrics ("" if it does not answer).
 func scrape(t *testing.T, d *director) string {
-	resp, err := http.Get("http://" + d.addr(d.Metrics) + "/metrics")
+	resp, err := http.Get("http://" + d.Addr(d.Metrics) + "/metrics")
 	if err != nil {
 		return ""
 	}
@@ -237,7 +237,7 @@ func TestHealthChecks(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := imapLogin(ds[2].addr(ds[2].IMAPPort), onB1[0], 0); err != nil {
+	if err := imapLogin(ds[2].Addr(ds[2].IMAPPort), onB1[0], 0); err != nil {
 		t.Fatalf("login of %s after its backend died: %v", onB1[0], err)
 	}
 

@@ -36,7 +36,7 @@ type session struct {
 func openSession(t *testing.T, d *director, user string) *session {
 	t.Helper()
 	start := time.Now()
-	c, err := net.DialTimeout("tcp", d.addr(d.IMAPPort), loginDeadline)
+	c, err := net.DialTimeout("tcp", d.Addr(d.IMAPPort), loginDeadline)
 	if err != nil {
 		t.Fatal(err)
 	}

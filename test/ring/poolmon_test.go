@@ -42,7 +42,7 @@ func TestPoolmonStyleMonitor(t *testing.T) {
 	}
 	// Logins of its users now land on the other backend.
 	for _, u := range users[:5] {
-		if err := imapLogin(d.addr(d.IMAPPort), u, 0); err != nil {
+		if err := imapLogin(d.Addr(d.IMAPPort), u, 0); err != nil {
 			t.Fatalf("login of %s: %v", u, err)
 		}
 	}

@@ -91,7 +91,7 @@ func TestRingReplicatesHostsAndMappings(t *testing.T) {
 			for i := w; i < n; i += 12 {
 				mine = append(mine, users[i])
 			}
-			if err := lmtpRoute(ds[w%3].addr(ds[w%3].LMTPPort), mine); err != nil {
+			if err := lmtpRoute(ds[w%3].Addr(ds[w%3].LMTPPort), mine); err != nil {
 				errs <- err
 			}
 		}()
@@ -289,7 +289,7 @@ func (l *load) run(ds []*director, users []string, workers int, stop <-chan stru
 					time.Sleep(100 * time.Millisecond)
 					continue
 				}
-				l.record(imapLogin(d.addr(d.IMAPPort), users[i%len(users)], 200*time.Millisecond))
+				l.record(imapLogin(d.Addr(d.IMAPPort), users[i%len(users)], 200*time.Millisecond))
 			}
 		}()
 	}
@@ -352,7 +352,7 @@ func TestRingSurvivesKills(t *testing.T) {
 	waitLeader(t, ds)
 	users := cl.Users()
 	for _, u := range users { // map every user before the failures
-		if err := imapLogin(ds[0].addr(ds[0].IMAPPort), u, 0); err != nil {
+		if err := imapLogin(ds[0].Addr(ds[0].IMAPPort), u, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -465,7 +465,7 @@ func TestRingMinorityStopped(t *testing.T) {
 	}
 	users := cl.Users()
 	for _, u := range users {
-		if err := imapLogin(rest[0].addr(rest[0].IMAPPort), u, 0); err != nil {
+		if err := imapLogin(rest[0].Addr(rest[0].IMAPPort), u, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -488,7 +488,7 @@ func TestRingMinorityStopped(t *testing.T) {
 	t.Logf("majority accepted a write %v after the leader was stopped", time.Since(start))
 	for _, d := range rest {
 		for _, u := range users[:5] {
-			if err := imapLogin(d.addr(d.IMAPPort), u, 0); err != nil {
+			if err := imapLogin(d.Addr(d.IMAPPort), u, 0); err != nil {
 				t.Fatalf("mapped user on the majority while the old leader is stopped: %v", err)
 			}
 		}
@@ -504,7 +504,7 @@ func TestRingMinorityStopped(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("resumed director caught up %v after SIGCONT", time.Since(start))
-	if err := imapLogin(leader.addr(leader.IMAPPort), users[0], 0); err != nil {
+	if err := imapLogin(leader.Addr(leader.IMAPPort), users[0], 0); err != nil {
 		t.Fatalf("login through the resumed director: %v", err)
 	}
 	if _, code := leader.api("directorAdd", map[string]any{"host": host, "vhostCount": "1"}); code != 0 {

@@ -21,7 +21,7 @@ func TestStatusPageShowsTheRing(t *testing.T) {
 	leader := waitLeader(t, ds)
 	users := cl.Users()
 	for i, u := range users { // mapped through every director
-		if err := imapLogin(ds[i%3].addr(ds[i%3].IMAPPort), u, 0); err != nil {
+		if err := imapLogin(ds[i%3].Addr(ds[i%3].IMAPPort), u, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +56,7 @@ func TestStatusPageShowsTheRing(t *testing.T) {
 	for try := 0; ; try++ {
 		ring = follower.mustAPI("directorRingStatus", nil)
 		dom := testenv.Chromium(t, follower.IP, follower.APIPort,
-			fmt.Sprintf("http://doveadm:hellodoveadm@%s/status", follower.addr(follower.APIPort)), "--dump-dom")
+			fmt.Sprintf("http://doveadm:hellodoveadm@%s/status", follower.Addr(follower.APIPort)), "--dump-dom")
 		page = testenv.ParseStatusDOM(dom)
 		if after := follower.mustAPI("directorRingStatus", nil); leaderOf(ring) != "" && leaderOf(ring) == leaderOf(after) {
 			break
