@@ -149,6 +149,20 @@ func (a *adminConn) ask(line string) (string, error) {
 	return a.readLine()
 }
 
+// askOK sends line and wants OK back; any other reply is logged after failure and gives
+// exTempFail.
+func (c *cmdCtx) askOK(a *adminConn, line, failure string) (*table, int) {
+	l, err := a.ask(line)
+	if err != nil {
+		return nil, exitOf(err)
+	}
+	if l != "OK" {
+		c.log.Error(failure + l)
+		return nil, exTempFail
+	}
+	return nil, exOK
+}
+
 // listOf sends line and reads the list it answers.
 func (a *adminConn) listOf(line string) ([]string, error) {
 	if err := a.sendRaw(line); err != nil {

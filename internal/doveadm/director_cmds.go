@@ -325,15 +325,7 @@ func cmdDirectorKick(c *cmdCtx) (*table, int) {
 		if hasField {
 			line = commandLine("USER-KICK-ALT", field, user)
 		}
-		l, err := a.ask(line)
-		if err != nil {
-			return nil, exitOf(err)
-		}
-		if l != "OK" {
-			c.log.Error("failed to kick user: " + l)
-			return nil, exTempFail
-		}
-		return nil, exOK
+		return c.askOK(a, line, "failed to kick user: ")
 	})
 }
 
@@ -353,15 +345,7 @@ func cmdDirectorFlush(c *cmdCtx) (*table, int) {
 			case maxPar > 0:
 				line += "\t\t" + strconv.FormatInt(maxPar, 10)
 			}
-			l, err := a.ask(line)
-			if err != nil {
-				return nil, exitOf(err)
-			}
-			if l != "OK" {
-				c.log.Error("flush failed: " + l)
-				return nil, exTempFail
-			}
-			return nil, exOK
+			return c.askOK(a, line, "flush failed: ")
 		})
 	}
 	ips, code := c.resolve(host)
