@@ -16,7 +16,7 @@ func TestUsherConfParses(t *testing.T) {
 		Comment:  "generated",
 		Settings: "ssl = no\ndirector_mail_servers = 127.0.0.2\ndoveadm_password = pw\n",
 		Services: []testenv.Service{
-			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: 1143}, {Name: "imaps", Port: 1993, SSL: true}}},
+			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: 1143}, {Name: "imaps", Port: 1993, SSL: true}, {Name: "imap2", Port: 1994, SSL: true}}},
 			testenv.Inet("lmtp", "lmtp", 1024),
 			{Name: "director", Unix: []string{"director-admin"}, Inet: []testenv.Listener{{Port: 1090}}},
 		}}
@@ -31,7 +31,7 @@ func TestUsherConfParses(t *testing.T) {
 		service, name string
 		port          int
 		ssl           bool
-	}{{"imap-login", "imap", 1143, false}, {"imap-login", "imaps", 1993, true}, {"lmtp", "lmtp", 1024, false}, {"director", "", 1090, false}} {
+	}{{"imap-login", "imap", 1143, false}, {"imap-login", "imaps", 1993, true}, {"imap-login", "imap2", 1994, true}, {"lmtp", "lmtp", 1024, false}, {"director", "", 1090, false}} {
 		l, ok := s.Listener(want.service, want.name)
 		if !ok || l.Port != want.port || l.SSL != want.ssl {
 			t.Errorf("%s/%s: %+v (found %v), want port %d ssl %v", want.service, want.name, l, ok, want.port, want.ssl)
