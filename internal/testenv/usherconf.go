@@ -32,9 +32,10 @@ type Service struct {
 
 // Listener is one inet_listener; Port 0 turns it off, an empty Name writes an unnamed one.
 type Listener struct {
-	Name string
-	Port int
-	SSL  bool
+	Name    string
+	Port    int
+	SSL     bool
+	HAProxy bool // haproxy = yes: connections open with a PROXY header
 }
 
 // Inet is a Service with one inet_listener, the common case.
@@ -53,23 +54,33 @@ func (c UsherConf) String() string {
 		sb.WriteString(strings.TrimRight(c.Settings, "\n") + "\n")
 	}
 	for _, s := range c.Services {
-		fmt.Fprintf(&sb, "service %s {\n", s.Name)
-		for _, u := range s.Unix {
-			fmt.Fprintf(&sb, "  unix_listener %s {\n  }\n", u)
-		}
-		for _, l := range s.Inet {
-			name := l.Name
-			if name != "" {
-				name += " "
-			}
-			fmt.Fprintf(&sb, "  inet_listener %s{\n    port = %d\n", name, l.Port)
-			if l.SSL {
-				sb.WriteString("    ssl = yes\n")
-			}
-			sb.WriteString("  }\n")
-		}
-		sb.WriteString("}\n")
+		sb.WriteString(s.String())
 	}
+	return sb.String()
+}
+
+// String is the service block as usher.conf holds it.
+func (s Service) String() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "service %s {\n", s.Name)
+	for _, u := range s.Unix {
+		fmt.Fprintf(&sb, "  unix_listener %s {\n  }\n", u)
+	}
+	for _, l := range s.Inet {
+		name := l.Name
+		if name != "" {
+			name += " "
+		}
+		fmt.Fprintf(&sb, "  inet_listener %s{\n    port = %d\n", name, l.Port)
+		if l.SSL {
+			sb.WriteString("    ssl = yes\n")
+		}
+		if l.HAProxy {
+			sb.WriteString("    haproxy = yes\n")
+		}
+		sb.WriteString("  }\n")
+	}
+	sb.WriteString("}\n")
 	return sb.String()
 }
 

@@ -17,7 +17,7 @@ func TestUsherConfParses(t *testing.T) {
 		Settings: "ssl = no\ndirector_mail_servers = 127.0.0.2\ndoveadm_password = pw\n",
 		Services: []testenv.Service{
 			{Name: "imap-login", Inet: []testenv.Listener{{Name: "imap", Port: 1143}, {Name: "imaps", Port: 1993, SSL: true}, {Name: "imap2", Port: 1994, SSL: true}}},
-			testenv.Inet("lmtp", "lmtp", 1024),
+			{Name: "lmtp", Inet: []testenv.Listener{{Name: "lmtp", Port: 1024, HAProxy: true}}},
 			{Name: "director", Unix: []string{"director-admin"}, Inet: []testenv.Listener{{Port: 1090}}},
 		}}
 	s, _, err := config.Load(c.Write(t))
@@ -30,11 +30,12 @@ func TestUsherConfParses(t *testing.T) {
 	for _, want := range []struct {
 		service, name string
 		port          int
-		ssl           bool
-	}{{"imap-login", "imap", 1143, false}, {"imap-login", "imaps", 1993, true}, {"imap-login", "imap2", 1994, true}, {"lmtp", "lmtp", 1024, false}, {"director", "", 1090, false}} {
+		ssl, haproxy  bool
+	}{{"imap-login", "imap", 1143, false, false}, {"imap-login", "imaps", 1993, true, false}, {"imap-login", "imap2", 1994, true, false},
+		{"lmtp", "lmtp", 1024, false, true}, {"director", "", 1090, false, false}} {
 		l, ok := s.Listener(want.service, want.name)
-		if !ok || l.Port != want.port || l.SSL != want.ssl {
-			t.Errorf("%s/%s: %+v (found %v), want port %d ssl %v", want.service, want.name, l, ok, want.port, want.ssl)
+		if !ok || l.Port != want.port || l.SSL != want.ssl || l.HAProxy != want.haproxy {
+			t.Errorf("%s/%s: %+v (found %v), want port %d ssl %v haproxy %v", want.service, want.name, l, ok, want.port, want.ssl, want.haproxy)
 		}
 	}
 	svc, ok := s.Service("director")

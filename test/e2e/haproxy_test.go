@@ -29,7 +29,7 @@ func nextToUsher(cl *testenv.Cluster, last byte) netip.Addr {
 func haproxyListeners(balancer netip.Addr, ports map[string]int) string {
 	conf := "haproxy_trusted_networks = " + balancer.String() + "/32\n"
 	for svc, port := range ports {
-		conf += fmt.Sprintf("service %s {\n  inet_listener haproxy {\n    port = %d\n    haproxy = yes\n  }\n}\n", svc, port)
+		conf += testenv.Service{Name: svc, Inet: []testenv.Listener{{Name: "haproxy", Port: port, HAProxy: true}}}.String()
 	}
 	return conf
 }
