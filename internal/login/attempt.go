@@ -243,7 +243,7 @@ func askPassdb(env *Env, a Attempt, logger func() *slog.Logger) (Target, Verdict
 		Service: a.Service, User: a.User, Pass: a.Pass, Mech: mech,
 		Local: a.Local, Remote: a.Remote, Secured: a.TLS || env.IsTrusted(a.Client), Session: a.Session,
 	})
-	tg, verdict, why := ReadReply(rep, err, a.LoginUser())
+	tg, verdict, why := ReadReply(rep, err, passdb.FormatUser(env.UsernameFormat, a.LoginUser()))
 	switch verdict {
 	case AuthFailed:
 		logger().Info("authentication failed (passdb)")

@@ -104,6 +104,10 @@ type Env struct {
 	// UsernameChars is auth_username_chars: the bytes a user name may
 	// hold; "" allows every byte but control characters.
 	UsernameChars string
+	// UsernameFormat is auth_username_format (e.g. %Lu): the login name as Dovecot's auth
+	// service names it in its OK, which is the name routed and logged unless the passdb's
+	// user= says otherwise.
+	UsernameFormat string
 }
 
 // WithDefaults returns a copy of e where unset optional parts are replaced by no-ops and

@@ -3,6 +3,7 @@ package login
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"testing"
 
@@ -138,5 +139,39 @@ func TestTargetRoute(t *testing.T) {
 	confirm(true)
 	if err != nil || len(r.routed) != 1 || r.routed[0] != "alice.real" || r.confirmed[0] != "alice.real" {
 		t.Errorf("destuser: %v, router saw %v %v", err, r.routed, r.confirmed)
+	}
+}
+
+// constPassdb answers every request with one reply.
+type constPassdb passdb.Reply
+
+func (p constPassdb) Authenticate(context.Context, passdb.Request) (passdb.Reply, error) {
+	return passdb.Reply(p), nil
+}
+
+// The name routed is the login user (PLAIN's authzid when it has one) as auth_username_format
+// makes it, unless the passdb's user= renames it: Dovecot's auth service names that user in
+// its OK, and its director hashes it.
+func TestAskPassdbNamesLoginUser(t *testing.T) {
+	proxy := constPassdb{OK: true, Fields: []string{"proxy"}}
+	for _, tc := range []struct {
+		name   string
+		db     constPassdb
+		format string
+		cr     Creds
+		want   string
+	}{
+		{"as given", proxy, "", Creds{Mech: "PLAIN", User: "Alice", Pass: "p"}, "Alice"},
+		{"formatted", proxy, "%Lu", Creds{Mech: "PLAIN", User: "Alice@Example.COM", Pass: "p"}, "alice@example.com"},
+		{"authzid over authcid", proxy, "%Lu", Creds{Mech: "PLAIN", Authz: "User002", User: "user001", Pass: "p"}, "user002"},
+		{"user= over both", constPassdb{OK: true, User: "carol", Fields: []string{"proxy"}}, "%Lu",
+			Creds{Mech: "PLAIN", User: "Alice", Pass: "p"}, "carol"},
+	} {
+		env := &Env{Passdb: tc.db, UsernameFormat: tc.format}
+		a := Attempt{Creds: tc.cr, Service: "imap", Log: slog.New(slog.DiscardHandler)}
+		tg, v := askPassdb(env, a, func() *slog.Logger { return a.Log })
+		if v != Proxy || tg.User != tc.want {
+			t.Errorf("%s: verdict %v, user %q; want %q", tc.name, v, tg.User, tc.want)
+		}
 	}
 }

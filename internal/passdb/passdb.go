@@ -198,9 +198,7 @@ func (db *DB) Authenticate(ctx context.Context, req Request) (Reply, error) {
 	for _, src := range db.dbs {
 		fields, ok, err := db.answer(src, req, user)
 		if ok {
-			// As Dovecot's auth service does, an OK names the user as auth_username_format
-			// made it, unless a user= field says otherwise: that name is routed.
-			r := Reply{OK: true, User: user, Fields: fields}
+			r := Reply{OK: true, Fields: fields}
 			for _, f := range fields {
 				if v, ok := strings.CutPrefix(f, "user="); ok {
 					r.User = v

@@ -35,6 +35,7 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 		MaxReconnects:        s.LoginProxyMaxReconnects,
 		AuthFailureDelay:     s.AuthFailureDelay,
 		UsernameChars:        s.AuthUsernameChars,
+		UsernameFormat:       s.AuthUsernameFormat,
 	}
 }
 
@@ -103,11 +104,7 @@ var proxyAll = passdb.Reply{OK: true, Fields: []string{"proxy"}}
 func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
 	db := p.srv.passdb.Load()
 	if db == nil {
-		r := proxyAll
-		if f := p.srv.userFormat.Load(); f != nil {
-			r.User = passdb.FormatUser(*f, req.User)
-		}
-		return r, nil
+		return proxyAll, nil
 	}
 	r, err := db.Authenticate(ctx, req)
 	if err != nil {

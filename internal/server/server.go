@@ -57,13 +57,10 @@ type Server struct {
 	admin     *admin.Server
 	apis      []*doveadm.Server
 	passdb    atomic.Pointer[passdb.DB] // nil: usher checks no passwords; read by every login, so no lock
-	// userFormat is auth_username_format, which makes the name a login is routed on
-	// when no passdb answers (as Dovecot's auth service applies it before any passdb).
-	userFormat atomic.Pointer[string]
-	events     *status.Events
-	limiters   map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
-	haproxy    *proxyproto.Policy       // haproxy_trusted_networks and haproxy_timeout of every haproxy = yes listener
-	adminAt    []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
+	events    *status.Events
+	limiters  map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
+	haproxy   *proxyproto.Policy       // haproxy_trusted_networks and haproxy_timeout of every haproxy = yes listener
+	adminAt   []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
 	btc           *tls.Config     // TLS towards the backends, built at start for the proxies and the health checks alike
@@ -120,7 +117,6 @@ func (srv *Server) open(listen bool) error {
 		return err
 	}
 	srv.passdb.Store(db)
-	srv.userFormat.Store(&s.AuthUsernameFormat)
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return err
 	}
@@ -335,7 +331,6 @@ func (srv *Server) reload() error {
 		return err
 	}
 	srv.passdb.Store(db)
-	srv.userFormat.Store(&s.AuthUsernameFormat)
 	srv.apply(s)
 	srv.log.Info("configuration reloaded", "file", srv.confPath)
 	return nil
