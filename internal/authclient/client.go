@@ -85,6 +85,9 @@ func handshake(ctx context.Context, conn net.Conn) (*Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
+	// A caller that gives up ends the handshake at once, not at the deadline.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	w := bufio.NewWriter(conn)
 	fmt.Fprintf(w, "VERSION\t1\t2\nCPID\t%d\n", os.Getpid())
 	if err := w.Flush(); err != nil {
@@ -113,6 +116,9 @@ func handshake(ctx context.Context, conn net.Conn) (*Client, error) {
 		case "DONE":
 			if !sawVersion {
 				return nil, fmt.Errorf("%w: handshake without VERSION", ErrProtocol)
+			}
+			if !stop() {
+				return nil, fmt.Errorf("authclient: handshake: %w", ctx.Err())
 			}
 			conn.SetDeadline(timeZero)
 			go c.read(r)
