@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/testenv"
 )
@@ -52,9 +53,9 @@ service auth {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	unix := New(Endpoint{"unix", filepath.Join(b.RunDir, "auth-client")}, Endpoint{"unix", filepath.Join(b.RunDir, "auth-userdb")})
+	unix := New(config.Endpoint{Network: "unix", Addr: filepath.Join(b.RunDir, "auth-client")}, config.Endpoint{Network: "unix", Addr: filepath.Join(b.RunDir, "auth-userdb")})
 	defer unix.Close()
-	tcp := New(Endpoint{"tcp", b.HostPort(clientPort)}, Endpoint{"tcp", b.HostPort(masterPort)})
+	tcp := New(config.Endpoint{Network: "tcp", Addr: b.HostPort(clientPort)}, config.Endpoint{Network: "tcp", Addr: b.HostPort(masterPort)})
 	defer tcp.Close()
 
 	login := func(user, pass string) passdb.Request {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/passdb"
 	"github.com/usher-mail/usher/internal/tabescape"
 )
@@ -32,7 +33,7 @@ const (
 var errMasterProtocol = errors.New("auth-master protocol error")
 
 type masterPool struct {
-	ep Endpoint
+	ep config.Endpoint
 
 	mu     sync.Mutex
 	idle   []*masterConn

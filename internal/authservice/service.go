@@ -9,13 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usher-mail/usher/internal/authclient"
+	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/passdb"
 )
 
@@ -38,38 +38,14 @@ const (
 // temporary failure, never a wrong password.
 var ErrUnavailable = errors.New("auth service unavailable")
 
-// Endpoint is where the service listens: Network "unix" or "tcp" and Addr for net.Dial.
-type Endpoint struct{ Network, Addr string }
-
-// String is the endpoint as written in the configuration.
-func (e Endpoint) String() string { return e.Network + ":" + e.Addr }
-
-// ParseEndpoint reads "unix:/absolute/path" or "tcp:host:port".
-func ParseEndpoint(s string) (Endpoint, error) {
-	network, addr, ok := strings.Cut(s, ":")
-	switch {
-	case !ok || addr == "":
-	case network == "unix":
-		if strings.HasPrefix(addr, "/") && !strings.ContainsAny(addr, "\x00\n") {
-			return Endpoint{network, addr}, nil
-		}
-		return Endpoint{}, fmt.Errorf("%q: a unix socket needs an absolute path", s)
-	case network == "tcp":
-		host, port, err := net.SplitHostPort(addr)
-		if n, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil || n == 0 {
-			return Endpoint{}, fmt.Errorf("%q: tcp needs host:port", s)
-		}
-		return Endpoint{network, addr}, nil
-	}
-	return Endpoint{}, fmt.Errorf("%q: expected unix:/path or tcp:host:port", s)
-}
-
 // Service asks one Dovecot auth service. It is safe for concurrent use.
 type Service struct {
-	client Endpoint
-	master Endpoint // zero: no lookups without a password
+	client config.Endpoint
+	master config.Endpoint // zero: no lookups without a password
 	slots  chan struct{}
 	pool   *authclient.Pool
+
+	closed atomic.Bool
 
 	mu        sync.Mutex
 	dialErr   error // the last failed connect, reused until dialAgain
@@ -78,9 +54,9 @@ type Service struct {
 }
 
 // New returns a Service for the auth-client listener client and, if master is not the zero
-// Endpoint, the auth-master (or auth-userdb) listener that answers lookups without a
+// config.Endpoint, the auth-master (or auth-userdb) listener that answers lookups without a
 // password. It connects on first use.
-func New(client, master Endpoint) *Service {
+func New(client, master config.Endpoint) *Service {
 	s := &Service{client: client, master: master, slots: make(chan struct{}, MaxInFlight),
 		pool: authclient.NewPool(client.Network, client.Addr)}
 	if master.Network != "" {
@@ -90,11 +66,13 @@ func New(client, master Endpoint) *Service {
 }
 
 // Client and Master are the endpoints the Service was made with.
-func (s *Service) Client() Endpoint { return s.client }
-func (s *Service) Master() Endpoint { return s.master }
+func (s *Service) Client() config.Endpoint { return s.client }
+func (s *Service) Master() config.Endpoint { return s.master }
 
-// Close ends the connections; requests waiting on them fail as unavailable.
+// Close ends the connections; requests waiting on them, and later ones, fail as
+// unavailable.
 func (s *Service) Close() {
+	s.closed.Store(true)
 	s.pool.Close()
 	if s.masters != nil {
 		s.masters.close()
@@ -106,6 +84,9 @@ func (s *Service) Close() {
 // service that cannot be reached or does not answer in time is an error wrapping
 // ErrUnavailable, with Reply.Temp set: a temporary failure, not a wrong password.
 func (s *Service) Authenticate(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
+	if s.closed.Load() {
+		return unavailable(errors.New("closed (usher_auth_service changed)"))
+	}
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	select {
@@ -176,6 +157,9 @@ func (s *Service) clientConn(ctx context.Context) (*authclient.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	c, err := s.pool.Client(dctx)
+	if err == nil && s.closed.Load() {
+		s.pool.Close() // dialled while Close ran: leave nothing open
+	}
 	s.mu.Lock()
 	s.dialErr, s.dialAgain = err, time.Now().Add(redialAfter)
 	s.mu.Unlock()

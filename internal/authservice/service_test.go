@@ -11,27 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/passdb"
 )
-
-func TestParseEndpoint(t *testing.T) {
-	for in, want := range map[string]Endpoint{
-		"unix:/run/dovecot/auth-client": {"unix", "/run/dovecot/auth-client"},
-		"tcp:10.0.0.1:9000":             {"tcp", "10.0.0.1:9000"},
-		"tcp:[::1]:9000":                {"tcp", "[::1]:9000"},
-		"tcp:auth.example.com:9000":     {"tcp", "auth.example.com:9000"},
-	} {
-		if got, err := ParseEndpoint(in); err != nil || got != want || got.String() != in {
-			t.Errorf("%q: %+v %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "unix:", "unix:relative", "/run/dovecot/auth-client", "tcp:host", "tcp::9000",
-		"tcp:host:0", "tcp:host:65536", "tcp:host:x", "udp:host:1", "unix:/a\x00b"} {
-		if got, err := ParseEndpoint(bad); err == nil {
-			t.Errorf("%q accepted: %+v", bad, got)
-		}
-	}
-}
 
 func TestParseMasterReply(t *testing.T) {
 	for line, want := range map[string]passdb.Reply{
@@ -73,7 +55,7 @@ func FuzzParseMasterReply(f *testing.F) {
 
 // silentService accepts connections on a unix socket and answers nothing: a hung auth
 // service. Each accepted connection is reported.
-func silentService(t *testing.T) (Endpoint, <-chan net.Conn) {
+func silentService(t *testing.T) (config.Endpoint, <-chan net.Conn) {
 	path := filepath.Join(t.TempDir(), "auth")
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -99,7 +81,7 @@ func silentService(t *testing.T) (Endpoint, <-chan net.Conn) {
 			c.Close()
 		}
 	})
-	return Endpoint{"unix", path}, conns
+	return config.Endpoint{Network: "unix", Addr: path}, conns
 }
 
 // A service that accepts but never answers: the caller's deadline ends the wait as a
@@ -120,7 +102,7 @@ func TestHungService(t *testing.T) {
 
 	// One slot; the handshake the first request waits in holds it.
 	ep, conns := silentService(t)
-	s = New(ep, Endpoint{})
+	s = New(ep, config.Endpoint{})
 	defer s.Close()
 	s.slots = make(chan struct{}, 1)
 	first := make(chan error, 1)

@@ -45,6 +45,7 @@ type Settings struct {
 	DefaultClientLimit       int    // default_client_limit: a service's client_limit when it sets none
 	DefaultProcessLimit      int    // default_process_limit: a service's process_limit when it sets none
 	SSLClientCAFile          string // ssl_client_ca_file: path of the CAs backends' certificates are verified against
+	AuthSocketPath           string // auth_socket_path: the auth service's auth-master socket, for LMTP; see AuthMasterEndpoint
 
 	// usher's own settings; see usherSettings for their names and defaults.
 	BackendIMAPPort          int
@@ -66,10 +67,11 @@ type Settings struct {
 	UsherHealthCheckFall     int
 	UsherHealthCheckRise     int
 	UsherHealthCheckUser     string
-	UsherHealthCheckPassword string // never log it
-	UsherClientLimitPerIP    int    // connections of one service from one client IP; 0: no limit
-	UsherLMTPMaxRecipients   int    // RCPT commands per LMTP transaction
-	BackendSSLName           string // name backends' certificates are verified against; "": the backend's IP
+	UsherHealthCheckPassword string   // never log it
+	UsherClientLimitPerIP    int      // connections of one service from one client IP; 0: no limit
+	UsherLMTPMaxRecipients   int      // RCPT commands per LMTP transaction
+	BackendSSLName           string   // name backends' certificates are verified against; "": the backend's IP
+	UsherAuthService         Endpoint // usher_auth_service: the Dovecot auth service that answers every login; none: usher's own passdb
 
 	// Services holds Dovecot's default services (imap-login, pop3-login,
 	// managesieve-login, lmtp, doveadm, director) merged with the file's

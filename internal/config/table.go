@@ -81,6 +81,9 @@ func dovecotSettings() []setting {
 		{"default_client_limit", "1000", field(func(s *Settings) *int { return &s.DefaultClientLimit }, asUint)},
 		{"default_process_limit", "100", field(func(s *Settings) *int { return &s.DefaultProcessLimit }, asUint)},
 		{"ssl_client_ca_file", "", field(func(s *Settings) *string { return &s.SSLClientCAFile }, asString)},
+		// Dovecot's lmtp asks this socket of the auth service for each recipient; usher
+		// does the same when usher_auth_service is set.
+		{"auth_socket_path", "auth-userdb", field(func(s *Settings) *string { return &s.AuthSocketPath }, asAuthSocketPath)},
 	}
 }
 
@@ -125,6 +128,9 @@ func usherSettings() []setting {
 		{"usher_health_check_rise", "2", field(func(s *Settings) *int { return &s.UsherHealthCheckRise }, countInRange(1, 100))},
 		{"usher_health_check_user", "", field(func(s *Settings) *string { return &s.UsherHealthCheckUser }, asCredential)},
 		{"usher_health_check_password", "", field(func(s *Settings) *string { return &s.UsherHealthCheckPassword }, asCredential)},
+		// A Dovecot director asked its own auth service; usher asks an existing one, over
+		// the auth-client protocol its login processes speak (docs/config.md).
+		{"usher_auth_service", "", field(func(s *Settings) *Endpoint { return &s.UsherAuthService }, asEndpoint)},
 	}
 }
 

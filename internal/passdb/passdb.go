@@ -103,7 +103,7 @@ func parseSource(p config.Passdb) (source, error) {
 			}
 		}
 	default:
-		return src, fmt.Errorf("driver %q is not supported by usher (passwd-file, static)", p.Driver)
+		return src, fmt.Errorf("driver %q is not built into usher (passwd-file, static); set usher_auth_service to have a Dovecot auth service with this passdb answer the logins", p.Driver)
 	}
 	return src, nil
 }

@@ -87,8 +87,14 @@ func (s sessionsAdapter) CountUserIP(user string, ip netip.Addr) int {
 
 // buildPassdb turns the passdb sections into usher's own passdb; nil means usher checks
 // nothing and proxies every login, the backends deciding (the default, and Dovecot's
-// "proxy=y nopassword=y").
+// "proxy=y nopassword=y"). With usher_auth_service set the Dovecot auth service answers
+// every login, whatever its drivers, and the sections only document what it does (as a
+// Dovecot director's own passdb sections would, were the auth service its own): nothing is
+// built from them.
 func buildPassdb(s *config.Settings) (*passdb.DB, error) {
+	if s.UsherAuthService.Network != "" {
+		return nil, nil
+	}
 	return passdb.New(s.Passdbs, s.AuthUsernameFormat)
 }
 
@@ -100,8 +106,16 @@ type passdbCheck struct{ srv *Server }
 // proxyAll is the answer without a passdb: proxy every login, the backend decides.
 var proxyAll = passdb.Reply{OK: true, Fields: []string{"proxy"}}
 
-// Authenticate answers one login or LMTP recipient.
+// Authenticate answers one login or LMTP recipient: the Dovecot auth service when
+// usher_auth_service is set, else usher's own passdb.
 func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
+	if svc := p.srv.authService.Load(); svc != nil {
+		r, err := svc.Authenticate(ctx, req)
+		if err != nil {
+			p.srv.log.Error("auth service lookup failed", "service", req.Service, "user", req.User, "err", err)
+		}
+		return r, err
+	}
 	db := p.srv.passdb.Load()
 	if db == nil {
 		return proxyAll, nil

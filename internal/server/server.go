@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/usher-mail/usher/internal/admin"
+	"github.com/usher-mail/usher/internal/authservice"
 	"github.com/usher-mail/usher/internal/cluster"
 	"github.com/usher-mail/usher/internal/config"
 	"github.com/usher-mail/usher/internal/director"
@@ -57,10 +58,12 @@ type Server struct {
 	admin     *admin.Server
 	apis      []*doveadm.Server
 	passdb    atomic.Pointer[passdb.DB] // nil: usher checks no passwords; read by every login, so no lock
-	events    *status.Events
-	limiters  map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
-	haproxy   *proxyproto.Policy       // haproxy_trusted_networks and haproxy_timeout of every haproxy = yes listener
-	adminAt   []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
+	// authService answers every login when usher_auth_service is set (passdb is nil then).
+	authService atomic.Pointer[authservice.Service]
+	events      *status.Events
+	limiters    map[string]*netx.Limiter // service name -> its connection ceilings, shared by its listeners; guarded by mu
+	haproxy     *proxyproto.Policy       // haproxy_trusted_networks and haproxy_timeout of every haproxy = yes listener
+	adminAt     []string                 // this director's admin sockets (unix paths, TCP host:port), the API's allowed socketPaths; guarded by mu
 
 	checker       *health.Checker // nil with usher_health_check = none; guarded by mu
 	btc           *tls.Config     // TLS towards the backends, built at start for the proxies and the health checks alike
@@ -117,6 +120,7 @@ func (srv *Server) open(listen bool) error {
 		return err
 	}
 	srv.passdb.Store(db)
+	srv.setAuthService(s)
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return err
 	}
@@ -272,6 +276,9 @@ func (srv *Server) shutdown() {
 		go func(c func(context.Context)) { defer wg.Done(); c(ctx) }(c)
 	}
 	wg.Wait()
+	if svc := srv.authService.Swap(nil); svc != nil {
+		svc.Close() // after the front-ends: their last logins may still ask it
+	}
 	if srv.admin != nil {
 		srv.admin.Close()
 	}
@@ -331,6 +338,7 @@ func (srv *Server) reload() error {
 		return err
 	}
 	srv.passdb.Store(db)
+	srv.setAuthService(s)
 	srv.apply(s)
 	srv.log.Info("configuration reloaded", "file", srv.confPath)
 	return nil
