@@ -10,6 +10,7 @@ die() { log "$*"; exit 1; }
 
 # ------------------------------------------------------------------ system packages
 packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
+          dovecot-sqlite  # an SQL passdb for the auth service usher_auth_service asks (internal/authservice, test/e2e)
           curl isync swaks sieve-connect python3 haproxy
           util-linux  # taskset, for the pinned benchmark harness (bench -pin)
           systemd man-db  # systemd-analyze verify and man --warnings, for scripts/test-deb.sh
