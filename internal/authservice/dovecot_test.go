@@ -18,8 +18,9 @@ import (
 )
 
 // A real Dovecot 2.3 auth service whose passdb is SQL (Debian's dovecot-sqlite), asked as
-// usher asks it: over the auth-client socket and a TCP listener for logins, over the
-// auth-userdb socket and a TCP auth-master listener for LMTP's lookups without a password.
+// usher asks it: over a unix socket and a TCP listener for logins, over a userdb socket
+// and TCP listener for LMTP's lookups without a password, all named as docs/config.md's
+// deployment example names them.
 // Passwords stored as PLAIN and SHA512-CRYPT, a user rewrite, the proxy fields passed on raw,
 // a wrong password and an unknown user refused (not temporary), and a stopped service a
 // temporary failure until it is back.
@@ -38,11 +39,17 @@ func TestDovecotSQLAuthService(t *testing.T) {
 	clientPort, masterPort := testenv.FreePort(t, b.IP), testenv.FreePort(t, b.IP)
 	if err := b.AddConfig(sql + fmt.Sprintf(`auth_failure_delay = 0
 service auth {
-  inet_listener auth-client {
+  unix_listener usher-client {
+    mode = 0660
+  }
+  unix_listener usher-userdb {
+    mode = 0660
+  }
+  inet_listener usher-client {
     address = %[1]s
     port = %[2]d
   }
-  inet_listener auth-master {
+  inet_listener usher-userdb {
     address = %[1]s
     port = %[3]d
   }
@@ -53,7 +60,7 @@ service auth {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	unix := New(config.Endpoint{Network: "unix", Addr: filepath.Join(b.RunDir, "auth-client")}, config.Endpoint{Network: "unix", Addr: filepath.Join(b.RunDir, "auth-userdb")})
+	unix := New(config.Endpoint{Network: "unix", Addr: filepath.Join(b.RunDir, "usher-client")}, config.Endpoint{Network: "unix", Addr: filepath.Join(b.RunDir, "usher-userdb")})
 	defer unix.Close()
 	tcp := New(config.Endpoint{Network: "tcp", Addr: b.HostPort(clientPort)}, config.Endpoint{Network: "tcp", Addr: b.HostPort(masterPort)})
 	defer tcp.Close()
