@@ -102,7 +102,8 @@ service auth {
 			t.Errorf("%q with the service stopped: %+v %v", req.Mech, r, err)
 		}
 	}
-	if err := b.Start(); err != nil {
+	// Back, offering LOGIN only: the credentials go in LOGIN's two rounds.
+	if err := b.AddConfig("auth_mechanisms = login\n"); err != nil {
 		t.Fatal(err)
 	}
 	for _, req := range []passdb.Request{login("plain1", "secret"), lookup("plain1")} {
@@ -117,6 +118,12 @@ service auth {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+	if c, err := unix.pool.Client(ctx); err != nil || c.HasMech("PLAIN") {
+		t.Fatalf("the restarted service offers %+v (%v), want LOGIN only", c.Mechs(), err)
+	}
+	if r, err := unix.Authenticate(ctx, login("plain1", "wrong")); err != nil || r.OK || r.Temp {
+		t.Errorf("LOGIN, wrong password: %+v %v", r, err)
 	}
 }
 
