@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -31,7 +32,7 @@ func TestDovecotSQLAuthService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sql := testenv.SQLitePassdb(t, []testenv.SQLUser{
+	sql, db := testenv.SQLitePassdb(t, []testenv.SQLUser{
 		{Name: "plain1", Password: "{PLAIN}secret", Fields: map[string]string{"proxy": "y", "port": "21143", "host": "127.0.0.5"}},
 		{Name: "crypt1", Password: strings.TrimSpace(string(crypt)), Fields: map[string]string{"proxy": "y", "ssl": "any-cert"}},
 		{Name: "alias1", Password: "{PLAIN}secret", Fields: map[string]string{"user": "plain1", "proxy": "y"}},
@@ -102,8 +103,36 @@ service auth {
 			t.Errorf("%q with the service stopped: %+v %v", req.Mech, r, err)
 		}
 	}
-	// Back, offering LOGIN only: the credentials go in LOGIN's two rounds.
+	// Back, offering LOGIN only, and without its database: the passdb fails internally,
+	// which the service says with FAIL code=temp_fail (logins) or FAIL (lookups).
+	if err := os.Rename(db, db+".away"); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.AddConfig("auth_mechanisms = login\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []passdb.Request{login("plain1", "secret"), lookup("plain1")} {
+		for { // a failed connect is the answer for a second
+			r, err := unix.Authenticate(ctx, req)
+			if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			if err != nil || !r.Temp || r.OK {
+				t.Errorf("%q without the database: %+v %v", req.Mech, r, err)
+			}
+			break
+		}
+	}
+	// SQLite made an empty database there, which the service keeps open: put the real one
+	// back and restart it.
+	if err := os.Rename(db+".away", db); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
 	for _, req := range []passdb.Request{login("plain1", "secret"), lookup("plain1")} {

@@ -167,8 +167,9 @@ func (s *Service) clientConn(ctx context.Context) (*authclient.Client, error) {
 }
 
 // clientReply turns an OK or FAIL into a passdb.Reply: user= is the settled name, a FAIL's
-// reason= is the text for the client, temp makes it temporary, and every field but user is
-// passed on raw for the front-ends to honour (proxy, host, port, nologin, ...).
+// reason= is the text for the client, code=temp_fail (or temp) makes it temporary, and every
+// field but user is passed on raw for the front-ends to honour (proxy, host, port, nologin,
+// a FAIL's code=authz_fail, user_disabled, pass_expired, ...).
 func clientReply(r authclient.Reply) passdb.Reply {
 	out := passdb.Reply{OK: r.Kind == authclient.OK}
 	for _, f := range r.Fields {
@@ -176,8 +177,12 @@ func clientReply(r authclient.Reply) passdb.Reply {
 		case "user":
 			out.User = f.Value
 			continue
-		case "temp":
+		case "temp": // what Dovecot's own client library says when the connection died
 			out.Temp = !out.OK
+		case "code": // Dovecot 2.3's auth service says an internal failure so
+			if f.Value == "temp_fail" {
+				out.Temp = !out.OK
+			}
 		case "reason":
 			if !out.OK {
 				out.Reason = f.Value

@@ -25,9 +25,9 @@ var sqlFields = []string{"user", "proxy", "proxy_maybe", "host", "port", "ssl", 
 
 // SQLitePassdb writes users to an SQLite database (with Python's sqlite3, so the test needs
 // no SQLite client) and returns a passdb { driver = sql } section reading it through
-// Debian's dovecot-sqlite, for Backend.AddConfig. Every row's user column is the login
-// name unless Fields has a user rewrite.
-func SQLitePassdb(t testing.TB, users []SQLUser) string {
+// Debian's dovecot-sqlite, for Backend.AddConfig, and the database's path. Every row's user
+// column is the login name unless Fields has a user rewrite.
+func SQLitePassdb(t testing.TB, users []SQLUser) (section, dbPath string) {
 	t.Helper()
 	if _, err := os.Stat("/usr/lib/dovecot/modules/auth/libdriver_sqlite.so"); err != nil {
 		if os.Getenv("USHER_REQUIRE_DOVECOT") != "" {
@@ -79,7 +79,7 @@ func SQLitePassdb(t testing.TB, users []SQLUser) string {
 	if err := os.WriteFile(conf, []byte(sql), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("passdb {\n  driver = sql\n  args = %s\n}\n", conf)
+	return fmt.Sprintf("passdb {\n  driver = sql\n  args = %s\n}\n", conf), db
 }
 
 // pyString is s as a Python string literal.

@@ -34,7 +34,7 @@ func TestDovecotAuthServiceSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := map[string]string{"proxy": "y", "port": strconv.Itoa(mb.IMAPPort)}
-	sql := testenv.SQLitePassdb(t, []testenv.SQLUser{
+	sql, _ := testenv.SQLitePassdb(t, []testenv.SQLUser{
 		{Name: "user002", Password: "{PLAIN}pass", Fields: port},
 		{Name: "user003", Password: strings.TrimSpace(string(crypt)), Fields: port},
 		{Name: "alias5", Password: "{PLAIN}pass", Fields: map[string]string{"user": "user005", "proxy": "y", "port": port["port"]}},
