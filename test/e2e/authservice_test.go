@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -66,13 +64,7 @@ func TestDovecotAuthServiceSQL(t *testing.T) {
 		t.Errorf("usher's who has no user005: %v", u.mustAPI("who", nil))
 	}
 
-	lc, err := net.Dial("tcp", u.Addr(u.LMTPPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lc.Close()
-	l := &lmtpConn{t: t, c: lc, r: bufio.NewReader(lc)}
-	l.expect("220 ")
+	l := dialLMTP(t, u)
 	l.send("LHLO test.client")
 	l.expect("250-")
 	l.send("MAIL FROM:<sender@anchor.test>")

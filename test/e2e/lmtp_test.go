@@ -95,6 +95,19 @@ type lmtpConn struct {
 	r *bufio.Reader
 }
 
+// dialLMTP connects to usher's LMTP listener and reads the greeting.
+func dialLMTP(t *testing.T, u *usher) *lmtpConn {
+	t.Helper()
+	c, err := net.Dial("tcp", u.Addr(u.LMTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	l := &lmtpConn{t: t, c: c, r: bufio.NewReader(c)}
+	l.expect("220 ")
+	return l
+}
+
 func (l *lmtpConn) send(lines ...string) {
 	l.t.Helper()
 	if _, err := fmt.Fprint(l.c, strings.Join(lines, "\r\n")+"\r\n"); err != nil {
