@@ -59,6 +59,7 @@ type Checker struct {
 
 	mu         sync.Mutex
 	trackers   map[netip.Addr]*tracker
+	learned    map[learnedKey]int // see Learn
 	evacuating map[netip.Addr]bool
 	// active ends when this director stops checking: its evacuations stop
 	// then, and the next checker takes them over.
@@ -78,7 +79,8 @@ func New(cfg Config, deps Deps, m *Metrics) *Checker {
 	c := &Checker{
 		deps: deps, metrics: m,
 		trackers: map[netip.Addr]*tracker{}, evacuating: map[netip.Addr]bool{},
-		done: make(chan struct{}),
+		learned: map[learnedKey]int{},
+		done:    make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.SetConfig(cfg)
@@ -94,6 +96,27 @@ func (c *Checker) SetConfig(cfg Config) {
 	}
 	cfg.Fall, cfg.Rise = max(cfg.Fall, 1), max(cfg.Rise, 1)
 	c.cfg.Store(&cfg)
+}
+
+// learnedKey: a port learned for one kind of check says nothing of another's.
+type learnedKey struct {
+	kind string
+	ip   netip.Addr
+}
+
+// Learn records that a login for service ("imap", "pop3", "lmtp", ...) was
+// proxied to dest: checks of that kind probe dest's port on that host from
+// the next round on, wherever the passdb's port= (or a Dovecot auth
+// service's) sends logins. Ports of hosts that are not backends are
+// forgotten at the next round.
+func (c *Checker) Learn(service string, dest netip.AddrPort) {
+	if !dest.IsValid() || dest.Port() == 0 {
+		return
+	}
+	k := learnedKey{service, dest.Addr().Unmap()}
+	c.mu.Lock()
+	c.learned[k] = int(dest.Port())
+	c.mu.Unlock()
 }
 
 // Close stops checking and waits for running evacuations to give up.
@@ -166,6 +189,15 @@ func (c *Checker) round() {
 	cfg := c.cfg.Load()
 	targets := c.deps.Targets()
 	results := make([]result, len(targets))
+	ports := make([]int, len(targets))
+	c.mu.Lock()
+	for i, t := range targets {
+		ports[i] = cfg.Probe.Port
+		if p, ok := c.learned[learnedKey{cfg.Probe.Kind, t.IP}]; ok {
+			ports[i] = p
+		}
+	}
+	c.mu.Unlock()
 	sem := make(chan struct{}, maxConcurrent)
 	var wg sync.WaitGroup
 	for i, t := range targets {
@@ -174,7 +206,9 @@ func (c *Checker) round() {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			start := time.Now()
-			err := cfg.Probe.Check(c.ctx, t.IP)
+			p := cfg.Probe
+			p.Port = ports[i]
+			err := p.Check(c.ctx, t.IP)
 			c.metrics.observe(t.IP.String(), time.Since(start), err == nil)
 			if c.deps.Observe != nil {
 				c.deps.Observe(t.IP, err)
@@ -201,8 +235,14 @@ func (c *Checker) round() {
 			tr = &tracker{down: t.HealthDown}
 			c.trackers[t.IP] = tr
 		}
+		tr.probing(ports[i])
 		if tr.observe(results[i].ok, cfg.Fall, cfg.Rise) {
 			c.deps.Logger.Warn("health check verdict changed", "backend", t.IP.String(), "down", tr.down, "err", results[i].err)
+		} else if !tr.passed && !tr.down && !tr.warned {
+			tr.warned = true
+			c.deps.Logger.Warn("health check never passed on this port: the backend is not taken down by the checks until one passes; "+
+				"if logins go to another port, set "+portSetting(cfg.Probe.Kind)+" or the passdb's port= to it",
+				"backend", t.IP.String(), "port", ports[i], "err", results[i].err)
 		} else if !results[i].ok {
 			c.deps.Logger.Debug("health check failed", "backend", t.IP.String(), "err", results[i].err)
 		}
@@ -213,6 +253,11 @@ func (c *Checker) round() {
 	for ip := range c.trackers {
 		if !seen[ip] {
 			delete(c.trackers, ip)
+		}
+	}
+	for k := range c.learned {
+		if !seen[k.ip] {
+			delete(c.learned, k)
 		}
 	}
 	c.mu.Unlock()
@@ -254,4 +299,9 @@ func (c *Checker) evacuate(ip netip.Addr) {
 		}()
 		c.deps.Evacuate(ctx, ip)
 	}()
+}
+
+// portSetting names the setting that gives a kind of check its port.
+func portSetting(kind string) string {
+	return "backend_" + kind + "_port"
 }

@@ -228,3 +228,78 @@ func TestEvacuationFollowsActivity(t *testing.T) {
 		t.Fatal("evacuation went on after the director stopped checking")
 	}
 }
+
+// TestWrongPortNeverTakesDown: a probe on a port where nothing listens (usher's
+// backend_imap_port guessed, the logins go elsewhere) never puts the host down;
+// once a login was proxied to the host's real port (Learn), the checks probe
+// that port, pass, and a real outage there puts the host down.
+func TestWrongPortNeverTakesDown(t *testing.T) {
+	t.Parallel()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("* OK ready\r\n"))
+			c.Close()
+		}
+	}()
+	real := netip.MustParseAddrPort(l.Addr().String())
+	var log fakeLog
+	c := New(Config{Probe: Probe{Kind: KindIMAP, Port: wrong, Timeout: time.Second}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1},
+		log.deps(real.Addr()), NewMetrics())
+	defer c.Close()
+	wait := func(what string, done func(events []string) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			log.mu.Lock()
+			ok := done(log.events)
+			events := append([]string(nil), log.events...)
+			log.mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, events)
+			}
+		}
+	}
+	count := func(events []string, e string) (n int) {
+		for _, x := range events {
+			if x == e {
+				n++
+			}
+		}
+		return n
+	}
+	wait("five failed checks on the wrong port", func(ev []string) bool { return count(ev, "-") >= 5 })
+	log.mu.Lock()
+	if count(log.events, "D") != 0 {
+		t.Fatalf("a host whose checks never passed was put down: %v", log.events)
+	}
+	log.mu.Unlock()
+
+	// A POP3 login's port is not the IMAP check's.
+	c.Learn(KindPOP3, real)
+	wait("two more failed checks", func(ev []string) bool { return count(ev, "-") >= 7 })
+	log.mu.Lock()
+	if count(log.events, "+") != 0 {
+		t.Fatalf("the IMAP check probed a port learned from POP3: %v", log.events)
+	}
+	log.mu.Unlock()
+	c.Learn(KindIMAP, real)
+	wait("a passed check on the learned port", func(ev []string) bool { return count(ev, "+") >= 1 })
+	l.Close()
+	wait("the host down after an outage on the learned port", func(ev []string) bool { return count(ev, "D") >= 1 })
+}
