@@ -1,0 +1,54 @@
+package passdb
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/usher-mail/usher/internal/config"
+)
+
+func TestPort(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("users.imap", "a:{PLAIN}x::::::proxy=y port=21143\nb:{PLAIN}x::::::proxy=y port=21143\n")
+	write("users.pop3", "a:{PLAIN}x::::::proxy=y port=21110\nb:{PLAIN}x::::::proxy=y\n")
+	write("users.lmtp", "a:{PLAIN}x::::::proxy=y port=21024\nb:{PLAIN}x::::::proxy=y port=21025\n")
+	mixed := write("mixed", "a:{PLAIN}x::::::proxy=y port=21143\n")
+	file := func(path string) config.Passdb { return config.Passdb{Driver: "passwd-file", Args: path} }
+	static := func(args string) config.Passdb { return config.Passdb{Driver: "static", Args: args} }
+	tests := []struct {
+		name    string
+		passdbs []config.Passdb
+		service string
+		want    int
+	}{
+		{"per-service file, one port", []config.Passdb{file(dir + "/users.%s")}, "imap", 21143},
+		{"an entry without port=", []config.Passdb{file(dir + "/users.%s")}, "pop3", 0},
+		{"entries with two ports", []config.Passdb{file(dir + "/users.%s")}, "lmtp", 0},
+		{"no such file", []config.Passdb{file(dir + "/users.%s")}, "sieve", 0},
+		{"a path depending on the user", []config.Passdb{file(dir + "/%d/users")}, "imap", 0},
+		{"static port=", []config.Passdb{static("nopassword=y proxy=y port=993")}, "imap", 993},
+		{"static without port=", []config.Passdb{static("nopassword=y proxy=y")}, "imap", 0},
+		{"two passdbs agreeing", []config.Passdb{file(mixed), static("proxy=y port=21143 password=p")}, "imap", 21143},
+		{"two passdbs disagreeing", []config.Passdb{file(mixed), static("proxy=y port=143 password=p")}, "imap", 0},
+	}
+	for _, tc := range tests {
+		db, err := New(tc.passdbs, "")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := db.Port(tc.service); got != tc.want {
+			t.Errorf("%s: Port(%s) = %d, want %d", tc.name, tc.service, got, tc.want)
+		}
+	}
+	if (*DB)(nil).Port("imap") != 0 {
+		t.Error("no passdb named a port")
+	}
+}
