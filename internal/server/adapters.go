@@ -74,6 +74,8 @@ type sessionsAdapter struct{ srv *Server }
 func (s sessionsAdapter) Register(info login.SessionInfo, kick func(string)) func(int64, int64) {
 	h, _ := s.srv.router.Hash(info.User)
 	s.srv.stats.SessionStart(info.Service)
+	// A session registers once its backend accepted the login: proof of where logins go.
+	s.srv.learnBackendPort(info.Service, info.Backend)
 	return s.srv.sessions.Add(sessions.Session{
 		ID: info.ID, Service: info.Service, User: info.User,
 		Client: info.Client, Local: info.Local, Backend: info.Backend,

@@ -19,14 +19,19 @@ import (
 // little load.
 
 // healthConfig: btc is the proxies' TLS towards the backends (backendTLS), so a probe verifies
-// a backend's certificate exactly as a proxied session does.
-func healthConfig(s *config.Settings, source netip.Addr, btc *tls.Config) health.Config {
+// a backend's certificate exactly as a proxied session does. passdbPort, when not 0, is the
+// port the passdb sends every login of the check's protocol to (passdb.DB.Port): probes go
+// where logins go, backend_*_port being only the passdb's fallback.
+func healthConfig(s *config.Settings, source netip.Addr, btc *tls.Config, passdbPort int) health.Config {
 	port := s.BackendIMAPPort
 	switch s.UsherHealthCheck {
 	case health.KindPOP3:
 		port = s.BackendPOP3Port
 	case health.KindLMTP:
 		port = s.BackendLMTPPort
+	}
+	if passdbPort != 0 {
+		port = passdbPort
 	}
 	return health.Config{
 		Probe: health.Probe{
@@ -62,6 +67,12 @@ func (srv *Server) probeSource(s *config.Settings) netip.Addr {
 // setHealth starts, reconfigures or stops the checker for s
 // (usher_health_check = none stops it).
 func (srv *Server) setHealth(s *config.Settings) {
+	// The passdb's port is read at start and reload; a port learned from
+	// logins (learnBackendPort) overrides it per host.
+	passdbPort := srv.passdb.Load().Port(s.UsherHealthCheck)
+	if passdbPort != 0 && s.UsherHealthCheck != health.KindNone {
+		srv.log.Info("health checks probe the passdb's port", "check", s.UsherHealthCheck, "port", passdbPort)
+	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	switch {
@@ -71,15 +82,26 @@ func (srv *Server) setHealth(s *config.Settings) {
 			srv.checker = nil
 		}
 	case srv.checker != nil:
-		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s), srv.btc))
+		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s), srv.btc, passdbPort))
 	default:
-		srv.checker = health.New(healthConfig(s, srv.probeSource(s), srv.btc), health.Deps{
+		srv.checker = health.New(healthConfig(s, srv.probeSource(s), srv.btc, passdbPort), health.Deps{
 			Active:   srv.node.IsLeader,
 			Targets:  srv.healthTargets,
 			Report:   srv.reportHealth,
 			Evacuate: srv.router.Evacuate,
 			Logger:   srv.log,
 		}, srv.healthMetrics)
+	}
+}
+
+// learnBackendPort tells the checker where a login of service was proxied
+// to: its checks of that protocol probe that host there (health.Checker.Learn).
+func (srv *Server) learnBackendPort(service string, dest netip.AddrPort) {
+	srv.mu.Lock()
+	c := srv.checker
+	srv.mu.Unlock()
+	if c != nil {
+		c.Learn(service, dest)
 	}
 }
 

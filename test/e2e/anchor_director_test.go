@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -104,8 +106,27 @@ func TestAnchorDirectorConfig(t *testing.T) {
 	// the anchor's director listens on the backends' ports, on its own address
 	u.IMAPPort, u.POP3Port, u.LMTPPort, u.Sieve = p.IMAP, p.POP3, p.LMTP, p.Sieve
 	u.APIPort = testenv.FreePort(t, u.IP)
-	u.Usher = testenv.NewUsher(t, u.IP, usherBin, anchorDirector(t, u, cl))
+	u.Metrics = testenv.FreePort(t, u.IP)
+	conf := anchorDirector(t, u, cl)
+	// usher's own settings, not the anchor's: checks every 500 ms (default fall 3) so that
+	// the checker's verdicts are in before the logins, and a metrics listener to see them.
+	addConf(t, conf, fmt.Sprintf("usher_health_check_interval = 500 msecs\n"+
+		"service usher {\n  inet_listener metrics {\n    address = %s\n    port = %d\n  }\n}\n", u.IP, u.Metrics))
+	u.Usher = testenv.NewUsher(t, u.IP, usherBin, conf)
 	u.start()
+	// The health checks probe where the passdb sends logins (port=), not usher's default
+	// backend_imap_port where nothing listens: after fall+1 rounds both backends are up,
+	// and the logins below are all new users'.
+	waitHealthRounds(t, u, cl, 4)
+	for _, h := range u.mustAPI("directorStatus", nil) {
+		if h["state"] == "down" {
+			t.Fatalf("the health checks put backend %v down: %v", h["mail server ip"], h)
+		}
+	}
+	if log := u.Log.String(); !strings.Contains(log, fmt.Sprintf(`msg="health checks probe the passdb's port" check=imap port=%d`, p.IMAP)) ||
+		strings.Contains(log, "health check never passed") {
+		t.Fatalf("the health checks do not probe the passdb's port %d", p.IMAP)
+	}
 	users, where := usersOnBothBackends(t, u, cl, 4)
 	for _, user := range users[:3] {
 		if err := where[user].AddMessages(user, 1, 200); err != nil {
@@ -169,6 +190,51 @@ func TestAnchorDirectorConfig(t *testing.T) {
 	l.send("Subject: anchor", "", "through the anchor's director config", ".")
 	l.expect("250")
 	checkDeliveredOnce(t, cl, []string{lmtpUser}, where)
+}
+
+// addConf appends text to the configuration file at path.
+func addConf(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("\n" + text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitHealthRounds waits until usher's checker has checked every backend of cl at least n
+// times (usher_health_checks_total on /metrics).
+func waitHealthRounds(t *testing.T, u *usher, cl *testenv.Cluster, n int) {
+	t.Helper()
+	url := "http://" + u.Addr(u.Metrics) + "/metrics"
+	waitFor(t, fmt.Sprintf("%d health checks of every backend", n), func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return false
+		}
+		body := string(raw)
+		for _, b := range cl.Backends() {
+			var got int
+			prefix := `usher_health_checks_total{backend="` + b.IP.String() + `"} `
+			for _, line := range strings.Split(body, "\n") {
+				if v, ok := strings.CutPrefix(line, prefix); ok {
+					got, _ = strconv.Atoi(v)
+				}
+			}
+			if got < n {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func containsLine(lines []string, want string) bool {
