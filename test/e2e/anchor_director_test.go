@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -203,38 +201,6 @@ func addConf(t *testing.T, path, text string) {
 	if _, err := f.WriteString("\n" + text); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// waitHealthRounds waits until usher's checker has checked every backend of cl at least n
-// times (usher_health_checks_total on /metrics).
-func waitHealthRounds(t *testing.T, u *usher, cl *testenv.Cluster, n int) {
-	t.Helper()
-	url := "http://" + u.Addr(u.Metrics) + "/metrics"
-	waitFor(t, fmt.Sprintf("%d health checks of every backend", n), func() bool {
-		resp, err := http.Get(url)
-		if err != nil {
-			return false
-		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return false
-		}
-		body := string(raw)
-		for _, b := range cl.Backends() {
-			var got int
-			prefix := `usher_health_checks_total{backend="` + b.IP.String() + `"} `
-			for _, line := range strings.Split(body, "\n") {
-				if v, ok := strings.CutPrefix(line, prefix); ok {
-					got, _ = strconv.Atoi(v)
-				}
-			}
-			if got < n {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 func containsLine(lines []string, want string) bool {
