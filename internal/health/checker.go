@@ -21,7 +21,11 @@ type Target struct {
 
 // Config is what usher_health_check_* set. SetConfig swaps it on reload.
 type Config struct {
-	Probe      Probe
+	Probe Probe
+	// PortKnown: Probe.Port is where logins go (the passdb sends every login
+	// there, or names no port). Otherwise it is a guess: a host is not put
+	// down on it before a check has passed there (see tracker).
+	PortKnown  bool
 	Interval   time.Duration
 	Fall, Rise int
 }
@@ -190,11 +194,12 @@ func (c *Checker) round() {
 	targets := c.deps.Targets()
 	results := make([]result, len(targets))
 	ports := make([]int, len(targets))
+	known := make([]bool, len(targets))
 	c.mu.Lock()
 	for i, t := range targets {
-		ports[i] = cfg.Probe.Port
+		ports[i], known[i] = cfg.Probe.Port, cfg.PortKnown
 		if p, ok := c.learned[learnedKey{cfg.Probe.Kind, t.IP}]; ok {
-			ports[i] = p
+			ports[i], known[i] = p, true
 		}
 	}
 	c.mu.Unlock()
@@ -235,10 +240,10 @@ func (c *Checker) round() {
 			tr = &tracker{down: t.HealthDown}
 			c.trackers[t.IP] = tr
 		}
-		tr.probing(ports[i])
+		tr.probing(ports[i], known[i])
 		if tr.observe(results[i].ok, cfg.Fall, cfg.Rise) {
 			c.deps.Logger.Warn("health check verdict changed", "backend", t.IP.String(), "down", tr.down, "err", results[i].err)
-		} else if !tr.passed && !tr.down && !tr.warned {
+		} else if !tr.armed && !tr.down && !tr.warned {
 			tr.warned = true
 			c.deps.Logger.Warn("health check never passed on this port: the backend is not taken down by the checks until one passes; "+
 				"if logins go to another port, set "+portSetting(cfg.Probe.Kind)+" or the passdb's port= to it",

@@ -6,7 +6,7 @@ func TestTracker(t *testing.T) {
 	tests := []struct {
 		name       string
 		start      bool   // initial verdict: down
-		passed     bool   // a check passed before
+		armed      bool   // the port is known or a check passed before
 		results    string // '+' pass, '-' fail
 		fall, rise int
 		flips      string // '^' where the verdict flipped, '.' elsewhere
@@ -25,7 +25,7 @@ func TestTracker(t *testing.T) {
 		{"never passed, down: passes bring up", true, false, "++", 3, 2, ".^"},
 	}
 	for _, tc := range tests {
-		tr := tracker{down: tc.start, passed: tc.passed}
+		tr := tracker{down: tc.start, armed: tc.armed}
 		got := ""
 		for _, r := range tc.results {
 			if tr.observe(r == '+', tc.fall, tc.rise) {
@@ -40,25 +40,32 @@ func TestTracker(t *testing.T) {
 	}
 }
 
-// TestTrackerPortChange: a new port starts over: the streak and the proof
-// that checks can pass are both for the old port.
-func TestTrackerPortChange(t *testing.T) {
+// TestTrackerPorts: a new guessed port starts over (the streak and the proof
+// that checks can pass are both for the old port); a known port counts
+// failures from the start.
+func TestTrackerPorts(t *testing.T) {
 	tr := tracker{}
-	tr.probing(143)
+	tr.probing(143, false)
 	tr.observe(true, 3, 2)
 	tr.observe(false, 3, 2)
 	tr.observe(false, 3, 2)
-	tr.probing(143)
-	if tr.observe(false, 3, 2) != true {
+	tr.probing(143, false)
+	if !tr.observe(false, 3, 2) {
 		t.Fatal("the same port started over")
 	}
 	tr = tracker{}
-	tr.probing(143)
+	tr.probing(143, false)
 	tr.observe(true, 3, 2)
-	tr.probing(21143)
-	for i := 0; i < 5; i++ {
+	tr.probing(21143, false)
+	for i := range 5 {
 		if tr.observe(false, 3, 2) {
-			t.Fatalf("failure %d on a new port that never passed put the host down", i+1)
+			t.Fatalf("failure %d on a new guessed port that never passed put the host down", i+1)
 		}
+	}
+	tr.probing(21143, true) // learned from a login
+	tr.observe(false, 3, 2)
+	tr.observe(false, 3, 2)
+	if !tr.observe(false, 3, 2) {
+		t.Fatal("fall failures on a known port did not put the host down")
 	}
 }

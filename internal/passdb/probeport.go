@@ -1,57 +1,60 @@
 package passdb
 
-// Port returns the backend port every login of service goes to by this passdb's own
-// answers, or 0 when the answers do not name one port: the health checks probe there
-// (usher's backend_*_port being only the fallback for a reply without port=). It is one
-// port only when every passdb says it whoever logs in: a static passdb's port=, or a
-// passwd-file whose path does not depend on the user (it may on %s) and whose every
-// entry has the same port=. Anything else (a user-dependent path, an entry without
-// port= or with another, an unreadable file) is 0.
-func (db *DB) Port(service string) int {
+// Port tells where every login of service goes by this passdb's own answers, whoever logs
+// in: known is true when every answer says the same, port being that port= or 0 when none
+// names one (the login then goes to usher's backend_*_port). The health checks probe there
+// (docs/cluster.md "Which port"). Answers are certain from a static passdb, and from a
+// passwd-file whose path does not depend on the user (it may on %s) through all its
+// entries. A user-dependent path, entries that differ, ssl= without port= (Dovecot's TLS
+// port), or an unreadable file make known false. No passdb (nil) proxies every login to
+// backend_*_port: known, 0.
+func (db *DB) Port(service string) (port int, known bool) {
 	if db == nil {
-		return 0
+		return 0, true
 	}
-	port := 0
-	agree := func(p int) bool {
-		if p == 0 || (port != 0 && p != port) {
+	first := true
+	agree := func(fields []string) bool {
+		p, ok := fieldPort(fields)
+		if !ok || (!first && p != port) {
 			return false
 		}
-		port = p
+		port, first = p, false
 		return true
 	}
 	for _, src := range db.dbs {
 		if src.driver == "static" {
-			if !agree(fieldPort(src.fields)) {
-				return 0
+			if !agree(src.fields) {
+				return 0, false
 			}
 			continue
 		}
 		path := expand(src.path, vars{user: "a@a", service: service})
 		if path != expand(src.path, vars{user: "b@b", service: service}) {
-			return 0
+			return 0, false
 		}
 		f := db.file(path)
 		if _, _, _, err := f.lookup(""); err != nil {
-			return 0
+			return 0, false
 		}
 		f.mu.Lock()
-		ok := len(f.users) > 0
+		ok := true
 		for _, e := range f.users {
-			ok = ok && agree(fieldPort(e.fields))
+			ok = ok && agree(e.fields)
 		}
 		f.mu.Unlock()
 		if !ok {
-			return 0
+			return 0, false
 		}
 	}
-	return port
+	return port, true
 }
 
-// fieldPort is the port= of a reply's fields, 0 when absent or invalid.
-func fieldPort(fields []string) int {
+// fieldPort is the port= of a reply's fields (0: none); ok is false when the fields do not
+// parse or ask for TLS without a port (Dovecot then picks the protocol's TLS port).
+func fieldPort(fields []string) (port int, ok bool) {
 	f, err := ParseFields(fields)
-	if err != nil {
-		return 0
+	if err != nil || (f.Port == 0 && f.TLS == TLSImplicit) {
+		return 0, false
 	}
-	return f.Port
+	return f.Port, true
 }

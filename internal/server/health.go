@@ -19,10 +19,10 @@ import (
 // little load.
 
 // healthConfig: btc is the proxies' TLS towards the backends (backendTLS), so a probe verifies
-// a backend's certificate exactly as a proxied session does. passdbPort, when not 0, is the
-// port the passdb sends every login of the check's protocol to (passdb.DB.Port): probes go
-// where logins go, backend_*_port being only the passdb's fallback.
-func healthConfig(s *config.Settings, source netip.Addr, btc *tls.Config, passdbPort int) health.Config {
+// a backend's certificate exactly as a proxied session does. passdbPort and known are
+// passdb.DB.Port's answer for the check's protocol: a port there replaces backend_*_port, and
+// unless known the port is a guess (health.Config.PortKnown).
+func healthConfig(s *config.Settings, source netip.Addr, btc *tls.Config, passdbPort int, known bool) health.Config {
 	port := s.BackendIMAPPort
 	switch s.UsherHealthCheck {
 	case health.KindPOP3:
@@ -40,9 +40,10 @@ func healthConfig(s *config.Settings, source netip.Addr, btc *tls.Config, passdb
 			Timeout: s.UsherHealthCheckTimeout, Source: source,
 			ProxyHeader: s.BackendProxyProtocol == "v2",
 		},
-		Interval: s.UsherHealthCheckInterval,
-		Fall:     s.UsherHealthCheckFall,
-		Rise:     s.UsherHealthCheckRise,
+		PortKnown: known,
+		Interval:  s.UsherHealthCheckInterval,
+		Fall:      s.UsherHealthCheckFall,
+		Rise:      s.UsherHealthCheckRise,
 	}
 }
 
@@ -68,8 +69,12 @@ func (srv *Server) probeSource(s *config.Settings) netip.Addr {
 // (usher_health_check = none stops it).
 func (srv *Server) setHealth(s *config.Settings) {
 	// The passdb's port is read at start and reload; a port learned from
-	// logins (learnBackendPort) overrides it per host.
-	passdbPort := srv.passdb.Load().Port(s.UsherHealthCheck)
+	// logins (learnBackendPort) overrides it per host. A Dovecot auth
+	// service may answer any port=: until a login tells, the port is a guess.
+	passdbPort, known := srv.passdb.Load().Port(s.UsherHealthCheck)
+	if srv.authService.Load() != nil {
+		passdbPort, known = 0, false
+	}
 	if passdbPort != 0 && s.UsherHealthCheck != health.KindNone {
 		srv.log.Info("health checks probe the passdb's port", "check", s.UsherHealthCheck, "port", passdbPort)
 	}
@@ -82,9 +87,9 @@ func (srv *Server) setHealth(s *config.Settings) {
 			srv.checker = nil
 		}
 	case srv.checker != nil:
-		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s), srv.btc, passdbPort))
+		srv.checker.SetConfig(healthConfig(s, srv.probeSource(s), srv.btc, passdbPort, known))
 	default:
-		srv.checker = health.New(healthConfig(s, srv.probeSource(s), srv.btc, passdbPort), health.Deps{
+		srv.checker = health.New(healthConfig(s, srv.probeSource(s), srv.btc, passdbPort, known), health.Deps{
 			Active:   srv.node.IsLeader,
 			Targets:  srv.healthTargets,
 			Report:   srv.reportHealth,

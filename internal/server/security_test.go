@@ -137,7 +137,7 @@ func TestBackendTLS(t *testing.T) {
 		}
 		s.BackendSSL, s.BackendIMAPPort = "yes", int(dest.Port())
 		s.UsherHealthCheck, s.UsherHealthCheckTimeout = "imap", 10*time.Second
-		p := healthConfig(s, netip.Addr{}, cfg, 0).Probe
+		p := healthConfig(s, netip.Addr{}, cfg, 0, true).Probe
 		if err := p.Check(context.Background(), dest.Addr()); (err == nil) != c.ok {
 			t.Errorf("health check: ca %q name %q: %v", c.ca, c.name, err)
 		}
