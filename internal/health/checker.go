@@ -109,10 +109,10 @@ type learnedKey struct {
 }
 
 // Learn records that a login for service ("imap", "pop3", "lmtp", ...) was
-// proxied to dest: checks of that kind probe dest's port on that host from
-// the next round on, wherever the passdb's port= (or a Dovecot auth
-// service's) sends logins. Ports of hosts that are not backends are
-// forgotten at the next round.
+// proxied to dest: unless Config.PortKnown, checks of that kind probe dest's
+// port on that host from the next round on, wherever the passdb's port= (or
+// a Dovecot auth service's) sends logins. Ports of hosts that are not
+// backends are forgotten at the next round.
 func (c *Checker) Learn(service string, dest netip.AddrPort) {
 	if !dest.IsValid() || dest.Port() == 0 {
 		return
@@ -198,8 +198,11 @@ func (c *Checker) round() {
 	c.mu.Lock()
 	for i, t := range targets {
 		ports[i], known[i] = cfg.Probe.Port, cfg.PortKnown
-		if p, ok := c.learned[learnedKey{cfg.Probe.Kind, t.IP}]; ok {
-			ports[i], known[i] = p, true
+		// A learned port replaces only a guess, and arms only once a check
+		// passes there: the login may have used the passdb's ssl= where the
+		// probe follows backend_ssl.
+		if p, ok := c.learned[learnedKey{cfg.Probe.Kind, t.IP}]; ok && !cfg.PortKnown {
+			ports[i] = p
 		}
 	}
 	c.mu.Unlock()

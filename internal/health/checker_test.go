@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,4 +297,45 @@ func TestWrongPortNeverTakesDown(t *testing.T) {
 	wait("a passed check on the learned port", func(ev []string) bool { return count(ev, "+") >= 1 })
 	l.Close()
 	wait("the host down after an outage on the learned port", func(ev []string) bool { return count(ev, "D") >= 1 })
+}
+
+// TestKnownPort: on a port the passdb sends every login to, a host whose
+// checks never passed goes down after fall failures, and a login's port does
+// not replace it.
+func TestKnownPort(t *testing.T) {
+	t.Parallel()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go greet(l)
+	other := netip.MustParseAddrPort(l.Addr().String())
+	var log fakeLog
+	c := New(Config{Probe: Probe{Kind: KindIMAP, Port: known, Timeout: time.Second}, PortKnown: true,
+		Interval: 100 * time.Millisecond, Fall: 2, Rise: 1}, log.deps(other.Addr()), NewMetrics())
+	c.Learn(KindIMAP, other)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		log.mu.Lock()
+		events := append([]string(nil), log.events...)
+		log.mu.Unlock()
+		if slices.Contains(events, "+") {
+			c.Close()
+			t.Fatalf("a learned port replaced the known one: %v", events)
+		}
+		if slices.Contains(events, "D") {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.Close()
+			t.Fatalf("a host failing on its known port was never put down: %v", events)
+		}
+	}
+	c.Close()
 }

@@ -62,7 +62,7 @@ func TestTrackerPorts(t *testing.T) {
 			t.Fatalf("failure %d on a new guessed port that never passed put the host down", i+1)
 		}
 	}
-	tr.probing(21143, true) // learned from a login
+	tr.probing(21143, true) // the passdb sends every login there
 	tr.observe(false, 3, 2)
 	tr.observe(false, 3, 2)
 	if !tr.observe(false, 3, 2) {

@@ -5,9 +5,9 @@ package passdb
 // names one (the login then goes to usher's backend_*_port). The health checks probe there
 // (docs/cluster.md "Which port"). Answers are certain from a static passdb, and from a
 // passwd-file whose path does not depend on the user (it may on %s) through all its
-// entries. A user-dependent path, entries that differ, ssl= without port= (Dovecot's TLS
-// port), or an unreadable file make known false. No passdb (nil) proxies every login to
-// backend_*_port: known, 0.
+// entries. A user-dependent path, entries that differ, ssl= or starttls (the probe follows
+// backend_ssl, not the answer) or an unreadable file make known false. No passdb (nil)
+// proxies every login to backend_*_port: known, 0.
 func (db *DB) Port(service string) (port int, known bool) {
 	if db == nil {
 		return 0, true
@@ -50,10 +50,10 @@ func (db *DB) Port(service string) (port int, known bool) {
 }
 
 // fieldPort is the port= of a reply's fields (0: none); ok is false when the fields do not
-// parse or ask for TLS without a port (Dovecot then picks the protocol's TLS port).
+// parse or ask for TLS, which a probe speaking backend_ssl may not match.
 func fieldPort(fields []string) (port int, ok bool) {
 	f, err := ParseFields(fields)
-	if err != nil || (f.Port == 0 && f.TLS == TLSImplicit) {
+	if err != nil || f.TLS != TLSUnset {
 		return 0, false
 	}
 	return f.Port, true

@@ -41,6 +41,7 @@ func TestPort(t *testing.T) {
 		{"two passdbs agreeing", []config.Passdb{file(mixed), static("proxy=y port=21143 password=p")}, "imap", 21143, true},
 		{"no entry names a port", []config.Passdb{file(noport)}, "imap", 0, true},
 		{"ssl=yes without port=", []config.Passdb{static("nopassword=y proxy=y ssl=yes")}, "imap", 0, false},
+		{"ssl=yes with port=", []config.Passdb{static("nopassword=y proxy=y ssl=yes port=993")}, "imap", 0, false},
 		{"two passdbs disagreeing", []config.Passdb{file(mixed), static("proxy=y port=143 password=p")}, "imap", 0, false},
 	}
 	for _, tc := range tests {
