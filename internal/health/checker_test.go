@@ -232,23 +232,31 @@ func TestEvacuationFollowsActivity(t *testing.T) {
 	}
 }
 
+// twoPorts returns a loopback port where nothing listens and a listener that
+// greets (closed at the test's end).
+func twoPorts(t *testing.T) (int, net.Listener) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go greet(l)
+	return port, l
+}
+
 // TestWrongPortNeverTakesDown: a probe on a port where nothing listens (usher's
 // backend_imap_port guessed, the logins go elsewhere) never puts the host down;
 // once a login was proxied to the host's real port (Learn), the checks probe
 // that port, pass, and a real outage there puts the host down.
 func TestWrongPortNeverTakesDown(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go greet(l)
+	wrong, l := twoPorts(t)
 	real := netip.MustParseAddrPort(l.Addr().String())
 	var log fakeLog
 	c := New(Config{Probe: Probe{Kind: KindIMAP, Port: wrong, Timeout: time.Second}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1},
@@ -304,18 +312,7 @@ func TestWrongPortNeverTakesDown(t *testing.T) {
 // not replace it.
 func TestKnownPort(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	known := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go greet(l)
+	known, l := twoPorts(t)
 	other := netip.MustParseAddrPort(l.Addr().String())
 	var log fakeLog
 	c := New(Config{Probe: Probe{Kind: KindIMAP, Port: known, Timeout: time.Second}, PortKnown: true,
