@@ -68,9 +68,9 @@ func (srv *Server) probeSource(s *config.Settings) netip.Addr {
 // setHealth starts, reconfigures or stops the checker for s
 // (usher_health_check = none stops it).
 func (srv *Server) setHealth(s *config.Settings) {
-	// The passdb's port is read at start and reload; a port learned from
-	// logins (learnBackendPort) overrides it per host. A Dovecot auth
-	// service may answer any port=: until a login tells, the port is a guess.
+	// The passdb's port is read at start and reload. A Dovecot auth service
+	// may answer any port=: the port is a guess, which the checker replaces
+	// per host with the port logins went to (learnBackendPort).
 	passdbPort, known := srv.passdb.Load().Port(s.UsherHealthCheck)
 	if srv.authService.Load() != nil {
 		passdbPort, known = 0, false
@@ -100,7 +100,8 @@ func (srv *Server) setHealth(s *config.Settings) {
 }
 
 // learnBackendPort tells the checker where a login of service was proxied
-// to: its checks of that protocol probe that host there (health.Checker.Learn).
+// to: unless the port is known, its checks of that protocol probe that host
+// there (health.Checker.Learn).
 func (srv *Server) learnBackendPort(service string, dest netip.AddrPort) {
 	srv.mu.Lock()
 	c := srv.checker

@@ -92,7 +92,8 @@ done
 // TestAnchorDirectorConfig starts usher on the anchor's real Dovecot director configuration
 // (its passdb answers proxy=y port=<the backends' port>, and usher's own backend_*_port
 // settings are left at their defaults, where nothing listens), and logs in over IMAP, POP3,
-// ManageSieve and LMTP: each lands on the user's backend, on the passdb's port.
+// ManageSieve and LMTP: each lands on the user's backend, on the passdb's port. The health
+// checks (on by default) probe that port too: after fall+1 rounds no backend is down.
 func TestAnchorDirectorConfig(t *testing.T) {
 	t.Parallel()
 	cl := testenv.StartDovecot(t, testenv.Options{Users: 10})
