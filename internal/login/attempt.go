@@ -16,9 +16,11 @@ import (
 )
 
 // Creds are what a client authenticated with. Authz is the SASL authorization identity
-// (empty unless a master user logs in as someone else).
+// (empty unless a master user logs in as someone else). Relay, for a mechanism usher relays,
+// is the exchange the backend dialogue runs instead of a login with Pass (saslrelay.go).
 type Creds struct {
 	Mech, Authz, User, Pass string
+	Relay                   *Exchange
 }
 
 // LoginUser is the mailbox owner: the user that is routed and counted.

@@ -166,9 +166,10 @@ func endConnect(dest netip.AddrPort, started, now time.Time, connected bool) {
 }
 
 // retryable reports whether a backend result is worth another connect: connect, remote and
-// protocol failures and a backend's own "temporarily unavailable", not the fast-fail.
+// protocol failures and a backend's own "temporarily unavailable", not the fast-fail nor a
+// relayed exchange whose challenges the client has already seen.
 func retryable(res Result) bool {
-	return res.Kind == ResultUnavailable && !errors.Is(res.Err, ErrHostDown)
+	return res.Kind == ResultUnavailable && !errors.Is(res.Err, ErrHostDown) && !errors.Is(res.Err, ErrRelayStarted)
 }
 
 // backendLogin runs f.Backend on dest with the reconnects described above. ok is false

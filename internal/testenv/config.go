@@ -31,7 +31,7 @@ func (b *Backend) writeFiles(opt Options, mailRoot string) error {
 	if err := os.WriteFile(usersPath, []byte(usersFile(opt, mailRoot)), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(b.ConfigPath, []byte(b.config(usersPath)), 0o644)
+	return os.WriteFile(b.ConfigPath, []byte(b.config(usersPath)+opt.Config), 0o644)
 }
 
 // usersFile is a passwd-file for both passdb and userdb: user:password:uid:gid:gecos:home:shell:extra.
@@ -39,7 +39,14 @@ func usersFile(opt Options, mailRoot string) string {
 	var sb strings.Builder
 	for i := 1; i <= opt.Users; i++ {
 		u := UserName(i)
-		fmt.Fprintf(&sb, "%s:{PLAIN}%s:%d:%d::%s::\n", u, opt.Password, opt.MailUID, opt.MailGID, filepath.Join(mailRoot, u))
+		stored := ""
+		if opt.StoredPassword != nil {
+			stored = opt.StoredPassword(u)
+		}
+		if stored == "" {
+			stored = "{PLAIN}" + opt.Password
+		}
+		fmt.Fprintf(&sb, "%s:%s:%d:%d::%s::\n", u, stored, opt.MailUID, opt.MailGID, filepath.Join(mailRoot, u))
 	}
 	return sb.String()
 }

@@ -113,6 +113,14 @@ type Options struct {
 	// (haproxy = yes) from 127.0.0.0/8, and empties login_trusted_networks, so that a client's
 	// address can reach the backend only through the header, never through ID or XCLIENT.
 	HAProxy bool
+	// StoredPassword, when set, gives a user's password field in the backends' passwd-file
+	// as `doveadm pw` prints it (e.g. a {SCRAM-SHA-256} hash of Password); "" or no func:
+	// {PLAIN}Password.
+	StoredPassword func(user string) string
+	// Config is appended to every backend's dovecot.conf (a setting given again there
+	// overrides the generated one, as Dovecot reads the file top to bottom): more
+	// auth_mechanisms, another passdb.
+	Config string
 }
 
 func (o *Options) setDefaults() {

@@ -1,0 +1,113 @@
+package login
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/usher-mail/usher/internal/sasl"
+)
+
+// SASL mechanisms usher relays without taking part (XOAUTH2, OAUTHBEARER, SCRAM-SHA-1,
+// SCRAM-SHA-256): the name to route is read from the client's first message
+// (internal/sasl), and everything after it is the backend's business. The backend's
+// challenges go to the client and the client's answers to the backend, unchanged, until the
+// backend's final answer, which the protocol's dialogue maps like a LOGIN's. The protocols'
+// dialogues drive an Exchange; the front-ends only read client responses (Ask).
+
+// relayedMechs maps each relayed mechanism to the reader of its user name, in the order
+// they are advertised.
+var relayedMechs = []struct {
+	name string
+	read func([]byte) (sasl.Name, error)
+}{
+	{"SCRAM-SHA-1", scram},
+	{"SCRAM-SHA-256", scram},
+	{"XOAUTH2", sasl.XOAUTH2},
+	{"OAUTHBEARER", sasl.OAUTHBEARER},
+}
+
+func scram(msg []byte) (sasl.Name, error) { return sasl.SCRAM(msg, false) }
+
+// IsRelayed reports whether mech (upper case) is a mechanism usher relays.
+func IsRelayed(mech string) bool { return nameReader(mech) != nil }
+
+func nameReader(mech string) func([]byte) (sasl.Name, error) {
+	for _, m := range relayedMechs {
+		if m.name == mech {
+			return m.read
+		}
+	}
+	return nil
+}
+
+// MaxRelayRounds bounds the challenges of one relayed exchange. SCRAM takes two (server-first
+// and server-final), an OAuth2 error one; a backend asking more is not one of these.
+const MaxRelayRounds = 8
+
+// ErrRelayStarted marks a failed backend login whose exchange has already reached the client:
+// the client has seen a challenge of this backend, so the login cannot move to another
+// connection (no reconnect).
+var ErrRelayStarted = errors.New("relayed exchange already under way")
+
+// Exchange is one relayed SASL exchange: the client's first message, and the way to the
+// client for the rounds the backend asks for.
+type Exchange struct {
+	Mech  string
+	First []byte // the client's first message, decoded
+	ask   Ask
+	// rounds is how many challenges reached the client; after the first, a failure cannot
+	// be retried on another backend connection.
+	rounds int
+}
+
+// StartRelay reads the first message of relayed mechanism mech (its initial response ir, or
+// the answer to an empty challenge) and the user it names. The credentials carry the
+// exchange (Creds.Relay) and no password; end is SASLMalformed when the message names no
+// user the mechanism's way.
+func StartRelay(mech string, ir *string, ask Ask) (cr Creds, reply string, end SASLEnd) {
+	cr.Mech = mech
+	read := nameReader(mech)
+	if read == nil {
+		return cr, "", SASLMalformed
+	}
+	first, reply, ok := ask(ir, "")
+	if !ok {
+		return cr, reply, SASLStopped
+	}
+	name, err := read(first)
+	if err != nil {
+		return cr, "", SASLMalformed
+	}
+	cr.User, cr.Authz = name.User, name.Authz
+	cr.Relay = &Exchange{Mech: mech, First: first, ask: ask}
+	return cr, "", SASLDone
+}
+
+// Challenge passes one backend challenge to the client and returns the client's answer.
+// When the client cancels, sends what is not a response or has gone, it returns a Result
+// that ends the login: the protocol's answer to the client in Text (ResultForward, answered
+// as it is, no penalty), or a gone client.
+func (x *Exchange) Challenge(challenge []byte) ([]byte, *Result) {
+	if x.rounds >= MaxRelayRounds {
+		return nil, &Result{Kind: ResultAuthFailed, Err: fmt.Errorf("%w: more than %d rounds", ErrRelayStarted, MaxRelayRounds)}
+	}
+	x.rounds++
+	resp, reply, ok := x.ask(nil, string(challenge))
+	if ok {
+		return resp, nil
+	}
+	if reply == "" {
+		return nil, &Result{Kind: ResultUnavailable, Err: fmt.Errorf("%w: client gone", ErrRelayStarted)}
+	}
+	return nil, &Result{Kind: ResultForward, Text: reply, Err: ErrRelayStarted}
+}
+
+// Unavailable is a backend failure during the exchange: retried like any other until the
+// client has seen a challenge, after that final.
+func (x *Exchange) Unavailable(format string, a ...any) Result {
+	err := fmt.Errorf(format, a...)
+	if x.rounds > 0 {
+		err = fmt.Errorf("%w: %w", ErrRelayStarted, err)
+	}
+	return Result{Kind: ResultUnavailable, Err: err}
+}
