@@ -38,19 +38,9 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 	if refused != nil {
 		return nil, *refused
 	}
-	first := make([]byte, 0, 256+len(chunks[0]))
-	if caps.has("ID") && tg.Trusted() {
-		first = c.appendID(first, c.ForwardFields(ctx))
-		if !tg.Pipelining() {
-			// proxy_nopipelining: the ID's answer before the login
-			if _, err := nc.Write(first); err != nil {
-				return nil, login.Unavailable("sending ID: %w", err)
-			}
-			if line, _, err := untilTagged(br, "I "); err != nil {
-				return nil, login.Unavailable("ID: %q %v", line, err)
-			}
-			first = first[:0]
-		}
+	first, stop := c.idFirst(ctx, tg, nc, br, caps, 256+len(chunks[0]))
+	if stop != nil {
+		return nil, *stop
 	}
 	first = append(first, chunks[0]...)
 	chunks = chunks[1:]
@@ -81,6 +71,30 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 			}
 		}
 	}
+}
+
+// idFirst starts the bytes to send in front of the login, room bytes large: the ID command
+// that tells the backend who the client is, when the backend takes it and is trusted with it;
+// under proxy_nopipelining it has been sent and answered already, and nothing is left.
+func (c *conn) idFirst(ctx context.Context, tg *login.Target, nc net.Conn, br *bufio.Reader, caps capSet, room int) ([]byte, *login.Result) {
+	first := make([]byte, 0, room)
+	if !caps.has("ID") || !tg.Trusted() {
+		return first, nil
+	}
+	first = c.appendID(first, c.ForwardFields(ctx))
+	if tg.Pipelining() {
+		return first, nil
+	}
+	// proxy_nopipelining: the ID's answer before the login
+	if _, err := nc.Write(first); err != nil {
+		res := login.Unavailable("sending ID: %w", err)
+		return nil, &res
+	}
+	if line, _, err := untilTagged(br, "I "); err != nil {
+		res := login.Unavailable("ID: %q %v", line, err)
+		return nil, &res
+	}
+	return first[:0], nil
 }
 
 // backendHello reads the backend's banner, runs STARTTLS when backend_ssl says so and asks

@@ -37,6 +37,8 @@ const Service = "imap"
 type Server struct {
 	*login.Front[*conn]
 	cfg Config
+	// mechs are the relayed SASL mechanisms the backends offer (login/mechs.go).
+	mechs login.Mechs
 }
 
 // NewServer returns a server; env.Router must be set.
@@ -44,5 +46,7 @@ func NewServer(cfg Config, env *login.Env) *Server {
 	s := &Server{cfg: cfg.withDefaults()}
 	refuse := "* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"
 	s.Front = login.NewFront(Service, env, s.cfg.Config, refuse, s.newConn, (*conn).preLogin)
+	s.mechs.Probe, s.mechs.Hosts = s.probeMechanisms, env.Backends
+	s.mechs.Refresh()
 	return s
 }

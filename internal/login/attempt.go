@@ -45,6 +45,9 @@ const (
 	ResultAuthFailed
 	ResultForward // a refusal with a response code, passed on verbatim in Text
 	ResultConfig  // the backend cannot be used as configured
+	// ResultAnswered: the client ended a relayed exchange (saslrelay.go) and has been
+	// answered already (Text, "" when it has gone).
+	ResultAnswered
 )
 
 // Result is the outcome of a backend login.
@@ -211,6 +214,10 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 	case ResultConfig:
 		blog().Error("proxy configuration failure", "err", res.Err)
 		return fail(t.Config, false)
+	case ResultAnswered:
+		env.Stats.AuthFailure(a.Service, time.Since(start))
+		blog().Info("authentication aborted by client")
+		return sess, res.Text != ""
 	default:
 		blog().Warn("backend unavailable", "err", res.Err)
 		if res.Text != "" {

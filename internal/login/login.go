@@ -108,6 +108,9 @@ type Env struct {
 	// service names it in its OK, which is the name routed and logged unless the passdb's
 	// user= says otherwise.
 	UsernameFormat string
+	// Backends lists the director's backends, which the front-ends ask for the SASL
+	// mechanisms they offer (mechs.go); nil: learned from logins only.
+	Backends func() []netip.Addr
 }
 
 // WithDefaults returns a copy of e where unset optional parts are replaced by no-ops and

@@ -16,6 +16,24 @@ import (
 // nothing either way. Never advertised when usher checks passwords itself (it cannot check a
 // token or a proof) or before any backend has answered.
 
+// RelayAllowed reports whether relayed mechanisms may be offered: not when usher checks
+// passwords itself (a Passdb that says it is Configured, or one that cannot say), as it could
+// not check a token or a SCRAM proof and would refuse every such login.
+func (e *Env) RelayAllowed() bool {
+	switch p := e.Passdb.(type) {
+	case nopPassdb:
+		return true
+	case interface{ Configured() bool }:
+		return !p.Configured()
+	}
+	return false
+}
+
+// PlaintextMech reports whether relayed mechanism mech carries a secret the way a plaintext
+// password does (an OAuth2 bearer token), so that disable_plaintext_auth hides and refuses
+// it on an insecure connection as it does PLAIN; SCRAM sends no reusable secret.
+func PlaintextMech(mech string) bool { return mech == "XOAUTH2" || mech == "OAUTHBEARER" }
+
 // Mechs is one front-end's knowledge of its backends' mechanisms. The zero value knows
 // nothing and probes nothing; set Probe and Hosts to have it ask the backends itself.
 type Mechs struct {

@@ -55,6 +55,7 @@ type Exchange struct {
 	Mech  string
 	First []byte // the client's first message, decoded
 	ask   Ask
+	reply func(line string) error // answers the client as it is (the line has its tag)
 	// rounds is how many challenges reached the client; after the first, a failure cannot
 	// be retried on another backend connection.
 	rounds int
@@ -63,43 +64,45 @@ type Exchange struct {
 // StartRelay reads the first message of relayed mechanism mech (its initial response ir, or
 // the answer to an empty challenge) and the user it names. The credentials carry the
 // exchange (Creds.Relay) and no password; end is SASLMalformed when the message names no
-// user the mechanism's way.
-func StartRelay(mech string, ir *string, ask Ask) (cr Creds, reply string, end SASLEnd) {
+// user the mechanism's way. reply writes a line to the client, for an exchange the client
+// ends (Challenge).
+func StartRelay(mech string, ir *string, ask Ask, reply func(line string) error) (cr Creds, stop string, end SASLEnd) {
 	cr.Mech = mech
 	read := nameReader(mech)
 	if read == nil {
 		return cr, "", SASLMalformed
 	}
-	first, reply, ok := ask(ir, "")
+	first, stop, ok := ask(ir, "")
 	if !ok {
-		return cr, reply, SASLStopped
+		return cr, stop, SASLStopped
 	}
 	name, err := read(first)
 	if err != nil {
 		return cr, "", SASLMalformed
 	}
 	cr.User, cr.Authz = name.User, name.Authz
-	cr.Relay = &Exchange{Mech: mech, First: first, ask: ask}
+	cr.Relay = &Exchange{Mech: mech, First: first, ask: ask, reply: reply}
 	return cr, "", SASLDone
 }
 
 // Challenge passes one backend challenge to the client and returns the client's answer.
-// When the client cancels, sends what is not a response or has gone, it returns a Result
-// that ends the login: the protocol's answer to the client in Text (ResultForward, answered
-// as it is, no penalty), or a gone client.
+// When the client cancels, sends what is not a response or has gone, the exchange ends with
+// the returned Result: ResultAnswered, the client told what its protocol says to a cancel or
+// a bad response (Text, "" when it has gone).
 func (x *Exchange) Challenge(challenge []byte) ([]byte, *Result) {
 	if x.rounds >= MaxRelayRounds {
 		return nil, &Result{Kind: ResultAuthFailed, Err: fmt.Errorf("%w: more than %d rounds", ErrRelayStarted, MaxRelayRounds)}
 	}
 	x.rounds++
-	resp, reply, ok := x.ask(nil, string(challenge))
+	resp, stop, ok := x.ask(nil, string(challenge))
 	if ok {
 		return resp, nil
 	}
-	if reply == "" {
-		return nil, &Result{Kind: ResultUnavailable, Err: fmt.Errorf("%w: client gone", ErrRelayStarted)}
+	res := &Result{Kind: ResultAnswered, Err: fmt.Errorf("%w: ended by the client", ErrRelayStarted)}
+	if stop != "" && x.reply(stop) == nil {
+		res.Text = stop
 	}
-	return nil, &Result{Kind: ResultForward, Text: reply, Err: ErrRelayStarted}
+	return nil, res
 }
 
 // Unavailable is a backend failure during the exchange: retried like any other until the

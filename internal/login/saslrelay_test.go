@@ -80,7 +80,9 @@ func TestStartRelayAndChallenges(t *testing.T) {
 		answers = answers[1:]
 		return r, "", true
 	}
-	cr, _, end := StartRelay("SCRAM-SHA-256", nil, ask)
+	var replied []string
+	reply := func(line string) error { replied = append(replied, line); return nil }
+	cr, _, end := StartRelay("SCRAM-SHA-256", nil, ask, reply)
 	if end != SASLDone || cr.User != "user001" || cr.Relay == nil || string(cr.Relay.First) != "n,,n=user001,r=abc" {
 		t.Fatalf("start: %v %+v", end, cr)
 	}
@@ -92,8 +94,8 @@ func TestStartRelayAndChallenges(t *testing.T) {
 		t.Error("a failure after a challenge reached the client is retried")
 	}
 	_, res = cr.Relay.Challenge([]byte("v=sig"))
-	if res == nil || res.Kind != ResultForward || res.Text != "cancelled" || retryable(*res) {
-		t.Fatalf("cancel: %+v", res)
+	if res == nil || res.Kind != ResultAnswered || res.Text != "cancelled" || retryable(*res) || !slices.Equal(replied, []string{"cancelled"}) {
+		t.Fatalf("cancel: %+v, replied %q", res, replied)
 	}
 	if !slices.Equal(asked, []string{"", "r=abcdef,s=c2FsdA==,i=4096", "v=sig"}) {
 		t.Fatalf("challenges: %q", asked)
@@ -115,7 +117,7 @@ func TestStartRelayAndChallenges(t *testing.T) {
 
 	if _, _, end := StartRelay("XOAUTH2", nil, func(*string, string) ([]byte, string, bool) {
 		return []byte("user=\x01auth=Bearer x\x01\x01"), "", true
-	}); end != SASLMalformed {
+	}, reply); end != SASLMalformed {
 		t.Fatalf("XOAUTH2 without a user: %v", end)
 	}
 }

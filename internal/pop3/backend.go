@@ -24,45 +24,14 @@ const maxBackendLine = 64 << 10
 // whether XCLIENT is sent.
 func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
 	tg := login.TargetOf(ctx)
-	ssl, tlsConf := tg.BackendTLS(c.s.cfg.BackendSSL, c.s.cfg.BackendTLS)
 	cr = tg.Creds(cr)
-	banner, err := readLine(br, maxBackendLine)
-	if err != nil {
-		return nil, login.Unavailable("reading banner: %w", err)
+	nc, br, res := c.backendHello(ctx, nc, br, dest)
+	if res.Kind != login.ResultOK {
+		return nil, res
 	}
-	if !strings.HasPrefix(banner, "+OK") {
-		return nil, login.Unavailable("bad banner %q", banner)
-	}
-	xclient := strings.HasPrefix(banner, "+OK [XCLIENT]") && tg.Trusted()
-	// ask sends one command and returns the backend's one-line answer.
-	ask := func(line string) (string, error) {
-		if _, err := nc.Write([]byte(line + "\r\n")); err != nil {
-			return "", err
-		}
-		return readLine(br, maxBackendLine)
-	}
-	if ssl == "starttls" {
-		if line, err := ask("STLS"); err != nil || !strings.HasPrefix(line, "+OK") {
-			return nil, login.Unavailable("STLS refused: %q %v", line, err)
-		}
-		tc, err := login.ClientTLS(nc, tlsConf, dest)
-		if err != nil {
-			return nil, login.Unavailable("STLS handshake: %w", err)
-		}
-		nc, br = tc, relay.NewReader(tc)
-	}
-	if xclient {
-		cmd := fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
-			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1)
-		if fwd := c.ForwardFields(ctx); len(fwd) > 0 {
-			cmd += " FORWARD=" + login.EncodeForward(fwd)
-		}
-		line, err := ask(cmd)
-		if err != nil || !strings.HasPrefix(line, "+OK") {
-			return nil, login.Unavailable("XCLIENT refused: %q %v", line, err)
-		}
-	}
+	ask := func(line string) (string, error) { return askLine(nc, br, line) }
 	var reply string
+	var err error
 	if usableOnLine(cr.User) && usableOnLine(cr.Pass) && cr.Authz == "" && !tg.SASL() {
 		reply, err = ask("USER " + cr.User)
 		if err == nil && strings.HasPrefix(reply, "+OK") {
@@ -76,6 +45,53 @@ func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reade
 		return nil, login.Unavailable("reading login reply: %w", err)
 	}
 	return loginReply(nc, br, dest, reply)
+}
+
+// askLine sends one command and returns the backend's one-line answer.
+func askLine(nc net.Conn, br *bufio.Reader, line string) (string, error) {
+	if _, err := nc.Write([]byte(line + "\r\n")); err != nil {
+		return "", err
+	}
+	return readLine(br, maxBackendLine)
+}
+
+// backendHello reads the backend's banner, runs STLS when backend_ssl (or the passdb's
+// fields, login.TargetOf) says so and XCLIENT when the banner offers it and the backend is
+// trusted with the client's address (a probe has no client: no XCLIENT); it returns the
+// stream to log in on and a ResultOK.
+func (c *conn) backendHello(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (net.Conn, *bufio.Reader, login.Result) {
+	fail := func(res login.Result) (net.Conn, *bufio.Reader, login.Result) { return nil, nil, res }
+	tg := login.TargetOf(ctx)
+	ssl, tlsConf := tg.BackendTLS(c.s.cfg.BackendSSL, c.s.cfg.BackendTLS)
+	banner, err := readLine(br, maxBackendLine)
+	if err != nil {
+		return fail(login.Unavailable("reading banner: %w", err))
+	}
+	if !strings.HasPrefix(banner, "+OK") {
+		return fail(login.Unavailable("bad banner %q", banner))
+	}
+	if ssl == "starttls" {
+		if line, err := askLine(nc, br, "STLS"); err != nil || !strings.HasPrefix(line, "+OK") {
+			return fail(login.Unavailable("STLS refused: %q %v", line, err))
+		}
+		tc, err := login.ClientTLS(nc, tlsConf, dest)
+		if err != nil {
+			return fail(login.Unavailable("STLS handshake: %w", err))
+		}
+		nc, br = tc, relay.NewReader(tc)
+	}
+	if strings.HasPrefix(banner, "+OK [XCLIENT]") && tg.Trusted() && c.Remote.IsValid() {
+		cmd := fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
+			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1)
+		if fwd := c.ForwardFields(ctx); len(fwd) > 0 {
+			cmd += " FORWARD=" + login.EncodeForward(fwd)
+		}
+		line, err := askLine(nc, br, cmd)
+		if err != nil || !strings.HasPrefix(line, "+OK") {
+			return fail(login.Unavailable("XCLIENT refused: %q %v", line, err))
+		}
+	}
+	return nc, br, login.Result{Kind: login.ResultOK}
 }
 
 // usableOnLine: USER and PASS take the rest of the line, so anything but line breaks and NUL

@@ -28,6 +28,8 @@ const Service = "pop3"
 type Server struct {
 	*login.Front[*conn]
 	cfg Config
+	// mechs are the relayed SASL mechanisms the backends offer (login/mechs.go).
+	mechs login.Mechs
 }
 
 // NewServer returns a server; env.Router must be set.
@@ -35,5 +37,7 @@ func NewServer(cfg Config, env *login.Env) *Server {
 	s := &Server{cfg: cfg.withDefaults()}
 	refuse := "-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
 	s.Front = login.NewFront(Service, env, s.cfg.Config, refuse, s.newConn, (*conn).preLogin)
+	s.mechs.Probe, s.mechs.Hosts = s.probeMechanisms, env.Backends
+	s.mechs.Refresh()
 	return s
 }

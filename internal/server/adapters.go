@@ -36,7 +36,18 @@ func (srv *Server) loginEnv(s *config.Settings) *login.Env {
 		AuthFailureDelay:     s.AuthFailureDelay,
 		UsernameChars:        s.AuthUsernameChars,
 		UsernameFormat:       s.AuthUsernameFormat,
+		Backends:             srv.backendIPs,
 	}
+}
+
+// backendIPs lists the director's backends, up or down, for the front-ends that ask them
+// their SASL mechanisms.
+func (srv *Server) backendIPs() []netip.Addr {
+	var ips []netip.Addr
+	for _, h := range srv.router.Hosts() {
+		ips = append(ips, h.IP)
+	}
+	return ips
 }
 
 // loginRouter tells the front-ends which routing failures are temporary.
@@ -129,6 +140,10 @@ func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (pass
 	}
 	return r, err
 }
+
+// Configured reports whether usher checks passwords itself; then the front-ends offer no
+// relayed SASL mechanism (login.Env.RelayAllowed).
+func (p passdbCheck) Configured() bool { return p.srv.passdb.Load() != nil }
 
 // loginStats feeds the front-ends' events to the stats. The commands a front-end sees are
 // pre-login commands, which Dovecot's imap_command metric never counts on a director.

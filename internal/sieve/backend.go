@@ -24,9 +24,9 @@ func backendLine(br *bufio.Reader) (string, error) {
 }
 
 // readGreeting reads capability lines up to the OK that ends them and returns the
-// capability names (upper case).
-func readGreeting(br *bufio.Reader) (map[string]bool, error) {
-	caps := map[string]bool{}
+// capabilities: names (upper case) and values.
+func readGreeting(br *bufio.Reader) (map[string]string, error) {
+	caps := map[string]string{}
 	for i := 0; i < 100; i++ {
 		line, err := backendLine(br)
 		if err != nil {
@@ -38,8 +38,12 @@ func readGreeting(br *bufio.Reader) (map[string]bool, error) {
 		if !strings.HasPrefix(line, `"`) {
 			return nil, fmt.Errorf("unexpected line %q", line)
 		}
-		if name, _, ok := quoted(line, 0); ok {
-			caps[strings.ToUpper(name)] = true
+		if name, next, ok := quoted(line, 0); ok {
+			val := ""
+			if next+1 < len(line) && line[next] == ' ' {
+				val, _, _ = quoted(line, next+1)
+			}
+			caps[strings.ToUpper(name)] = val
 		}
 	}
 	return nil, errors.New("too many capability lines")
@@ -47,51 +51,72 @@ func readGreeting(br *bufio.Reader) (map[string]bool, error) {
 
 // backendDialogue logs cr in on a backend stream the way Pigeonhole's managesieve proxy does:
 // greeting, optional STARTTLS, XCLIENT with the client's address when offered, then
-// AUTHENTICATE "PLAIN" with an initial response. The passdb's fields (login.TargetOf) decide
-// TLS, the credentials and whether XCLIENT is sent.
+// AUTHENTICATE "PLAIN" with an initial response.
 func (c *conn) backendDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort, cr login.Creds) (*login.Session, login.Result) {
+	cr = login.TargetOf(ctx).Creds(cr)
+	nc, br, _, res := c.backendHello(ctx, nc, br, dest)
+	if res.Kind != login.ResultOK {
+		return nil, res
+	}
+	ir := base64.StdEncoding.EncodeToString([]byte(cr.Authz + "\x00" + cr.User + "\x00" + cr.Pass))
+	reply, err := askLine(nc, br, `AUTHENTICATE "PLAIN" "`+ir+`"`)
+	if err != nil {
+		return nil, login.Unavailable("reading login reply: %w", err)
+	}
+	return loginReply(nc, reply, br)
+}
+
+// askLine sends one command and returns the backend's one-line answer.
+func askLine(nc net.Conn, br *bufio.Reader, line string) (string, error) {
+	if _, err := nc.Write([]byte(line + "\r\n")); err != nil {
+		return "", err
+	}
+	return backendLine(br)
+}
+
+// backendHello reads the backend's greeting, runs STARTTLS when backend_ssl (or the passdb's
+// fields, login.TargetOf) says so and XCLIENT when offered and the backend is trusted with
+// the client's address (not for a probe, which has no client); it returns the stream to log
+// in on, the capabilities and a ResultOK.
+func (c *conn) backendHello(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (net.Conn, *bufio.Reader, map[string]string, login.Result) {
+	fail := func(res login.Result) (net.Conn, *bufio.Reader, map[string]string, login.Result) {
+		return nil, nil, nil, res
+	}
 	tg := login.TargetOf(ctx)
 	ssl, tlsConf := tg.BackendTLS(c.s.cfg.BackendSSL, c.s.cfg.BackendTLS)
-	cr = tg.Creds(cr)
 	caps, err := readGreeting(br)
 	if err != nil {
-		return nil, login.Unavailable("reading greeting: %w", err)
-	}
-	ask := func(line string) (string, error) {
-		if _, err := nc.Write([]byte(line + "\r\n")); err != nil {
-			return "", err
-		}
-		return backendLine(br)
+		return fail(login.Unavailable("reading greeting: %w", err))
 	}
 	if ssl == "starttls" {
-		if !caps["STARTTLS"] {
-			return nil, login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")}
+		if _, ok := caps["STARTTLS"]; !ok {
+			return fail(login.Result{Kind: login.ResultConfig, Err: errors.New("backend does not support STARTTLS")})
 		}
-		if line, err := ask("STARTTLS"); err != nil || !strings.HasPrefix(line, "OK") {
-			return nil, login.Unavailable("STARTTLS refused: %q %v", line, err)
+		if line, err := askLine(nc, br, "STARTTLS"); err != nil || !strings.HasPrefix(line, "OK") {
+			return fail(login.Unavailable("STARTTLS refused: %q %v", line, err))
 		}
 		tc, err := login.ClientTLS(nc, tlsConf, dest)
 		if err != nil {
-			return nil, login.Unavailable("STARTTLS handshake: %w", err)
+			return fail(login.Unavailable("STARTTLS handshake: %w", err))
 		}
 		nc, br = tc, relay.NewReader(tc)
 		// The server repeats its capabilities under TLS (RFC 5804 section 2.2).
 		if caps, err = readGreeting(br); err != nil {
-			return nil, login.Unavailable("reading capabilities after STARTTLS: %w", err)
+			return fail(login.Unavailable("reading capabilities after STARTTLS: %w", err))
 		}
 	}
-	if caps["XCLIENT"] && tg.Trusted() {
-		line, err := ask(fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
+	if _, ok := caps["XCLIENT"]; ok && tg.Trusted() && c.Remote.IsValid() {
+		line, err := askLine(nc, br, fmt.Sprintf("XCLIENT ADDR=%s PORT=%d SESSION=%s TTL=%d",
 			c.Remote.Addr(), c.Remote.Port(), c.SessionID, c.TTL-1))
 		if err != nil || !strings.HasPrefix(line, "OK") {
-			return nil, login.Unavailable("XCLIENT refused: %q %v", line, err)
+			return fail(login.Unavailable("XCLIENT refused: %q %v", line, err))
 		}
 	}
-	ir := base64.StdEncoding.EncodeToString([]byte(cr.Authz + "\x00" + cr.User + "\x00" + cr.Pass))
-	reply, err := ask(`AUTHENTICATE "PLAIN" "` + ir + `"`)
-	if err != nil {
-		return nil, login.Unavailable("reading login reply: %w", err)
-	}
+	return nc, br, caps, login.Result{Kind: login.ResultOK}
+}
+
+// loginReply maps the backend's answer to an AUTHENTICATE.
+func loginReply(nc net.Conn, reply string, br *bufio.Reader) (*login.Session, login.Result) {
 	word, rest, _ := strings.Cut(reply, " ")
 	switch strings.ToUpper(word) {
 	case "OK":
