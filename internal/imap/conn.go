@@ -49,9 +49,19 @@ func (c *conn) capabilities() string {
 		caps += " STARTTLS"
 	}
 	if c.plaintextAllowed() {
-		return caps + " AUTH=PLAIN AUTH=LOGIN"
+		caps += " AUTH=PLAIN AUTH=LOGIN"
+	} else {
+		caps += " LOGINDISABLED"
 	}
-	return caps + " LOGINDISABLED"
+	for _, m := range c.relayMechs() {
+		caps += " AUTH=" + m
+	}
+	return caps
+}
+
+// relayMechs are the relayed SASL mechanisms offered to this client (login/mechs.go).
+func (c *conn) relayMechs() []string {
+	return c.s.Env.RelayMechs(&c.s.mechs, c.plaintextAllowed())
 }
 
 func (c *conn) plaintextAllowed() bool {
@@ -288,10 +298,10 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 		return nil, c.badCommand(cmd.tag, badGeneric)
 	}
 	mech = strings.ToUpper(mech)
-	if mech != "PLAIN" && mech != "LOGIN" {
+	switch c.s.Env.CheckMech(&c.s.mechs, mech, c.plaintextAllowed()) {
+	case login.MechUnsupported:
 		return nil, c.Reply(cmd.tag+" "+noMechanism) == nil
-	}
-	if !c.plaintextAllowed() {
+	case login.MechPlaintext:
 		return nil, c.Reply(cmd.tag+" "+noPlainAuth) == nil
 	}
 	var ir *string
@@ -325,6 +335,9 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 func (c *conn) login(tag string, cr login.Creds) (*login.Session, bool) {
 	bs, next := c.s.Login(&c.Conn, cr, failTexts(), func(line string) error { return c.Reply(tag + " " + line) },
 		func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			if cr.Relay != nil {
+				return c.relayDialogue(ctx, nc, br, dest, tag, cr.Relay)
+			}
 			return c.backendDialogue(ctx, nc, br, dest, tag, cr)
 		})
 	if bs != nil {

@@ -384,10 +384,17 @@ type SASL struct {
 }
 
 // Authenticate collects credentials over SASL PLAIN or LOGIN (mech, upper case) with the
-// initial response ir (nil: none). ok: log in with cr. Otherwise the exchange has been
-// answered, and next says whether the connection goes on.
+// initial response ir (nil: none), or starts the exchange of a relayed mechanism
+// (saslrelay.go: cr.Relay). ok: log in with cr. Otherwise the exchange has been answered, and
+// next says whether the connection goes on.
 func (c *Conn) Authenticate(env *Env, mech string, ir *string, s SASL) (cr Creds, ok, next bool) {
-	cr, reply, end := ReadCreds(mech, ir, s.ask)
+	var reply string
+	var end SASLEnd
+	if IsRelayed(mech) {
+		cr, reply, end = StartRelay(mech, ir, s.ask, func(line string) error { return c.Reply(line) })
+	} else {
+		cr, reply, end = ReadCreds(mech, ir, s.ask)
+	}
 	switch end {
 	case SASLStopped:
 		return cr, false, reply == "" || c.Reply(reply) == nil

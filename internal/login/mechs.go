@@ -3,6 +3,7 @@ package login
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -197,4 +198,46 @@ func (m *Mechs) probeAll() {
 		}
 	}
 	m.mu.Unlock()
+}
+
+// RelayMechs are the relayed mechanisms a front-end offers a client: those m learned from
+// the backends, when RelayAllowed, without the plaintext ones where plaintext is not
+// allowed (plaintextOK).
+func (e *Env) RelayMechs(m *Mechs, plaintextOK bool) []string {
+	if !e.RelayAllowed() {
+		return nil
+	}
+	offered := m.Offered()
+	if plaintextOK {
+		return offered
+	}
+	var out []string
+	for _, o := range offered {
+		if !PlaintextMech(o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// MechVerdict is whether a client may use a mechanism (CheckMech).
+type MechVerdict int
+
+const (
+	MechOK          MechVerdict = iota
+	MechUnsupported             // not PLAIN, LOGIN or a relayed one the backends offer
+	MechPlaintext               // a plaintext mechanism where plaintext is not allowed
+)
+
+// CheckMech says whether a client may authenticate with mech (upper case): PLAIN and LOGIN,
+// and the relayed mechanisms m offers; a plaintext one only where plaintext is allowed.
+func (e *Env) CheckMech(m *Mechs, mech string, plaintextOK bool) MechVerdict {
+	relayed := IsRelayed(mech)
+	switch {
+	case mech != "PLAIN" && mech != "LOGIN" && !(relayed && slices.Contains(e.RelayMechs(m, true), mech)):
+		return MechUnsupported
+	case !plaintextOK && (!relayed || PlaintextMech(mech)):
+		return MechPlaintext
+	}
+	return MechOK
 }

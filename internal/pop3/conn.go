@@ -47,12 +47,21 @@ func (c *conn) capabilities() []string {
 	if c.s.cfg.TLS != nil && !c.TLS {
 		lines = append(lines, "STLS")
 	}
+	mechs := c.mechanisms()
 	if c.plaintextAllowed() {
-		lines = append(lines, "USER", "SASL PLAIN LOGIN")
-	} else {
-		lines = append(lines, "SASL")
+		lines = append(lines, "USER")
 	}
-	return append(lines, ".")
+	return append(lines, strings.TrimSpace("SASL "+strings.Join(mechs, " ")), ".")
+}
+
+// mechanisms are the SASL mechanisms offered to this client: PLAIN and LOGIN where plaintext
+// is allowed, and the relayed ones the backends offer (login/mechs.go).
+func (c *conn) mechanisms() []string {
+	var mechs []string
+	if c.plaintextAllowed() {
+		mechs = append(mechs, "PLAIN", "LOGIN")
+	}
+	return append(mechs, c.s.Env.RelayMechs(&c.s.mechs, c.plaintextAllowed())...)
 }
 
 // preLogin runs the connection up to a successful login, or to its end (nil).
@@ -177,17 +186,14 @@ func (c *conn) cmdPass(pass string) (*login.Session, bool) {
 // cmdAuth handles "AUTH" (list mechanisms) and "AUTH <mech> [initial response]".
 func (c *conn) cmdAuth(args string) (*login.Session, bool) {
 	if args == "" {
-		if !c.plaintextAllowed() {
-			return nil, c.Reply("+OK", ".") == nil
-		}
-		return nil, c.Reply("+OK", "PLAIN", "LOGIN", ".") == nil
+		return nil, c.Reply(append(append([]string{"+OK"}, c.mechanisms()...), ".")...) == nil
 	}
 	mech, irText, hasIR := strings.Cut(args, " ")
 	mech = strings.ToUpper(mech)
-	if mech != "PLAIN" && mech != "LOGIN" {
+	switch c.s.Env.CheckMech(&c.s.mechs, mech, c.plaintextAllowed()) {
+	case login.MechUnsupported:
 		return nil, c.Reply(errMechanism) == nil
-	}
-	if !c.plaintextAllowed() {
+	case login.MechPlaintext:
 		return nil, c.Reply(errPlainAuth) == nil
 	}
 	var ir *string
@@ -217,6 +223,9 @@ func (c *conn) cmdAuth(args string) (*login.Session, bool) {
 func (c *conn) login(cr login.Creds) (*login.Session, bool) {
 	bs, next := c.s.Login(&c.Conn, cr, failTexts(), c.Answer,
 		func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			if cr.Relay != nil {
+				return c.relayDialogue(ctx, nc, br, dest, cr.Relay)
+			}
 			return c.backendDialogue(ctx, nc, br, dest, cr)
 		})
 	if bs != nil {

@@ -52,11 +52,12 @@ func (c *conn) capabilities(text string) []string {
 		`"SIEVE" ` + quote(cfg.SieveExtensions),
 		`"NOTIFY" ` + quote(cfg.NotifyMethods),
 	}
+	var mechs []string
 	if c.plaintextAllowed() {
-		lines = append(lines, `"SASL" "PLAIN LOGIN"`)
-	} else {
-		lines = append(lines, `"SASL" ""`)
+		mechs = append(mechs, "PLAIN", "LOGIN")
 	}
+	mechs = append(mechs, c.s.Env.RelayMechs(&c.s.mechs, c.plaintextAllowed())...)
+	lines = append(lines, `"SASL" `+quote(strings.Join(mechs, " ")))
 	if cfg.TLS != nil && !c.TLS {
 		lines = append(lines, `"STARTTLS"`)
 	}
@@ -176,10 +177,10 @@ const (
 // cmdAuthenticate handles AUTHENTICATE "<mech>" ["<initial response>"].
 func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 	mech := strings.ToUpper(cmd.args[0].s)
-	if mech != "PLAIN" && mech != "LOGIN" {
+	switch c.s.Env.CheckMech(&c.s.mechs, mech, c.plaintextAllowed()) {
+	case login.MechUnsupported:
 		return nil, c.Reply(noMechanism) == nil
-	}
-	if !c.plaintextAllowed() {
+	case login.MechPlaintext:
 		return nil, c.Reply(noPlainAuth) == nil
 	}
 	var ir *string
@@ -216,6 +217,9 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 func (c *conn) login(cr login.Creds) (*login.Session, bool) {
 	bs, next := c.s.Login(&c.Conn, cr, failTexts(), c.Answer,
 		func(ctx context.Context, nc net.Conn, br *bufio.Reader, dest netip.AddrPort) (*login.Session, login.Result) {
+			if cr.Relay != nil {
+				return c.relayDialogue(ctx, nc, br, dest, cr.Relay)
+			}
 			return c.backendDialogue(ctx, nc, br, dest, cr)
 		})
 	if bs != nil {

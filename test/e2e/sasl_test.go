@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,42 +67,118 @@ func scramLogin(t *testing.T, addr, mech, user, pass string) string {
 	return run(t, "python3", script, host, port, mech, user, pass)
 }
 
-// curlOAuth2 lists user's mailboxes with curl --oauth2-bearer over IMAP with mech
-// (XOAUTH2 or OAUTHBEARER, chosen with --login-options AUTH=...); it returns curl's
-// output and whether curl succeeded.
-func curlOAuth2(t *testing.T, addr, mech, user, token string) (string, bool) {
+// curlOAuth2 runs curl --oauth2-bearer on url (imap://... or pop3://...) with mech (XOAUTH2
+// or OAUTHBEARER, chosen with --login-options AUTH=...); it returns curl's output and
+// whether curl succeeded.
+func curlOAuth2(t *testing.T, url, mech, user, token string) (string, bool) {
 	t.Helper()
-	out, err := exec.Command("curl", "-sS", "--max-time", "30", "--url", "imap://"+addr+"/",
+	out, err := exec.Command("curl", "-sS", "--max-time", "30", "--url", url,
 		"--login-options", "AUTH="+mech, "--user", user, "--oauth2-bearer", token).CombinedOutput()
 	return string(out), err == nil
 }
 
-// TestSASLBackendsDirect checks the test's own setup without usher: the backends take the
-// tokens and the SCRAM proofs, and refuse wrong ones, so a failure through usher is usher's.
-func TestSASLBackendsDirect(t *testing.T) {
+// TestSASLRelayIMAP logs in through usher with curl --oauth2-bearer (XOAUTH2 and
+// OAUTHBEARER) and imaplib with SCRAM-SHA-256 and SCRAM-SHA-1 in front of backends that
+// check the tokens against the test's introspection endpoint and the proofs against stored
+// SCRAM hashes. Each user's messages are only on the backend usher's director hashing
+// picks for it, so the mailbox a client sees shows where it landed.
+func TestSASLRelayIMAP(t *testing.T) {
 	t.Parallel()
 	requireTool(t, "curl")
 	requireTool(t, "python3")
-	cl, in := testenv.StartSASLDovecot(t, testenv.Options{N: 1, Users: 20})
-	b := cl.Backends()[0]
-	addr := b.HostPort(b.IMAPPort)
-	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
-		if out, ok := curlOAuth2(t, addr, mech, "user001", "tok-user001"); !ok || !strings.Contains(out, "INBOX") {
-			t.Errorf("%s with a good token: %v %q", mech, ok, out)
+	cl, in := testenv.StartSASLDovecot(t, testenv.Options{N: 2, Users: 20})
+	// The setup itself, without usher: a failure below is usher's.
+	b1 := cl.Backends()[0]
+	if out, ok := curlOAuth2(t, "imap://"+b1.HostPort(b1.IMAPPort)+"/", "XOAUTH2", "user020", testenv.Token("user020")); !ok || !strings.Contains(out, "INBOX") {
+		t.Fatalf("XOAUTH2 directly on %s: %v %q", b1.Name, ok, out)
+	}
+	if out := scramLogin(t, b1.HostPort(b1.IMAPPort), "SCRAM-SHA-256", "user010", "pass"); !strings.Contains(out, " verified") {
+		t.Fatalf("SCRAM-SHA-256 directly on %s: %q", b1.Name, out)
+	}
+	u := startUsher(t, cl, usherOpts{extra: "auth_failure_delay = 0"})
+	// usher learns the mechanisms from the backends (a probe at start).
+	want := "AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-1 AUTH=SCRAM-SHA-256 AUTH=XOAUTH2 AUTH=OAUTHBEARER"
+	waitFor(t, "usher to offer the backends' mechanisms", func() bool {
+		c := dialFrom(t, netip.Addr{}, u.Addr(u.IMAPPort))
+		untagged, _ := c.cmd(t, "c", "CAPABILITY")
+		return len(untagged) == 1 && strings.HasSuffix(untagged[0], want)
+	})
+
+	logins := []struct{ mech, user string }{
+		{"XOAUTH2", "user001"}, {"XOAUTH2", "user002"}, {"OAUTHBEARER", "user003"}, {"OAUTHBEARER", "user004"},
+		{"SCRAM-SHA-256", "user005"}, {"SCRAM-SHA-256", "user006"}, {"SCRAM-SHA-1", "user011"}, {"SCRAM-SHA-1", "user012"},
+	}
+	landed := map[string]bool{}
+	for i, l := range logins {
+		b := backendOf(t, u, cl, l.user)
+		landed[b.Name] = true
+		if err := b.AddMessages(l.user, i+1, 300); err != nil {
+			t.Fatal(err)
 		}
-		if out, ok := curlOAuth2(t, addr, mech, "user001", "tok-user002"); ok {
-			t.Errorf("%s with user002's token: %q", mech, out)
+		var out string
+		if strings.HasPrefix(l.mech, "SCRAM") {
+			out = scramLogin(t, u.Addr(u.IMAPPort), l.mech, l.user, "pass")
+			if !strings.Contains(out, " verified") || !strings.Contains(out, fmt.Sprintf("SELECT OK %d", i+1)) {
+				t.Errorf("%s %s through usher: %q", l.mech, l.user, out)
+			}
+			continue
+		}
+		out, ok := curlOAuth2(t, "imap://"+u.Addr(u.IMAPPort)+"/INBOX?ALL", l.mech, l.user, testenv.Token(l.user))
+		if wantSearch := "* SEARCH" + searchAll(i+1); !ok || strings.TrimSpace(out) != wantSearch {
+			t.Errorf("%s %s through usher: %v %q, want %q", l.mech, l.user, ok, out, wantSearch)
 		}
 	}
-	if in.Asked() < 4 {
-		t.Errorf("introspection asked %d times", in.Asked())
+	if len(landed) != 2 {
+		t.Errorf("the users landed on %v only; pick users on both backends", landed)
 	}
-	for _, c := range []struct{ mech, user string }{{"SCRAM-SHA-256", "user001"}, {"SCRAM-SHA-1", "user011"}} {
-		if out := scramLogin(t, addr, c.mech, c.user, "pass"); !strings.Contains(out, "OK") || !strings.Contains(out, " verified") {
-			t.Errorf("%s %s: %q", c.mech, c.user, out)
-		}
-		if out := scramLogin(t, addr, c.mech, c.user, "wrong"); !strings.HasPrefix(out, "NO") {
-			t.Errorf("%s %s with a wrong password: %q", c.mech, c.user, out)
-		}
+	rows := u.mustAPI("directorMap", nil)
+	if len(rows) != len(logins) {
+		t.Errorf("directorMap has %d users after %d logins: %v", len(rows), len(logins), rows)
 	}
+
+	// A wrong token: the backend's error challenge (RFC 7628 JSON) reaches the client, the
+	// client's empty answer the backend, and its NO the client.
+	asked := in.Asked()
+	c := dialFrom(t, clientIP(u, 101), u.Addr(u.IMAPPort))
+	ir := base64.StdEncoding.EncodeToString([]byte("user=user007\x01auth=Bearer " + testenv.Token("user008") + "\x01\x01"))
+	fmt.Fprintf(c.c, "a AUTHENTICATE XOAUTH2 %s\r\n", ir)
+	cont := c.line(t)
+	js, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(cont, "+ "))
+	if err != nil || !strings.Contains(string(js), `"status":"401"`) {
+		t.Fatalf("wrong token: continuation %q (%s)", cont, js)
+	}
+	fmt.Fprint(c.c, "\r\n")
+	if tagged := c.line(t); tagged != "a NO [AUTHENTICATIONFAILED] Authentication failed." {
+		t.Fatalf("wrong token: %q", tagged)
+	}
+	if in.Asked() == asked {
+		t.Error("the backend did not ask the introspection endpoint")
+	}
+	// A wrong SCRAM password fails with the backend's answer.
+	if out := scramLogin(t, u.Addr(u.IMAPPort), "SCRAM-SHA-256", "user007", "wrong"); !strings.HasPrefix(out, "NO") || !strings.Contains(out, "AUTHENTICATIONFAILED") {
+		t.Errorf("wrong SCRAM password: %q", out)
+	}
+	// A client that cancels after the backend's server-first-message gets IMAP's answer.
+	c = dialFrom(t, clientIP(u, 102), u.Addr(u.IMAPPort))
+	first := base64.StdEncoding.EncodeToString([]byte("n,,n=user008,r=0123456789abcdef"))
+	fmt.Fprintf(c.c, "b AUTHENTICATE SCRAM-SHA-256 %s\r\n", first)
+	if cont := c.line(t); !strings.HasPrefix(cont, "+ ") {
+		t.Fatalf("server-first: %q", cont)
+	}
+	fmt.Fprint(c.c, "*\r\n")
+	if tagged := c.line(t); tagged != "b BAD Authentication aborted by client." {
+		t.Fatalf("cancel: %q", tagged)
+	}
+	if _, tagged := c.cmd(t, "c", "NOOP"); tagged != "c OK NOOP completed." {
+		t.Fatalf("after the cancel: %q", tagged)
+	}
+}
+
+// searchAll is " 1 2 ... n".
+func searchAll(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, " %d", i)
+	}
+	return b.String()
 }
