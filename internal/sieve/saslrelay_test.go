@@ -1,0 +1,93 @@
+package sieve
+
+import (
+	"encoding/base64"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usher-mail/usher/internal/login"
+	"github.com/usher-mail/usher/internal/login/logintest"
+	"github.com/usher-mail/usher/internal/testenv"
+)
+
+// TestSASLRelayDovecot relays XOAUTH2 and SCRAM-SHA-1 exchanges to a real Dovecot
+// (Pigeonhole) that checks the tokens against the test's introspection endpoint and the
+// proofs against a stored SCRAM hash: the challenges as strings, the client's answers as
+// quoted strings and literals, the backend's answers passed on.
+func TestSASLRelayDovecot(t *testing.T) {
+	cl, _ := testenv.StartSASLDovecot(t, testenv.Options{N: 1, Users: 12})
+	b := cl.Backends()[0]
+	env, fakes := logintest.NewEnv()
+	fakes.Router.Backend = b.IP
+	env.Backends = func() []netip.Addr { return []netip.Addr{b.IP} }
+	srv := NewServer(Config{Config: login.Config{BackendPort: b.SievePort}}, env)
+	addr := logintest.Serve(t, srv)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(strings.Join(srv.mechs.Offered(), " "), "OAUTHBEARER") {
+		if time.Now().After(deadline) {
+			t.Fatal("the backend's mechanisms were not learned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	greet := func() *client {
+		c := logintest.Dial(t, addr)
+		for !strings.HasPrefix(c.Line(), "OK ") {
+		}
+		return c
+	}
+	c := logintest.Dial(t, addr)
+	want := `"SASL" "PLAIN LOGIN SCRAM-SHA-1 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER"`
+	for l := c.Line(); !strings.HasPrefix(l, "OK "); l = c.Line() {
+		if strings.HasPrefix(l, `"SASL"`) && l != want {
+			t.Fatalf("got %s, want %s", l, want)
+		}
+	}
+
+	// XOAUTH2 as a literal initial response.
+	ir := b64([]byte("user=user001\x01auth=Bearer " + testenv.Token("user001") + "\x01\x01"))
+	c.Send(`AUTHENTICATE "XOAUTH2" {` + strconv.Itoa(len(ir)) + "+}\r\n" + ir)
+	c.ExpectPrefix("OK")
+	c.Send("LOGOUT")
+	c.ExpectPrefix("OK")
+
+	// SCRAM-SHA-1 without an initial response: the empty challenge, server-first and
+	// server-final (Pigeonhole sends it as a challenge, not in its OK).
+	c = greet()
+	sc, _ := testenv.NewSCRAM("SCRAM-SHA-1", "user011", "pass")
+	c.Send(`AUTHENTICATE "SCRAM-SHA-1"`)
+	c.Expect(`""`)
+	c.Send(`"` + b64(sc.First()) + `"`)
+	first, _ := base64.StdEncoding.DecodeString(strings.Trim(c.ExpectPrefix(`"`), `"`))
+	final, err := sc.Final(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send(`"` + b64(final) + `"`)
+	v, _ := base64.StdEncoding.DecodeString(strings.Trim(c.ExpectPrefix(`"`), `"`))
+	if err := sc.Verify(v); err != nil {
+		t.Fatalf("server-final %q: %v", v, err)
+	}
+	c.Send(`""`)
+	c.ExpectPrefix("OK")
+	c.Send("LISTSCRIPTS")
+	c.ExpectPrefix("OK")
+
+	// A wrong password: the backend's NO; a cancel: ManageSieve's answer.
+	c = greet()
+	sc, _ = testenv.NewSCRAM("SCRAM-SHA-1", "user012", "wrong")
+	c.Send(`AUTHENTICATE "SCRAM-SHA-1" "` + b64(sc.First()) + `"`)
+	first, _ = base64.StdEncoding.DecodeString(strings.Trim(c.ExpectPrefix(`"`), `"`))
+	final, _ = sc.Final(first)
+	c.Send(`"` + b64(final) + `"`)
+	c.Expect(noAuthFailed)
+	c.Send(`AUTHENTICATE "SCRAM-SHA-256" "` + b64([]byte("n,,n=user003,r=0123456789")) + `"`)
+	c.ExpectPrefix(`"`)
+	c.Send(`"*"`)
+	c.Expect(noAborted)
+	c.Send("NOOP")
+	c.Expect(`OK "NOOP Completed"`)
+}
