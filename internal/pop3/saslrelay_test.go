@@ -45,25 +45,9 @@ func TestSASLRelayDovecot(t *testing.T) {
 	c.Send("QUIT")
 	c.ExpectPrefix("+OK")
 
-	// OAUTHBEARER without one: the empty challenge, then the wrong token's error challenge
-	// (the backend's JSON), the client's dummy answer, the backend's -ERR.
-	asked := in.Asked()
+	// SCRAM-SHA-256: server-first, client-final, server-final relayed, then +OK.
 	c = logintest.Dial(t, addr)
 	c.Expect(greeting)
-	c.Send("AUTH OAUTHBEARER")
-	c.Expect("+ ")
-	c.Send(b64([]byte("n,a=user002,\x01auth=Bearer " + testenv.Token("user003") + "\x01\x01")))
-	js, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.ExpectPrefix("+ "), "+ "))
-	if err != nil || !strings.Contains(string(js), `"status":"invalid_token"`) {
-		t.Fatalf("error challenge %q %v", js, err)
-	}
-	c.Send(b64([]byte("\x01")))
-	c.Expect("-ERR [AUTH] Authentication failed.")
-	if in.Asked() == asked {
-		t.Error("the backend did not ask the introspection endpoint")
-	}
-
-	// SCRAM-SHA-256: server-first, client-final, server-final relayed, then +OK.
 	sc, _ := testenv.NewSCRAM("SCRAM-SHA-256", "user004", "pass")
 	c.Send("AUTH SCRAM-SHA-256 " + b64(sc.First()))
 	first, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.ExpectPrefix("+ "), "+ "))
@@ -90,6 +74,26 @@ func TestSASLRelayDovecot(t *testing.T) {
 	c.Expect(errAborted)
 	c.Send("AUTH")
 	c.Expect(append(append([]string{"+OK"}, strings.Fields(mechs)...), ".")...)
+
+	// Last, as the backend slows a client down after a failure: OAUTHBEARER without an
+	// initial response: the empty challenge, then the wrong token's error challenge
+	// (the backend's JSON), the client's dummy answer, the backend's -ERR.
+	asked := in.Asked()
+	c = logintest.Dial(t, addr)
+	c.Expect(greeting)
+	c.Send("AUTH OAUTHBEARER")
+	c.Expect("+ ")
+	c.Send(b64([]byte("n,a=user002,\x01auth=Bearer " + testenv.Token("user003") + "\x01\x01")))
+	js, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.ExpectPrefix("+ "), "+ "))
+	if err != nil || !strings.Contains(string(js), `"status":"invalid_token"`) {
+		t.Fatalf("error challenge %q %v", js, err)
+	}
+	c.Send(b64([]byte("\x01")))
+	c.Expect("-ERR [AUTH] Authentication failed.")
+	if in.Asked() == asked {
+		t.Error("the backend did not ask the introspection endpoint")
+	}
+
 	// A first message that names nobody is refused before routing.
 	calls := len(fakes.Router.Calls())
 	c.Send("AUTH XOAUTH2 " + b64([]byte("auth=Bearer x\x01\x01")))

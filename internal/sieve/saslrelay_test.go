@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"bufio"
 	"encoding/base64"
 	"net/netip"
 	"strconv"
@@ -76,18 +77,40 @@ func TestSASLRelayDovecot(t *testing.T) {
 	c.Send("LISTSCRIPTS")
 	c.ExpectPrefix("OK")
 
-	// A wrong password: the backend's NO; a cancel: ManageSieve's answer.
+	// A cancel: ManageSieve's answer; then (last, as the backend slows a client down after a
+	// failure) a wrong password: the backend's NO.
 	c = greet()
+	c.Send(`AUTHENTICATE "SCRAM-SHA-256" "` + b64([]byte("n,,n=user003,r=0123456789")) + `"`)
+	c.ExpectPrefix(`"`)
+	c.Send(`"*"`)
+	c.Expect(noAborted)
 	sc, _ = testenv.NewSCRAM("SCRAM-SHA-1", "user012", "wrong")
 	c.Send(`AUTHENTICATE "SCRAM-SHA-1" "` + b64(sc.First()) + `"`)
 	first, _ = base64.StdEncoding.DecodeString(strings.Trim(c.ExpectPrefix(`"`), `"`))
 	final, _ = sc.Final(first)
 	c.Send(`"` + b64(final) + `"`)
 	c.Expect(noAuthFailed)
-	c.Send(`AUTHENTICATE "SCRAM-SHA-256" "` + b64([]byte("n,,n=user003,r=0123456789")) + `"`)
-	c.ExpectPrefix(`"`)
-	c.Send(`"*"`)
-	c.Expect(noAborted)
 	c.Send("NOOP")
 	c.Expect(`OK "NOOP Completed"`)
+}
+
+// FuzzServerString: a backend's challenge line (and the literal after it) is read within its
+// bounds whatever it holds, and a string is never mistaken for the final answer.
+func FuzzServerString(f *testing.F) {
+	for _, s := range []string{`"dj1hYmM="`, `""`, `"a\"b"`, `{4}`, `{3+}`, `{99999999999}`, `OK "Logged in."`, `"open`, `{-1}`} {
+		f.Add(s, "abcd\r\n")
+	}
+	f.Fuzz(func(t *testing.T, line, rest string) {
+		br := bufio.NewReader(strings.NewReader(rest))
+		s, isString, err := serverString(br, line)
+		if !isString && (err != nil || s != "") {
+			t.Fatalf("final answer %q read as %q, %v", line, s, err)
+		}
+		if isString && err == nil && strings.HasPrefix(line, `"`) && len(s) >= len(line) {
+			t.Fatalf("string %q longer than its line %q", s, line)
+		}
+		if isString && !strings.HasPrefix(line, `"`) && !strings.HasPrefix(line, "{") {
+			t.Fatalf("%q taken for a string", line)
+		}
+	})
 }

@@ -75,7 +75,8 @@ const SCRAMUsers = 10
 
 // StartSASLDovecot starts opt's backends with an oauth2 passdb asking a new Introspection and
 // SCRAM hashes of opt.Password (see SCRAMUsers); auth_mechanisms adds scram-sha-1,
-// scram-sha-256, xoauth2 and oauthbearer to plain and login.
+// scram-sha-256, xoauth2 and oauthbearer to plain and login, and a failed login is answered
+// at once (auth_failure_delay = 0).
 func StartSASLDovecot(t testing.TB, opt Options) (*Cluster, *Introspection) {
 	t.Helper()
 	RequireDovecot(t)
@@ -109,7 +110,8 @@ func StartSASLDovecot(t testing.TB, opt Options) (*Cluster, *Introspection) {
 		}
 		return hashes["SCRAM-SHA-1"]
 	}
-	opt.Config += "auth_mechanisms = plain login scram-sha-1 scram-sha-256 xoauth2 oauthbearer\n" +
+	// auth_failure_delay = 0: the tests refuse on purpose, and need not wait for it.
+	opt.Config += "auth_failure_delay = 0\nauth_mechanisms = plain login scram-sha-1 scram-sha-256 xoauth2 oauthbearer\n" +
 		"passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = " + conf + "\n}\n"
 	return StartDovecot(t, opt), in
 }

@@ -131,6 +131,11 @@ func TestSASLRelayIMAP(t *testing.T) {
 	if len(landed) != 2 {
 		t.Errorf("the users landed on %v only; pick users on both backends", landed)
 	}
+	// curl over POP3 too: the same user, the same backend, the same messages.
+	out, ok := curlOAuth2(t, "pop3://"+u.Addr(u.POP3Port)+"/", "XOAUTH2", "user002", testenv.Token("user002"))
+	if !ok || out != "1 308\r\n2 308\r\n" { // user002's two messages, their lines counted with CRLF
+		t.Errorf("POP3 XOAUTH2 through usher: %v %q", ok, out)
+	}
 	rows := u.mustAPI("directorMap", nil)
 	if len(rows) != len(logins) {
 		t.Errorf("directorMap has %d users after %d logins: %v", len(rows), len(logins), rows)
