@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -91,20 +92,12 @@ func (cs capSet) mechanisms() []string {
 // probeMechanisms asks backend's IMAP server for its mechanisms: its greeting's capabilities,
 // or CAPABILITY's (after STARTTLS when backend_ssl says so), then LOGOUT.
 func (s *Server) probeMechanisms(ctx context.Context, backend netip.Addr) ([]string, error) {
-	dest := netip.AddrPortFrom(backend, uint16(s.cfg.BackendPort))
-	var mechs []string
-	_, res := login.DialBackend(ctx, dest, s.cfg.BackendSSL, s.cfg.BackendTLS, nil, func(nc net.Conn, br *bufio.Reader) (*login.Session, login.Result) {
-		c := &conn{s: s}
-		nc, _, caps, res := c.backendHello(nil, nc, br, dest)
+	return s.cfg.ProbeBackend(ctx, backend, func(nc net.Conn, br *bufio.Reader) ([]string, error) {
+		nc, _, caps, res := (&conn{s: s}).backendHello(nil, nc, br, netip.AddrPortFrom(backend, uint16(s.cfg.BackendPort)))
 		if res.Kind != login.ResultOK {
-			return nil, res
+			return nil, fmt.Errorf("probe: %v", res.Err)
 		}
-		mechs = caps.mechanisms()
 		_, _ = nc.Write([]byte("Z LOGOUT\r\n"))
-		return nil, login.Result{Kind: login.ResultConfig} // not a session: DialBackend closes it
+		return caps.mechanisms(), nil
 	})
-	if mechs == nil && res.Err != nil {
-		return nil, res.Err
-	}
-	return mechs, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -59,14 +58,12 @@ func xoauth2Backend(t *testing.T) *logintest.Backend {
 
 func TestSASLRelayWithoutSASLIR(t *testing.T) {
 	be := xoauth2Backend(t)
-	env, fakes := logintest.NewEnv()
-	env.DisablePlaintextAuth = false
-	env.Backends = func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("127.0.0.1")} }
+	env, fakes := logintest.BackendEnv(netip.MustParseAddr("127.0.0.1"))
 	srv := NewServer(Config{Config: login.Config{BackendPort: be.Port()}}, env)
 	addr := logintest.Serve(t, srv)
 	c := logintest.Dial(t, addr)
 	// The probe at start has read the backend's banner.
-	waitOffered(t, &srv.mechs, "XOAUTH2")
+	logintest.WaitOffered(t, &srv.mechs, "XOAUTH2")
 	c.ExpectPrefix("* OK")
 	c.Send("a CAPABILITY")
 	c.Expect("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2")
@@ -114,15 +111,4 @@ func TestSASLRelayNotOffered(t *testing.T) {
 	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED AUTH=SCRAM-SHA-256] Dovecot ready.")
 	c.Send("a AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=u1\x01auth=Bearer x\x01\x01")))
 	c.Expect("a " + noPlainAuth)
-}
-
-func waitOffered(t *testing.T, m *login.Mechs, mech string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !m.Offers(mech) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not learned from the backend", mech)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -1,12 +1,16 @@
 package login
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 // Which relayed mechanisms a front-end advertises is learned from the backends: every
@@ -240,4 +244,23 @@ func (e *Env) CheckMech(m *Mechs, mech string, plaintextOK bool) MechVerdict {
 		return MechPlaintext
 	}
 	return MechOK
+}
+
+// ProbeBackend connects to backend as a login would (backend_ssl included; with
+// backend_proxy_protocol a PROXY v2 LOCAL header, as there is no client to name) and runs ask
+// on the stream, which it then closes: a front-end's Mechs.Probe, with ask reading the
+// protocol's mechanism list.
+func (c Config) ProbeBackend(ctx context.Context, backend netip.Addr, ask func(nc net.Conn, br *bufio.Reader) ([]string, error)) ([]string, error) {
+	var mechs []string
+	var err error
+	var header []byte
+	if c.BackendProxyProtocol {
+		header = proxyproto.AppendLocalV2(nil)
+	}
+	DialBackend(ctx, netip.AddrPortFrom(backend, uint16(c.BackendPort)), c.BackendSSL, c.BackendTLS, header,
+		func(nc net.Conn, br *bufio.Reader) (*Session, Result) {
+			mechs, err = ask(nc, br)
+			return nil, Result{Kind: ResultConfig} // not a session: DialBackend closes the stream
+		})
+	return mechs, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -52,21 +53,15 @@ func (c *conn) relayDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader,
 // probeMechanisms asks backend's POP3 server for its mechanisms: CAPA's SASL line (after
 // STLS when backend_ssl says so), then QUIT.
 func (s *Server) probeMechanisms(ctx context.Context, backend netip.Addr) ([]string, error) {
-	dest := netip.AddrPortFrom(backend, uint16(s.cfg.BackendPort))
-	var mechs []string
-	var perr error
-	login.DialBackend(ctx, dest, s.cfg.BackendSSL, s.cfg.BackendTLS, nil, func(nc net.Conn, br *bufio.Reader) (*login.Session, login.Result) {
-		c := &conn{s: s}
-		nc, br, res := c.backendHello(ctx, nc, br, dest)
+	return s.cfg.ProbeBackend(ctx, backend, func(nc net.Conn, br *bufio.Reader) ([]string, error) {
+		nc, br, res := (&conn{s: s}).backendHello(ctx, nc, br, netip.AddrPortFrom(backend, uint16(s.cfg.BackendPort)))
 		if res.Kind != login.ResultOK {
-			perr = res.Err
-			return nil, res
+			return nil, fmt.Errorf("probe: %v", res.Err)
 		}
-		mechs, perr = capaSASL(nc, br)
+		mechs, err := capaSASL(nc, br)
 		_, _ = nc.Write([]byte("QUIT\r\n"))
-		return nil, login.Result{Kind: login.ResultConfig} // not a session: DialBackend closes it
+		return mechs, err
 	})
-	return mechs, perr
 }
 
 // capaSASL sends CAPA and returns the mechanisms of its SASL line (none without one).

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -19,20 +18,11 @@ import (
 func TestSASLRelayDovecot(t *testing.T) {
 	cl, in := testenv.StartSASLDovecot(t, testenv.Options{N: 1, Users: 12})
 	b := cl.Backends()[0]
-	env, fakes := logintest.NewEnv()
-	fakes.Router.Backend = b.IP
-	env.Backends = func() []netip.Addr { return []netip.Addr{b.IP} }
+	env, fakes := logintest.BackendEnv(b.IP)
 	srv := NewServer(Config{Config: login.Config{BackendPort: b.POP3Port}}, env)
 	addr := logintest.Serve(t, srv)
-
+	logintest.WaitOffered(t, &srv.mechs, "OAUTHBEARER")
 	const mechs = "PLAIN LOGIN SCRAM-SHA-1 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER"
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(strings.Join(srv.mechs.Offered(), " "), "OAUTHBEARER") {
-		if time.Now().After(deadline) {
-			t.Fatal("the backend's mechanisms were not learned")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	c := logintest.Dial(t, addr)
 	c.Expect(greeting)
 	c.Send("AUTH")

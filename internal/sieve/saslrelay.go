@@ -103,20 +103,12 @@ func hasField(list, word string) bool {
 // probeMechanisms asks backend's ManageSieve server for its mechanisms: the greeting's SASL
 // capability (the one after STARTTLS when backend_ssl says so), then LOGOUT.
 func (s *Server) probeMechanisms(ctx context.Context, backend netip.Addr) ([]string, error) {
-	dest := netip.AddrPortFrom(backend, uint16(s.cfg.BackendPort))
-	var mechs []string
-	_, res := login.DialBackend(ctx, dest, s.cfg.BackendSSL, s.cfg.BackendTLS, nil, func(nc net.Conn, br *bufio.Reader) (*login.Session, login.Result) {
-		c := &conn{s: s}
-		nc, _, caps, res := c.backendHello(ctx, nc, br, dest)
+	return s.cfg.ProbeBackend(ctx, backend, func(nc net.Conn, br *bufio.Reader) ([]string, error) {
+		nc, _, caps, res := (&conn{s: s}).backendHello(ctx, nc, br, netip.AddrPortFrom(backend, uint16(s.cfg.BackendPort)))
 		if res.Kind != login.ResultOK {
-			return nil, res
+			return nil, fmt.Errorf("probe: %v", res.Err)
 		}
-		mechs = strings.Fields(caps["SASL"])
 		_, _ = nc.Write([]byte("LOGOUT\r\n"))
-		return nil, login.Result{Kind: login.ResultConfig} // not a session: DialBackend closes it
+		return strings.Fields(caps["SASL"]), nil
 	})
-	if mechs == nil && res.Err != nil {
-		return nil, res.Err
-	}
-	return mechs, nil
 }

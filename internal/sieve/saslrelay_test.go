@@ -3,11 +3,9 @@ package sieve
 import (
 	"bufio"
 	"encoding/base64"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/usher-mail/usher/internal/login"
 	"github.com/usher-mail/usher/internal/login/logintest"
@@ -21,18 +19,10 @@ import (
 func TestSASLRelayDovecot(t *testing.T) {
 	cl, _ := testenv.StartSASLDovecot(t, testenv.Options{N: 1, Users: 12})
 	b := cl.Backends()[0]
-	env, fakes := logintest.NewEnv()
-	fakes.Router.Backend = b.IP
-	env.Backends = func() []netip.Addr { return []netip.Addr{b.IP} }
+	env, _ := logintest.BackendEnv(b.IP)
 	srv := NewServer(Config{Config: login.Config{BackendPort: b.SievePort}}, env)
 	addr := logintest.Serve(t, srv)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(strings.Join(srv.mechs.Offered(), " "), "OAUTHBEARER") {
-		if time.Now().After(deadline) {
-			t.Fatal("the backend's mechanisms were not learned")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	logintest.WaitOffered(t, &srv.mechs, "OAUTHBEARER")
 	b64 := base64.StdEncoding.EncodeToString
 	greet := func() *client {
 		c := logintest.Dial(t, addr)
