@@ -40,6 +40,11 @@ func nameReader(mech string) func([]byte) (sasl.Name, error) {
 	return nil
 }
 
+// MaxSASLResponse bounds one SASL response a client sends after a challenge, in base64, where
+// the protocol's command line is shorter (POP3, ManageSieve): an OAuth2 token can be several
+// KiB. Dovecot's login processes take the same (LOGIN_MAX_AUTH_BUF_SIZE).
+const MaxSASLResponse = 8 << 10
+
 // MaxRelayRounds bounds the challenges of one relayed exchange. SCRAM takes two (server-first
 // and server-final), an OAuth2 error one; a backend asking more is not one of these.
 const MaxRelayRounds = 8

@@ -203,7 +203,7 @@ func (c *conn) cmdAuth(args string) (*login.Session, bool) {
 	cr, ok, next := c.Authenticate(c.s.Env, mech, ir, login.SASL{
 		Challenge: func(b64 string) error { return c.Reply("+ " + b64) },
 		Read: func() (string, string, bool) {
-			line, err := readLine(c.br, c.s.cfg.MaxLineLength)
+			line, err := readLine(c.br, max(c.s.cfg.MaxLineLength, login.MaxSASLResponse))
 			if err != nil {
 				c.ReadFailed(err)
 				return "", "", false

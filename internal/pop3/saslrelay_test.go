@@ -35,6 +35,14 @@ func TestSASLRelayDovecot(t *testing.T) {
 	c.Send("QUIT")
 	c.ExpectPrefix("+OK")
 
+	// A token of 4 KiB, longer than a POP3 command line, as the answer to the empty challenge.
+	c = logintest.Dial(t, addr)
+	c.Expect(greeting)
+	c.Send("AUTH XOAUTH2")
+	c.Expect("+ ")
+	c.Send(b64([]byte("user=user006\x01auth=Bearer " + testenv.Token("user006") + "." + strings.Repeat("x", 4096) + "\x01\x01")))
+	c.ExpectPrefix("+OK")
+
 	// SCRAM-SHA-256: server-first, client-final, server-final relayed, then +OK.
 	c = logintest.Dial(t, addr)
 	c.Expect(greeting)

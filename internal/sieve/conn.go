@@ -193,7 +193,7 @@ func (c *conn) cmdAuthenticate(cmd *command) (*login.Session, bool) {
 	cr, ok, next := c.Authenticate(c.s.Env, mech, ir, login.SASL{
 		Challenge: func(b64 string) error { return c.Reply(quote(b64)) },
 		Read: func() (string, string, bool) {
-			pieces, err := c.rd.readCommand()
+			pieces, err := c.rd.readCommandMax(max(c.rd.maxCommand, login.MaxSASLResponse+2))
 			if err != nil {
 				c.ReadFailed(err)
 				return "", "", false

@@ -54,11 +54,15 @@ func literalSize(line string) (n int, ok bool) {
 }
 
 // readCommand reads one whole command, literals included.
-func (r *reader) readCommand() ([]piece, error) {
+func (r *reader) readCommand() ([]piece, error) { return r.readCommandMax(r.maxCommand) }
+
+// readCommandMax is readCommand bounded to limit bytes instead of maxCommand (a SASL
+// response, login.MaxSASLResponse).
+func (r *reader) readCommandMax(limit int) ([]piece, error) {
 	var pieces []piece
 	total := 0
 	for {
-		line, err := r.readLine(r.maxCommand - total)
+		line, err := r.readLine(limit - total)
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +72,7 @@ func (r *reader) readCommand() ([]piece, error) {
 		if !ok {
 			return pieces, nil
 		}
-		if total+n > r.maxCommand {
+		if total+n > limit {
 			return nil, errLineTooLong
 		}
 		buf := make([]byte, n)

@@ -45,6 +45,13 @@ func TestSASLRelayDovecot(t *testing.T) {
 	c.Send("LOGOUT")
 	c.ExpectPrefix("OK")
 
+	// A token of 4 KiB, longer than a ManageSieve command, as the answer to the empty challenge.
+	c = greet()
+	c.Send(`AUTHENTICATE "XOAUTH2"`)
+	c.Expect(`""`)
+	c.Send(`"` + b64([]byte("user=user006\x01auth=Bearer "+testenv.Token("user006")+"."+strings.Repeat("x", 4096)+"\x01\x01")) + `"`)
+	c.ExpectPrefix("OK")
+
 	// SCRAM-SHA-1 without an initial response: the empty challenge, server-first and
 	// server-final (Pigeonhole sends it as a challenge, not in its OK).
 	c = greet()
