@@ -97,11 +97,11 @@ func TestSASLRelayIMAP(t *testing.T) {
 	}
 	u := startUsher(t, cl, usherOpts{extra: "auth_failure_delay = 0"})
 	// usher learns the mechanisms from the backends (a probe at start).
-	want := "AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-1 AUTH=SCRAM-SHA-256 AUTH=XOAUTH2 AUTH=OAUTHBEARER"
+	wantCaps := "AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-1 AUTH=SCRAM-SHA-256 AUTH=XOAUTH2 AUTH=OAUTHBEARER"
 	waitFor(t, "usher to offer the backends' mechanisms", func() bool {
 		c := dialFrom(t, netip.Addr{}, u.Addr(u.IMAPPort))
 		untagged, _ := c.cmd(t, "c", "CAPABILITY")
-		return len(untagged) == 1 && strings.HasSuffix(untagged[0], want)
+		return len(untagged) == 1 && strings.HasSuffix(untagged[0], wantCaps)
 	})
 
 	logins := []struct{ mech, user string }{
@@ -109,9 +109,11 @@ func TestSASLRelayIMAP(t *testing.T) {
 		{"SCRAM-SHA-256", "user005"}, {"SCRAM-SHA-256", "user006"}, {"SCRAM-SHA-1", "user011"}, {"SCRAM-SHA-1", "user012"},
 	}
 	landed := map[string]bool{}
+	want := map[string]string{} // user -> the backend its hash picks
 	for i, l := range logins {
 		b := backendOf(t, u, cl, l.user)
 		landed[b.Name] = true
+		want[l.user] = b.IP.String()
 		if err := b.AddMessages(l.user, i+1, 300); err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +138,13 @@ func TestSASLRelayIMAP(t *testing.T) {
 	if !ok || out != "1 308\r\n2 308\r\n" { // user002's two messages, their lines counted with CRLF
 		t.Errorf("POP3 XOAUTH2 through usher: %v %q", ok, out)
 	}
+	// Every user is recorded on the backend its hash picked (the one its mailbox is on).
 	rows := u.mustAPI("directorMap", nil)
+	for _, r := range rows {
+		if user, _ := r["user"].(string); want[user] != r["mail server ip"] {
+			t.Errorf("directorMap row %v, want %s", r, want[user])
+		}
+	}
 	if len(rows) != len(logins) {
 		t.Errorf("directorMap has %d users after %d logins: %v", len(rows), len(logins), rows)
 	}
