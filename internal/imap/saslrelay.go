@@ -55,15 +55,10 @@ func (c *conn) relayDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader,
 			if pendingIR {
 				answer, pendingIR = ir, false
 			} else {
-				challenge, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(strings.TrimPrefix(line, "+"), " "))
-				if err != nil {
-					return nil, x.Unavailable("backend challenge not base64: %w", err)
-				}
-				resp, stop := x.Challenge(challenge)
-				if stop != nil {
+				var stop *login.Result
+				if answer, stop = x.Challenge(strings.TrimPrefix(strings.TrimPrefix(line, "+"), " ")); stop != nil {
 					return nil, *stop
 				}
-				answer = base64.StdEncoding.EncodeToString(resp)
 			}
 			if _, err := nc.Write([]byte(answer + "\r\n")); err != nil {
 				return nil, x.Unavailable("sending a response: %w", err)

@@ -1,6 +1,7 @@
 package login
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 
@@ -90,24 +91,30 @@ func StartRelay(mech string, ir *string, ask Ask, reply func(line string) error)
 	return cr, "", SASLDone
 }
 
-// Challenge passes one backend challenge to the client and returns the client's answer.
-// When the client cancels, sends what is not a response or has gone, the exchange ends with
-// the returned Result: ResultAnswered, the client told what its protocol says to a cancel or
-// a bad response (Text, "" when it has gone).
-func (x *Exchange) Challenge(challenge []byte) ([]byte, *Result) {
+// Challenge passes one backend challenge, in base64 as the protocols carry it, to the client
+// and returns the client's answer in base64. When the client cancels, sends what is not a
+// response or has gone, the exchange ends with the returned Result: ResultAnswered, the
+// client told what its protocol says to a cancel or a bad response (Text, "" when it has
+// gone).
+func (x *Exchange) Challenge(b64 string) (string, *Result) {
+	challenge, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		res := x.Unavailable("backend challenge not base64: %w", err)
+		return "", &res
+	}
 	if x.rounds >= MaxRelayRounds {
-		return nil, &Result{Kind: ResultAuthFailed, Err: fmt.Errorf("%w: more than %d rounds", ErrRelayStarted, MaxRelayRounds)}
+		return "", &Result{Kind: ResultAuthFailed, Err: fmt.Errorf("%w: more than %d rounds", ErrRelayStarted, MaxRelayRounds)}
 	}
 	x.rounds++
 	resp, stop, ok := x.ask(nil, string(challenge))
 	if ok {
-		return resp, nil
+		return base64.StdEncoding.EncodeToString(resp), nil
 	}
 	res := &Result{Kind: ResultAnswered, Err: fmt.Errorf("%w: ended by the client", ErrRelayStarted)}
 	if stop != "" && x.reply(stop) == nil {
 		res.Text = stop
 	}
-	return nil, res
+	return "", res
 }
 
 // Unavailable is a backend failure during the exchange: retried like any other until the

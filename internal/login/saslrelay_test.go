@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/netip"
 	"slices"
@@ -86,14 +87,18 @@ func TestStartRelayAndChallenges(t *testing.T) {
 	if end != SASLDone || cr.User != "user001" || cr.Relay == nil || string(cr.Relay.First) != "n,,n=user001,r=abc" {
 		t.Fatalf("start: %v %+v", end, cr)
 	}
-	resp, res := cr.Relay.Challenge([]byte("r=abcdef,s=c2FsdA==,i=4096"))
-	if res != nil || string(resp) != "c=biws,r=abcdef,p=xx" {
+	b64 := base64.StdEncoding.EncodeToString
+	resp, res := cr.Relay.Challenge(b64([]byte("r=abcdef,s=c2FsdA==,i=4096")))
+	if res != nil || resp != b64([]byte("c=biws,r=abcdef,p=xx")) {
 		t.Fatalf("round 1: %q %v", resp, res)
 	}
 	if r := cr.Relay.Unavailable("x"); retryable(r) {
 		t.Error("a failure after a challenge reached the client is retried")
 	}
-	_, res = cr.Relay.Challenge([]byte("v=sig"))
+	if _, res := cr.Relay.Challenge("not base64!"); res == nil || res.Kind != ResultUnavailable || retryable(*res) {
+		t.Fatalf("a challenge that is not base64: %+v", res)
+	}
+	_, res = cr.Relay.Challenge(b64([]byte("v=sig")))
 	if res == nil || res.Kind != ResultAnswered || res.Text != "cancelled" || retryable(*res) || !slices.Equal(replied, []string{"cancelled"}) {
 		t.Fatalf("cancel: %+v, replied %q", res, replied)
 	}
@@ -107,11 +112,11 @@ func TestStartRelayAndChallenges(t *testing.T) {
 		t.Error("a failure before any challenge is not retried")
 	}
 	for range MaxRelayRounds {
-		if _, res := x.Challenge(nil); res != nil {
+		if _, res := x.Challenge(""); res != nil {
 			t.Fatalf("round refused early: %+v", res)
 		}
 	}
-	if _, res := x.Challenge(nil); res == nil || res.Kind != ResultAuthFailed {
+	if _, res := x.Challenge(""); res == nil || res.Kind != ResultAuthFailed {
 		t.Fatalf("round %d: %+v", MaxRelayRounds+1, res)
 	}
 

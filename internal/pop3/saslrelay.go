@@ -38,15 +38,10 @@ func (c *conn) relayDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader,
 			}
 			return loginReply(nc, br, dest, reply)
 		}
-		challenge, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(strings.TrimPrefix(reply, "+"), " "))
-		if err != nil {
-			return nil, x.Unavailable("backend challenge not base64: %w", err)
-		}
-		resp, stop := x.Challenge(challenge)
-		if stop != nil {
+		var stop *login.Result
+		if line, stop = x.Challenge(strings.TrimPrefix(strings.TrimPrefix(reply, "+"), " ")); stop != nil {
 			return nil, *stop
 		}
-		line = base64.StdEncoding.EncodeToString(resp)
 	}
 }
 

@@ -44,15 +44,11 @@ func (c *conn) relayDialogue(ctx context.Context, nc net.Conn, br *bufio.Reader,
 			}
 			return loginReply(nc, reply, br)
 		}
-		challenge, err := base64.StdEncoding.DecodeString(text)
-		if err != nil {
-			return nil, x.Unavailable("backend challenge not base64: %w", err)
-		}
-		resp, stop := x.Challenge(challenge)
+		answer, stop := x.Challenge(text)
 		if stop != nil {
 			return nil, *stop
 		}
-		line = `"` + base64.StdEncoding.EncodeToString(resp) + `"`
+		line = `"` + answer + `"`
 	}
 }
 
