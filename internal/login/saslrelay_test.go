@@ -1,13 +1,18 @@
 package login
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/usher-mail/usher/internal/proxyproto"
 )
 
 func TestMechsIntersectionAndProbe(t *testing.T) {
@@ -124,5 +129,47 @@ func TestStartRelayAndChallenges(t *testing.T) {
 		return []byte("user=\x01auth=Bearer x\x01\x01"), "", true
 	}, reply); end != SASLMalformed {
 		t.Fatalf("XOAUTH2 without a user: %v", end)
+	}
+}
+
+// TestProbeBackendProxyHeader: with backend_proxy_protocol the probe opens with a PROXY v2
+// LOCAL header (a backend listening with haproxy = yes refuses a connection without one),
+// then reads the mechanisms.
+func TestProbeBackendProxyHeader(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan proxyproto.Header, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		h, err := proxyproto.Read(c)
+		if err == nil {
+			got <- h
+		}
+		c.Write([]byte("MECHS XOAUTH2\r\n"))
+	}()
+	cfg := Config{BackendPort: l.Addr().(*net.TCPAddr).Port, BackendProxyProtocol: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mechs, err := cfg.ProbeBackend(ctx, netip.MustParseAddr("127.0.0.1"), func(_ net.Conn, br *bufio.Reader) ([]string, error) {
+		line, err := br.ReadString('\n')
+		return strings.Fields(strings.TrimPrefix(line, "MECHS ")), err
+	})
+	if err != nil || !slices.Equal(mechs, []string{"XOAUTH2"}) {
+		t.Fatalf("probe: %v %v", mechs, err)
+	}
+	select {
+	case h := <-got:
+		if h.Version != 2 || !h.Local {
+			t.Fatalf("header %+v, want v2 LOCAL", h)
+		}
+	default:
+		t.Fatal("no PROXY header before the probe's dialogue")
 	}
 }
