@@ -15,7 +15,7 @@ import (
 
 // Which relayed mechanisms a front-end advertises is learned from the backends: every
 // backend's own list (IMAP CAPABILITY AUTH=, POP3 CAPA SASL, ManageSieve "SASL") as usher's
-// logins there read it, and as a probe reads it from every backend the director knows, at
+// relayed logins there read it, and as a probe reads it from every backend the director knows, at
 // start and then at most once a minute while clients come. A mechanism is offered when every
 // backend whose list is known offers it; a backend that could not be asked counts for
 // nothing either way. Never advertised when usher checks passwords itself (it cannot check a
