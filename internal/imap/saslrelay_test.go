@@ -103,6 +103,11 @@ func TestSASLRelayNotOffered(t *testing.T) {
 	c.Send("a AUTHENTICATE SCRAM-SHA-256 " + base64.StdEncoding.EncodeToString([]byte("n,,n=u1,r=abc")))
 	c.Expect("a " + noMechanism)
 
+	// A passdb that checks no password (static nopassword): offered.
+	h = newHarness(t, Config{}, func(env *login.Env) { env.Passdb = noPasswordPassdb{&logintest.Passdb{}} }, learn)
+	c = h.Dial()
+	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-256 AUTH=XOAUTH2] Dovecot ready.")
+
 	// Where plaintext is refused: SCRAM, not the bearer tokens.
 	h = newHarness(t, Config{}, nil, learn, func(s *Server) {
 		s.RemoteAddr = func(net.Conn) netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4711") }
@@ -112,3 +117,8 @@ func TestSASLRelayNotOffered(t *testing.T) {
 	c.Send("a AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=u1\x01auth=Bearer x\x01\x01")))
 	c.Expect("a " + noPlainAuth)
 }
+
+// noPasswordPassdb says it checks no password, as a static nopassword passdb does.
+type noPasswordPassdb struct{ login.Passdb }
+
+func (noPasswordPassdb) ChecksPasswords() bool { return false }

@@ -22,14 +22,14 @@ import (
 // token or a proof) or before any backend has answered.
 
 // RelayAllowed reports whether relayed mechanisms may be offered: not when usher checks
-// passwords itself (a Passdb that says it is Configured, or one that cannot say), as it could
-// not check a token or a SCRAM proof and would refuse every such login.
+// passwords itself (a Passdb that says it ChecksPasswords, or one that cannot say), as it
+// could not check a token or a SCRAM proof and would refuse every such login.
 func (e *Env) RelayAllowed() bool {
 	switch p := e.Passdb.(type) {
 	case nopPassdb:
 		return true
-	case interface{ Configured() bool }:
-		return !p.Configured()
+	case interface{ ChecksPasswords() bool }:
+		return !p.ChecksPasswords()
 	}
 	return false
 }

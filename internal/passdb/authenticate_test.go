@@ -69,3 +69,22 @@ func TestFormatUser(t *testing.T) {
 		t.Errorf("FormatUser(\"\") = %q", got)
 	}
 }
+
+func TestChecksPasswords(t *testing.T) {
+	for _, c := range []struct {
+		passdbs []config.Passdb
+		want    bool
+	}{
+		{[]config.Passdb{{Driver: "static", Args: "nopassword=y proxy=y"}}, false},
+		{[]config.Passdb{{Driver: "static", Args: "password=secret proxy=y"}}, true},
+		{[]config.Passdb{{Driver: "static", Args: "nopassword=y"}, {Driver: "passwd-file", Args: "/nonexistent"}}, true},
+	} {
+		db, err := New(c.passdbs, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := db.ChecksPasswords(); got != c.want {
+			t.Errorf("%v: ChecksPasswords %v, want %v", c.passdbs, got, c.want)
+		}
+	}
+}

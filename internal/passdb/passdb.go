@@ -119,6 +119,18 @@ func FormatUser(format, user string) string {
 // Username applies auth_username_format (e.g. %Ln: lower-case, domain stripped).
 func (db *DB) Username(user string) string { return FormatUser(db.usernameFormat, user) }
 
+// ChecksPasswords reports whether a login's password matters to db: false only when every
+// passdb is static with nopassword, which answers with its fields whatever the client sent
+// (so a login whose password usher never sees, a relayed SASL exchange, can pass).
+func (db *DB) ChecksPasswords() bool {
+	for _, src := range db.dbs {
+		if src.driver != "static" || !src.nopassword {
+			return true
+		}
+	}
+	return false
+}
+
 // Verify reports whether pass is the password of user for the service ("imap", "pop3",
 // "sieve", ...). err is set only when no passdb could decide (e.g. a file is unreadable or a
 // stored password has an unknown scheme) and no other passdb accepted: a temporary failure,

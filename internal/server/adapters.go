@@ -141,9 +141,13 @@ func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (pass
 	return r, err
 }
 
-// Configured reports whether usher checks passwords itself; then the front-ends offer no
-// relayed SASL mechanism (login.Env.RelayAllowed).
-func (p passdbCheck) Configured() bool { return p.srv.passdb.Load() != nil }
+// ChecksPasswords reports whether usher checks passwords itself (a passdb other than static
+// nopassword ones); then the front-ends offer no relayed SASL mechanism
+// (login.Env.RelayAllowed).
+func (p passdbCheck) ChecksPasswords() bool {
+	db := p.srv.passdb.Load()
+	return db != nil && db.ChecksPasswords()
+}
 
 // loginStats feeds the front-ends' events to the stats. The commands a front-end sees are
 // pre-login commands, which Dovecot's imap_command metric never counts on a director.
