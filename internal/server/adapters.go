@@ -141,10 +141,13 @@ func (p passdbCheck) Authenticate(ctx context.Context, req passdb.Request) (pass
 	return r, err
 }
 
-// ChecksPasswords reports whether usher checks passwords itself (a passdb other than static
-// nopassword ones); then the front-ends offer no relayed SASL mechanism
-// (login.Env.RelayAllowed).
+// ChecksPasswords reports whether usher has passwords checked before routing (a Dovecot auth
+// service, or a passdb other than static nopassword ones); then the front-ends offer no
+// relayed SASL mechanism (login.Env.RelayAllowed).
 func (p passdbCheck) ChecksPasswords() bool {
+	if p.srv.authService.Load() != nil {
+		return true
+	}
 	db := p.srv.passdb.Load()
 	return db != nil && db.ChecksPasswords()
 }
