@@ -30,7 +30,7 @@ func TestPassdbFields(t *testing.T) {
 	pdb.SetFields("u1", "proxy", port, "destuser=real1", "pass=pass")
 	pdb.SetFields("u2", "proxy", port, "master=admin", "pass=pass")
 	pdb.SetFields("u3", "proxy", port, "proxy_not_trusted", "proxy_nopipelining")
-	pdb.SetFields("u4", "proxy", "nologin", "reason=Moved to mail.example.org.")
+	pdb.SetFields("u4", "nologin", "reason=Moved to mail.example.org.")
 	pdb.SetFields("u5", port)
 	pdb.SetFields("u6", "proxy", port, "host=127.0.0.1")
 	c := h.Dial()

@@ -60,13 +60,15 @@ func ReadReply(r passdb.Reply, lookupErr error, user string) (Target, Verdict, e
 	if why := CheckUserName(t.User, ""); why != "" {
 		return t, Misconfig, fmt.Errorf("passdb user name: %s", why)
 	}
-	if f.NoLogin {
+	// proxy is read before nologin, as Dovecot's login process does: a proxied user's nologin
+	// is the backend's business.
+	switch {
+	case f.Proxy || f.ProxyMaybe:
+		return t, Proxy, nil
+	case f.NoLogin:
 		return t, NoLogin, nil
 	}
-	if !f.Proxy && !f.ProxyMaybe {
-		return t, Misconfig, ErrNoProxy
-	}
-	return t, Proxy, nil
+	return t, Misconfig, ErrNoProxy
 }
 
 // TagRouter is a Router with director_tag rings (usher's router is one).

@@ -18,7 +18,7 @@ func TestPassdbFields(t *testing.T) {
 	pdb.SetFields("u1", "proxy", "destuser=real1", "pass=pass")
 	pdb.SetFields("u2", "proxy", "master=admin", "pass=pass")
 	pdb.SetFields("u3", "proxy", "proxy_not_trusted")
-	pdb.SetFields("u4", "proxy", "nologin", "reason=Moved to mail.example.org.")
+	pdb.SetFields("u4", "nologin", "reason=Moved to mail.example.org.")
 	pdb.SetFields("u5")
 	h := newHarness(t, Config{}, func(env *login.Env) { env.Passdb = pdb })
 	login := func(user, pass, want string) {

@@ -15,7 +15,7 @@ import (
 func TestPassdbFields(t *testing.T) {
 	pdb := &logintest.Passdb{Users: map[string]string{"u1": "c1", "u4": "c4", "u5": "c5"}}
 	pdb.SetFields("u1", "proxy", "master=admin", "pass=pass")
-	pdb.SetFields("u4", "proxy", "nologin", "reason=Moved to mail.example.org.")
+	pdb.SetFields("u4", "nologin", "reason=Moved to mail.example.org.")
 	pdb.SetFields("u5")
 	h := newHarness(t, Config{}, func(env *login.Env) { env.Passdb = pdb })
 	auth := func(user, pass, want string) {
