@@ -357,13 +357,8 @@ func failTexts() *login.Texts {
 			return "NO [LIMIT] Maximum number of connections from user+IP exceeded " +
 				"(mail_max_userip_connections=" + strconv.Itoa(limit) + ")"
 		},
-		// a passdb's nologin reason, as an ALERT unless it brings its own code
-		NoLogin: func(reason string) string {
-			if strings.HasPrefix(reason, "[") {
-				return "NO " + reason
-			}
-			return "NO [ALERT] " + reason
-		},
+		// a passdb's nologin, with its reason or Dovecot's words for none
+		NoLogin: func(reason string) string { return "NO [CONTACTADMIN] " + reason },
 	}
 }
 

@@ -23,7 +23,7 @@ func TestPassdbFields(t *testing.T) {
 	dead := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	pdb := &logintest.Passdb{Users: map[string]string{
-		"u1": "c1", "u2": "c2", "u3": "pass", "u4": "c4", "u5": "c5", "u6": "pass",
+		"u1": "c1", "u2": "c2", "u3": "pass", "u4": "c4", "u5": "c5", "u6": "pass", "u7": "c7", "u8": "c8",
 	}}
 	h := newHarness(t, Config{Config: login.Config{BackendPort: dead}}, func(env *login.Env) { env.Passdb = pdb })
 	port := "port=" + strconv.Itoa(h.Backend.Port())
@@ -32,6 +32,8 @@ func TestPassdbFields(t *testing.T) {
 	pdb.SetFields("u3", "proxy", port, "proxy_not_trusted", "proxy_nopipelining")
 	pdb.SetFields("u4", "nologin", "reason=Moved to mail.example.org.")
 	pdb.SetFields("u5", port)
+	pdb.SetFields("u7", "nologin")
+	pdb.SetFields("u8", "nologin", "reason=[ALERT] Moved.")
 	pdb.SetFields("u6", "proxy", port, "host=127.0.0.1")
 	c := h.Dial()
 	c.Expect(greeting)
@@ -72,7 +74,11 @@ func TestPassdbFields(t *testing.T) {
 	c = h.Dial()
 	c.Expect(greeting)
 	c.Send("d LOGIN u4 c4")
-	c.Expect("d NO [ALERT] Moved to mail.example.org.")
+	c.Expect("d NO [CONTACTADMIN] Moved to mail.example.org.")
+	c.Send("d2 LOGIN u7 c7")
+	c.Expect("d2 NO [CONTACTADMIN] Login disabled for this user")
+	c.Send("d3 LOGIN u8 c8")
+	c.Expect("d3 NO [CONTACTADMIN] [ALERT] Moved.")
 	c.Send("e LOGIN u5 c5")
 	c.Expect("e NO [SERVERBUG] Account is temporarily unavailable.")
 	if ev := h.Pen.Events(); slices.ContainsFunc(ev, func(e logintest.PenaltyEvent) bool { return e.Kind == "fail" }) {

@@ -71,9 +71,13 @@ type Texts struct {
 	TempFail func(detail string) string
 	// UserIPLimit is the answer when mail_max_userip_connections is reached.
 	UserIPLimit func(limit int) string
-	// NoLogin is the answer to a login the passdb refuses with nologin and a reason.
+	// NoLogin is the answer to a login the passdb refuses with nologin: its reason, or
+	// NoLoginText when it gives none.
 	NoLogin func(reason string) string
 }
+
+// NoLoginText is Dovecot's answer to a nologin without a reason.
+const NoLoginText = "Login disabled for this user"
 
 // Attempt is one client's try at logging in.
 type Attempt struct {
@@ -145,10 +149,10 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
 	case NoLogin:
 		// The password was right: no penalty, as Dovecot's auth service answers at once.
-		if tg.Reason != "" && t.NoLogin != nil {
-			return fail(t.NoLogin(tg.Reason), false)
+		if tg.Reason == "" {
+			return fail(t.NoLogin(NoLoginText), false)
 		}
-		return fail(t.AuthFailed, false)
+		return fail(t.NoLogin(tg.Reason), false)
 	case Misconfig:
 		return fail(t.Config, false)
 	}

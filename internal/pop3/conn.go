@@ -245,6 +245,12 @@ func failTexts() *login.Texts {
 			return "-ERR [IN-USE] Maximum number of connections from user+IP exceeded " +
 				"(mail_max_userip_connections=" + strconv.Itoa(limit) + ")"
 		},
-		NoLogin: func(reason string) string { return "-ERR " + reason },
+		// a passdb's nologin: [AUTH] unless its reason brings its own code, as pop3-login says
+		NoLogin: func(reason string) string {
+			if strings.HasPrefix(reason, "[") {
+				return "-ERR " + reason
+			}
+			return "-ERR [AUTH] " + reason
+		},
 	}
 }

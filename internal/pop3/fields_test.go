@@ -14,12 +14,14 @@ import (
 // destuser and pass on USER/PASS, master= with AUTH PLAIN for the user, proxy_not_trusted
 // without XCLIENT, nologin refused with the reason, a reply without proxy refused.
 func TestPassdbFields(t *testing.T) {
-	pdb := &logintest.Passdb{Users: map[string]string{"u1": "c1", "u2": "c2", "u3": "pass", "u4": "c4", "u5": "c5"}}
+	pdb := &logintest.Passdb{Users: map[string]string{"u1": "c1", "u2": "c2", "u3": "pass", "u4": "c4", "u5": "c5", "u7": "c7", "u8": "c8"}}
 	pdb.SetFields("u1", "proxy", "destuser=real1", "pass=pass")
 	pdb.SetFields("u2", "proxy", "master=admin", "pass=pass")
 	pdb.SetFields("u3", "proxy", "proxy_not_trusted")
 	pdb.SetFields("u4", "nologin", "reason=Moved to mail.example.org.")
 	pdb.SetFields("u5")
+	pdb.SetFields("u7", "nologin")
+	pdb.SetFields("u8", "nologin", "reason=[SYS/PERM] Moved.")
 	h := newHarness(t, Config{}, func(env *login.Env) { env.Passdb = pdb })
 	login := func(user, pass, want string) {
 		t.Helper()
@@ -53,6 +55,8 @@ func TestPassdbFields(t *testing.T) {
 	if xclients() != before {
 		t.Errorf("proxy_not_trusted: the backend got XCLIENT: %q", h.Backend.Received())
 	}
-	login("u4", "c4", "-ERR Moved to mail.example.org.")
+	login("u4", "c4", "-ERR [AUTH] Moved to mail.example.org.")
+	login("u7", "c7", "-ERR [AUTH] Login disabled for this user")
+	login("u8", "c8", "-ERR [SYS/PERM] Moved.")
 	login("u5", "c5", "-ERR Account is temporarily unavailable.")
 }

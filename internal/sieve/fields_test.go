@@ -13,10 +13,11 @@ import (
 // master= with pass= in AUTHENTICATE PLAIN for the user, nologin refused with the reason,
 // a reply without proxy refused.
 func TestPassdbFields(t *testing.T) {
-	pdb := &logintest.Passdb{Users: map[string]string{"u1": "c1", "u4": "c4", "u5": "c5"}}
+	pdb := &logintest.Passdb{Users: map[string]string{"u1": "c1", "u4": "c4", "u5": "c5", "u7": "c7"}}
 	pdb.SetFields("u1", "proxy", "master=admin", "pass=pass")
 	pdb.SetFields("u4", "nologin", "reason=Moved to mail.example.org.")
 	pdb.SetFields("u5")
+	pdb.SetFields("u7", "nologin")
 	h := newHarness(t, Config{}, func(env *login.Env) { env.Passdb = pdb })
 	auth := func(user, pass, want string) {
 		t.Helper()
@@ -32,5 +33,6 @@ func TestPassdbFields(t *testing.T) {
 		t.Errorf("master: backend got %q", got)
 	}
 	auth("u4", "c4", `NO "Moved to mail.example.org."`)
+	auth("u7", "c7", `NO "Login disabled for this user"`)
 	auth("u5", "c5", `NO "Account is temporarily unavailable."`)
 }
