@@ -158,13 +158,10 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 	}
 	user = tg.User // the passdb's user= is the name routed and logged from here on
 
-	timeout := env.ProxyTimeout
-	if tg.ProxyTimeout > 0 {
-		timeout = tg.ProxyTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// login_proxy_timeout bounds the director's queue and the backend login; a passdb's
+	// proxy_timeout, as in Dovecot, only the backend's connect and login.
+	ctx, cancel := context.WithTimeout(WithTarget(context.Background(), &tg), env.ProxyTimeout)
 	defer cancel()
-	ctx = WithTarget(ctx, &tg)
 	host, confirm, err := tg.Route(ctx, env.Router)
 	if err != nil {
 		logger().Info("routing failed", "err", err)
@@ -191,6 +188,11 @@ func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
 	}
 
 	blog := func() *slog.Logger { return logger().With("backend", dest.String()) }
+	if tg.ProxyTimeout > 0 {
+		var cancelBackend context.CancelFunc
+		ctx, cancelBackend = context.WithTimeout(WithTarget(context.Background(), &tg), tg.ProxyTimeout)
+		defer cancelBackend()
+	}
 	bs, res, ok := backendLogin(ctx, env, f, dest, blog)
 	confirm(ok && res.Kind == ResultOK)
 	if !ok {

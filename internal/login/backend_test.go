@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/usher-mail/usher/internal/passdb"
 )
 
 type fixedRouter netip.Addr
@@ -132,5 +134,50 @@ func TestConnectFailureAfterSuccessIsOneOff(t *testing.T) {
 	hostStates.Unlock()
 	if !st.lastFailure.IsZero() || st.waiting != 0 {
 		t.Fatalf("state %+v: want no failure recorded and nothing waiting", st)
+	}
+}
+
+type deadlineRouter struct {
+	fixedRouter
+	left *time.Duration
+}
+
+func (r deadlineRouter) Route(ctx context.Context, user string) (netip.Addr, error) {
+	d, _ := ctx.Deadline()
+	*r.left = time.Until(d)
+	return r.fixedRouter.Route(ctx, user)
+}
+
+type proxyTimeoutPassdb struct{}
+
+func (proxyTimeoutPassdb) Authenticate(context.Context, passdb.Request) (passdb.Reply, error) {
+	return passdb.Reply{OK: true, Fields: []string{"proxy", "proxy_timeout=1"}}, nil
+}
+
+// A passdb's proxy_timeout bounds the backend login only: the director's queue keeps
+// login_proxy_timeout (here two minutes against the passdb's second).
+func TestProxyTimeoutSparesRoute(t *testing.T) {
+	var routeLeft, backendLeft time.Duration
+	env := testEnv(0, 2*time.Minute)
+	env.Router = deadlineRouter{fixedRouter(netip.MustParseAddr("192.0.2.10")), &routeLeft}
+	env.Passdb = proxyTimeoutPassdb{}
+	f := Frontend{
+		Texts:  testTexts,
+		Sleep:  func(time.Duration) bool { return true },
+		Answer: func(string) error { return nil },
+		Backend: func(ctx context.Context, _ netip.AddrPort) (*Session, Result) {
+			d, _ := ctx.Deadline()
+			backendLeft = time.Until(d)
+			return &Session{}, Result{Kind: ResultOK}
+		},
+	}
+	a := Attempt{Creds: Creds{User: "u", Pass: "p"}, Service: "imap", Client: netip.MustParseAddr("192.0.2.1"),
+		TTL: ProxyTTL, BackendPort: port(), Log: env.Logger}
+	if s, _ := Login(env, a, f); s == nil {
+		t.Fatal("login failed")
+	}
+	if routeLeft < time.Minute || backendLeft > time.Second {
+		t.Errorf("route had %v, backend %v; want login_proxy_timeout for the route, proxy_timeout for the backend",
+			routeLeft, backendLeft)
 	}
 }
