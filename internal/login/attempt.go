@@ -108,130 +108,191 @@ type Frontend struct {
 // answered, and next reports whether the client may go on (false: it is gone, or the server
 // is closing).
 func Login(env *Env, a Attempt, f Frontend) (sess *Session, next bool) {
-	ip := a.Client
-	user := a.LoginUser()
-	// A login logs one line, so its attributes are put together for a line, not up front.
-	logger := func() *slog.Logger { return a.Log.With("user", user, "method", a.Mech) }
-	t := f.Texts
-
-	delay, attempt := env.Penalties.Begin(ip)
+	delay, attempt := env.Penalties.Begin(a.Client)
 	if delay > 0 && !f.Sleep(delay) {
-		return sess, false
+		return nil, false
 	}
 	start := time.Now()
-	fail := func(reply string, authFailure bool) (*Session, bool) {
-		env.Stats.AuthFailure(a.Service, time.Since(start))
-		if authFailure {
-			env.Penalties.Fail(ip, attempt, a.User, a.Pass)
-			// Dovecot's auth_failure_delay: a failed login is answered late.
-			if d := env.AuthFailureDelay; d > 0 && !f.Sleep(d) {
-				return sess, false
-			}
-		}
-		return sess, f.Answer(reply) == nil
+	l := &loginRun{env: env, a: a, f: f, user: a.LoginUser()}
+	bs, ref, ok := l.run()
+	switch {
+	case !ok:
+		return nil, false
+	case bs != nil:
+		env.Stats.AuthSuccess(a.Service, time.Since(start))
+		env.Penalties.Succeed(a.Client, attempt)
+		env.Stats.Login(a.Service)
+		a.Log.LogAttrs(context.Background(), slog.LevelInfo, "started proxying", slog.String("user", l.user),
+			slog.String("method", a.Mech), slog.String("backend", bs.Addr.String()))
+		return bs, true
 	}
+	env.Stats.AuthFailure(a.Service, time.Since(start))
+	if ref.answered {
+		return nil, ref.reply != ""
+	}
+	if ref.penalty {
+		env.Penalties.Fail(a.Client, attempt, a.User, a.Pass)
+		// Dovecot's auth_failure_delay: a failed login is answered late.
+		if d := env.AuthFailureDelay; d > 0 && !f.Sleep(d) {
+			return nil, false
+		}
+	}
+	return nil, f.Answer(ref.reply) == nil
+}
 
-	// A name is bounded before it is routed, remembered or logged: it comes
-	// from an unauthenticated client.
-	why := CheckUserName(a.User, env.UsernameChars)
-	if why == "" && a.Authz != "" {
-		why = CheckUserName(a.Authz, env.UsernameChars)
+// refusal is how a login step turns the client down; Login answers it.
+type refusal struct {
+	reply   string // the answer to the client
+	penalty bool   // a wrong password: counted, and answered after auth_failure_delay
+	// answered: the backend dialogue has answered the client itself (ResultAnswered); a
+	// reply "" then means the client is gone.
+	answered bool
+}
+
+// loginRun is one Login's state across its steps.
+type loginRun struct {
+	env  *Env
+	a    Attempt
+	f    Frontend
+	user string // the name routed and logged: the client's, then the passdb's user=
+}
+
+// logger is for a login's one line, so its attributes are put together for a line, not up front.
+func (l *loginRun) logger() *slog.Logger { return l.a.Log.With("user", l.user, "method", l.a.Mech) }
+
+// run takes the login's steps: the logged-in session (its User and Addr set), or why not;
+// ok is false when the server is closing meanwhile.
+func (l *loginRun) run() (bs *Session, ref refusal, ok bool) {
+	if ref, stop := l.checkNames(); stop {
+		return nil, ref, true
 	}
-	if why != "" {
-		a.Log.Info("authentication failed: "+why, "method", a.Mech, "user_bytes", len(user))
-		return fail(t.AuthFailed, true)
+	tg, ref, stop := l.askPassdb()
+	if stop {
+		return nil, ref, true
 	}
-	tg, verdict := askPassdb(env, a, logger)
-	switch verdict {
-	case AuthFailed:
-		return fail(t.AuthFailed, true)
-	case TempFailed:
-		return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
-	case NoLogin:
-		// The password was right: no penalty, as Dovecot's auth service answers at once.
-		if tg.Reason == "" {
-			return fail(t.NoLogin(NoLoginText), false)
-		}
-		return fail(t.NoLogin(tg.Reason), false)
-	case Misconfig:
-		return fail(t.Config, false)
-	}
-	user = tg.User // the passdb's user= is the name routed and logged from here on
+	l.user = tg.User // the passdb's user= is the name routed and logged from here on
 
 	// login_proxy_timeout bounds the director's queue and the backend login; a passdb's
 	// proxy_timeout, as in Dovecot, only the backend's connect and login.
-	ctx, cancel := context.WithTimeout(WithTarget(context.Background(), &tg), env.ProxyTimeout)
+	ctx, cancel := context.WithTimeout(WithTarget(context.Background(), &tg), l.env.ProxyTimeout)
 	defer cancel()
-	host, confirm, err := tg.Route(ctx, env.Router)
-	if err != nil {
-		logger().Info("routing failed", "err", err)
-		if errors.Is(err, ErrTempFail) {
-			return fail(t.TempFail(TempFailText(env.Hostname, time.Now())), false)
-		}
-		return fail(t.Config, false)
+	dest, confirm, ref, stop := l.route(ctx, &tg)
+	if stop {
+		return nil, ref, true
 	}
-	dest := netip.AddrPortFrom(host, uint16(tg.Port(a.BackendPort, implicitTLSPorts[a.Service])))
-	if limit := env.MaxUserIPConnections; limit > 0 && env.Sessions.CountUserIP(user, ip) >= limit {
-		confirm(false)
-		logger().Info("too many connections from user+IP", "limit", limit)
-		return fail(t.UserIPLimit(limit), false)
-	}
-	if a.TTL <= 1 {
-		confirm(false)
-		logger().Error("TTL reached zero - proxies appear to be looping?")
-		return fail(t.Config, false)
-	}
-	if dest == a.Local {
-		confirm(false)
-		logger().Error("Proxying loops to itself", "backend", dest.String())
-		return fail(t.Config, false)
-	}
-
-	blog := func() *slog.Logger { return logger().With("backend", dest.String()) }
 	if tg.ProxyTimeout > 0 {
 		var cancelBackend context.CancelFunc
 		ctx, cancelBackend = context.WithTimeout(WithTarget(context.Background(), &tg), tg.ProxyTimeout)
 		defer cancelBackend()
 	}
-	bs, res, ok := backendLogin(ctx, env, f, dest, blog)
+	blog := func() *slog.Logger { return l.logger().With("backend", dest.String()) }
+	bs, res, ok := backendLogin(ctx, l.env, l.f, dest, blog)
 	confirm(ok && res.Kind == ResultOK)
 	if !ok {
-		return sess, false
+		return nil, ref, false
 	}
+	if res.Kind == ResultOK {
+		bs.User, bs.Addr = l.user, dest
+		return bs, ref, true
+	}
+	return nil, l.backendRefusal(res, blog), true
+}
+
+// checkNames bounds the names before they are routed, remembered or logged: they come from
+// an unauthenticated client.
+func (l *loginRun) checkNames() (refusal, bool) {
+	a := l.a
+	why := CheckUserName(a.User, l.env.UsernameChars)
+	if why == "" && a.Authz != "" {
+		why = CheckUserName(a.Authz, l.env.UsernameChars)
+	}
+	if why == "" {
+		return refusal{}, false
+	}
+	a.Log.Info("authentication failed: "+why, "method", a.Mech, "user_bytes", len(l.user))
+	return refusal{reply: l.f.Texts.AuthFailed, penalty: true}, true
+}
+
+// askPassdb is the passdb's verdict on the login, as a Target or a refusal.
+func (l *loginRun) askPassdb() (Target, refusal, bool) {
+	t := l.f.Texts
+	tg, verdict := askPassdb(l.env, l.a, l.logger)
+	switch verdict {
+	case AuthFailed:
+		return tg, refusal{reply: t.AuthFailed, penalty: true}, true
+	case TempFailed:
+		return tg, refusal{reply: t.TempFail(TempFailText(l.env.Hostname, time.Now()))}, true
+	case NoLogin:
+		// The password was right: no penalty, as Dovecot's auth service answers at once.
+		reason := tg.Reason
+		if reason == "" {
+			reason = NoLoginText
+		}
+		return tg, refusal{reply: t.NoLogin(reason)}, true
+	case Misconfig:
+		return tg, refusal{reply: t.Config}, true
+	}
+	return tg, refusal{}, false
+}
+
+// route finds the backend and checks the user+IP limit and proxy loops; confirm is to be
+// called with whether the backend accepted the login (route calls it on a refusal).
+func (l *loginRun) route(ctx context.Context, tg *Target) (dest netip.AddrPort, confirm func(bool), ref refusal, stop bool) {
+	t, a := l.f.Texts, l.a
+	host, confirm, err := tg.Route(ctx, l.env.Router)
+	if err != nil {
+		l.logger().Info("routing failed", "err", err)
+		if errors.Is(err, ErrTempFail) {
+			return dest, nil, refusal{reply: t.TempFail(TempFailText(l.env.Hostname, time.Now()))}, true
+		}
+		return dest, nil, refusal{reply: t.Config}, true
+	}
+	dest = netip.AddrPortFrom(host, uint16(tg.Port(a.BackendPort, implicitTLSPorts[a.Service])))
+	limit := l.env.MaxUserIPConnections
+	switch {
+	case limit > 0 && l.env.Sessions.CountUserIP(l.user, a.Client) >= limit:
+		l.logger().Info("too many connections from user+IP", "limit", limit)
+		ref = refusal{reply: t.UserIPLimit(limit)}
+	case a.TTL <= 1:
+		l.logger().Error("TTL reached zero - proxies appear to be looping?")
+		ref = refusal{reply: t.Config}
+	case dest == a.Local:
+		l.logger().Error("Proxying loops to itself", "backend", dest.String())
+		ref = refusal{reply: t.Config}
+	default:
+		return dest, confirm, ref, false
+	}
+	confirm(false)
+	return dest, nil, ref, true
+}
+
+// backendRefusal answers a backend login that did not succeed, and logs why.
+func (l *loginRun) backendRefusal(res Result, blog func() *slog.Logger) refusal {
+	t := l.f.Texts
 	switch res.Kind {
-	case ResultOK:
-		env.Stats.AuthSuccess(a.Service, time.Since(start))
-		env.Penalties.Succeed(ip, attempt)
-		env.Stats.Login(a.Service)
-		a.Log.LogAttrs(context.Background(), slog.LevelInfo, "started proxying", slog.String("user", user),
-			slog.String("method", a.Mech), slog.String("backend", dest.String()))
-		bs.User, bs.Addr = user, dest
-		return bs, true
 	case ResultAuthFailed:
 		if res.Text == "" {
 			blog().Info("authentication failed")
-			return fail(t.AuthFailed, true)
+			return refusal{reply: t.AuthFailed, penalty: true}
 		}
 		blog().Info("authentication failed", "reply", res.Text)
-		return fail(res.Text, true)
+		return refusal{reply: res.Text, penalty: true}
 	case ResultForward:
 		blog().Info("backend refused login", "reply", res.Text)
-		return fail(res.Text, false)
+		return refusal{reply: res.Text}
 	case ResultConfig:
 		blog().Error("proxy configuration failure", "err", res.Err)
-		return fail(t.Config, false)
+		return refusal{reply: t.Config}
 	case ResultAnswered:
-		env.Stats.AuthFailure(a.Service, time.Since(start))
 		blog().Info("authentication aborted by client")
-		return sess, res.Text != ""
-	default:
-		blog().Warn("backend unavailable", "err", res.Err)
-		if res.Text != "" {
-			// the backend's own "temporarily unavailable", passed on once the retries are spent
-			return fail(res.Text, false)
-		}
-		return fail(t.Unavailable, false)
+		return refusal{reply: res.Text, answered: true}
 	}
+	blog().Warn("backend unavailable", "err", res.Err)
+	if res.Text != "" {
+		// the backend's own "temporarily unavailable", passed on once the retries are spent
+		return refusal{reply: res.Text}
+	}
+	return refusal{reply: t.Unavailable}
 }
 
 // Attempt is a login on c with cr for service, whose backends listen on backendPort.
