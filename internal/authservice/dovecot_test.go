@@ -87,6 +87,13 @@ service auth {
 		check("rewrite", login("alias1", "secret"), passdb.Reply{OK: true, User: "plain1", Fields: []string{"proxy", "original_user=alias1"}})
 		check("wrong password", login("plain1", "wrong"), passdb.Reply{User: "plain1"})
 		check("unknown user", login("nosuch", "secret"), passdb.Reply{User: "nosuch"})
+		// An authorization identity reaches the service, which refuses it without a master
+		// passdb, as it would for Dovecot's own login processes.
+		asOther := login("plain1", "secret")
+		asOther.Authz = "crypt1"
+		if got, err := s.Authenticate(ctx, asOther); err != nil || got.OK || got.Temp {
+			t.Errorf("%s authz crypt1 by plain1: %+v %v, want refused", name, got, err)
+		}
 		check("lookup", lookup("plain1"), passdb.Reply{OK: true, User: "plain1", Fields: []string{"proxy=y", "host=127.0.0.5", "port=21143"}})
 		check("lookup rewrite", lookup("alias1"), passdb.Reply{OK: true, User: "plain1", Fields: []string{"proxy=y"}})
 		check("lookup unknown", lookup("nosuch"), passdb.Reply{})

@@ -108,7 +108,7 @@ func unavailable(err error) (passdb.Reply, error) {
 // login checks the cleartext credentials with PLAIN (one round, the initial response), or
 // with LOGIN's two rounds if the service does not offer PLAIN.
 func (s *Service) login(ctx context.Context, req passdb.Request) (passdb.Reply, error) {
-	if strings.ContainsRune(req.User, 0) || strings.ContainsRune(req.Pass, 0) {
+	if strings.ContainsRune(req.User, 0) || strings.ContainsRune(req.Authz, 0) || strings.ContainsRune(req.Pass, 0) {
 		return passdb.Reply{}, nil // PLAIN cannot carry them; no user has such a name
 	}
 	c, err := s.clientConn(ctx)
@@ -121,11 +121,14 @@ func (s *Service) login(ctx context.Context, req passdb.Request) (passdb.Reply, 
 		LocalIP: req.Local.Addr(), LocalPort: req.Local.Port(), RemoteIP: req.Remote.Addr(), RemotePort: req.Remote.Port()}
 	var rounds [][]byte
 	if c.HasMech("PLAIN") {
-		ar.Initial, ar.HasInitial = []byte("\x00"+req.User+"\x00"+req.Pass), true
-	} else if c.HasMech("LOGIN") {
+		// the authorization identity too, so the service decides on it as it would for its
+		// own login processes (refused unless a master passdb lets User log in as Authz)
+		ar.Initial, ar.HasInitial = []byte(req.Authz+"\x00"+req.User+"\x00"+req.Pass), true
+	} else if c.HasMech("LOGIN") && req.Authz == "" {
 		ar.Mech, rounds = "LOGIN", [][]byte{[]byte(req.User), []byte(req.Pass)}
 	} else {
-		return unavailable(errors.New("the service offers neither PLAIN nor LOGIN (auth_mechanisms)"))
+		return unavailable(errors.New("the service offers neither PLAIN nor LOGIN (auth_mechanisms), " +
+			"or only LOGIN, which cannot carry an authorization identity"))
 	}
 	e, r, err := c.Start(ctx, ar)
 	for err == nil && r.Kind == authclient.Cont && len(rounds) > 0 {

@@ -316,7 +316,7 @@ func askPassdb(env *Env, a Attempt, logger func() *slog.Logger) (Target, Verdict
 	ctx, cancel := context.WithTimeout(context.Background(), env.ProxyTimeout)
 	defer cancel()
 	rep, err := env.Passdb.Authenticate(ctx, passdb.Request{
-		Service: a.Service, User: a.User, Pass: a.Pass, Mech: mech,
+		Service: a.Service, User: a.User, Authz: a.Authz, Pass: a.Pass, Mech: mech,
 		Local: a.Local, Remote: a.Remote, Secured: a.TLS || env.IsTrusted(a.Client), Session: a.Session,
 	})
 	tg, verdict, why := ReadReply(rep, err, passdb.FormatUser(env.UsernameFormat, a.LoginUser()))

@@ -181,3 +181,24 @@ func TestProxyTimeoutSparesRoute(t *testing.T) {
 			routeLeft, backendLeft)
 	}
 }
+
+type recordingPassdb struct{ got *passdb.Request }
+
+func (p recordingPassdb) Authenticate(_ context.Context, r passdb.Request) (passdb.Reply, error) {
+	*p.got = r
+	return passdb.Reply{}, nil
+}
+
+// The passdb sees the SASL authorization identity beside the authentication one.
+func TestPassdbSeesAuthz(t *testing.T) {
+	var got passdb.Request
+	env := testEnv(0, time.Minute)
+	env.Passdb = recordingPassdb{&got}
+	f := Frontend{Texts: testTexts, Sleep: func(time.Duration) bool { return true }, Answer: func(string) error { return nil }}
+	a := Attempt{Creds: Creds{Mech: "PLAIN", Authz: "alice", User: "admin", Pass: "p"}, Service: "imap",
+		Client: netip.MustParseAddr("192.0.2.1"), TTL: ProxyTTL, BackendPort: port(), Log: env.Logger}
+	Login(env, a, f)
+	if got.Authz != "alice" || got.User != "admin" {
+		t.Errorf("passdb got authz %q user %q", got.Authz, got.User)
+	}
+}

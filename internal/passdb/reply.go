@@ -10,7 +10,10 @@ import (
 // secured) and the credentials of a cleartext mechanism.
 type Request struct {
 	Service string // "imap", "pop3", "sieve", "lmtp"
-	User    string // as the client gave it
+	User    string // as the client gave it (its SASL authentication identity)
+	// Authz is the SASL authorization identity when it differs from User (a master user
+	// logging in as Authz); "" otherwise.
+	Authz   string
 	Pass    string // cleartext password; "" for a lookup without one (LMTP)
 	Mech    string // SASL mechanism ("PLAIN", "LOGIN"); "" for a lookup
 	Local   netip.AddrPort
