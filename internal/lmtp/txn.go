@@ -169,7 +169,7 @@ func (c *conn) cmdRcpt(cmd *command) {
 	// lmtp/<user>. It makes the delivery visible to who and to the director's kicks, so a
 	// user being moved gets no mail written on the old backend after the move.
 	r.done = c.s.env.Sessions.Register(login.SessionInfo{
-		ID: c.sessionID, Service: Service, User: t.User,
+		ID: c.sessionID, Service: Service, User: t.User, Route: t.RouteName(), Tag: t.DirectorTag,
 		Local: c.local, Backend: dest, Start: r.start,
 	}, func(string) { b.kick() })
 	b.rcpts = append(b.rcpts, r)

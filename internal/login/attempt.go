@@ -192,7 +192,7 @@ func (l *loginRun) run() (bs *Session, ref refusal, ok bool) {
 		return nil, ref, false
 	}
 	if res.Kind == ResultOK {
-		bs.User, bs.Addr = l.user, dest
+		bs.User, bs.Addr, bs.Route, bs.Tag = l.user, dest, tg.RouteName(), tg.DirectorTag
 		return bs, ref, true
 	}
 	return nil, l.backendRefusal(res, blog), true

@@ -31,8 +31,9 @@ type Session struct {
 	Client *bufio.Reader
 
 	// Filled in by Login.
-	User string         // the login user (Creds.LoginUser)
-	Addr netip.AddrPort // the backend
+	User       string         // the login user (Creds.LoginUser, the passdb's user=)
+	Addr       netip.AddrPort // the backend
+	Route, Tag string         // the name the director hashed and its director_tag (SessionInfo)
 }
 
 // DialBackend connects to dest, sends header (a PROXY header, backend_proxy_protocol; nil:

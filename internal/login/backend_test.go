@@ -148,10 +148,11 @@ func (r deadlineRouter) Route(ctx context.Context, user string) (netip.Addr, err
 	return r.fixedRouter.Route(ctx, user)
 }
 
-type proxyTimeoutPassdb struct{}
+// fieldsPassdb accepts every login with its fields.
+type fieldsPassdb []string
 
-func (proxyTimeoutPassdb) Authenticate(context.Context, passdb.Request) (passdb.Reply, error) {
-	return passdb.Reply{OK: true, Fields: []string{"proxy", "proxy_timeout=1"}}, nil
+func (f fieldsPassdb) Authenticate(context.Context, passdb.Request) (passdb.Reply, error) {
+	return passdb.Reply{OK: true, Fields: f}, nil
 }
 
 // A passdb's proxy_timeout bounds the backend login only: the director's queue keeps
@@ -160,7 +161,7 @@ func TestProxyTimeoutSparesRoute(t *testing.T) {
 	var routeLeft, backendLeft time.Duration
 	env := testEnv(0, 2*time.Minute)
 	env.Router = deadlineRouter{fixedRouter(netip.MustParseAddr("192.0.2.10")), &routeLeft}
-	env.Passdb = proxyTimeoutPassdb{}
+	env.Passdb = fieldsPassdb{"proxy", "proxy_timeout=1"}
 	f := Frontend{
 		Texts:  testTexts,
 		Sleep:  func(time.Duration) bool { return true },
@@ -200,5 +201,20 @@ func TestPassdbSeesAuthz(t *testing.T) {
 	Login(env, a, f)
 	if got.Authz != "alice" || got.User != "admin" {
 		t.Errorf("passdb got authz %q user %q", got.Authz, got.User)
+	}
+}
+
+// A session carries the name the director hashed (destuser) for the mapping it keeps alive,
+// beside the login's user for who and kicks.
+func TestSessionRouteName(t *testing.T) {
+	env := testEnv(0, time.Minute)
+	env.Passdb = fieldsPassdb{"proxy", "destuser=real"}
+	f := Frontend{Texts: testTexts, Sleep: func(time.Duration) bool { return true }, Answer: func(string) error { return nil },
+		Backend: func(context.Context, netip.AddrPort) (*Session, Result) { return &Session{}, Result{Kind: ResultOK} }}
+	a := Attempt{Creds: Creds{User: "u", Pass: "p"}, Service: "imap", Client: netip.MustParseAddr("192.0.2.1"),
+		TTL: ProxyTTL, BackendPort: port(), Log: env.Logger}
+	s, _ := Login(env, a, f)
+	if s == nil || s.User != "u" || s.Route != "real" || s.Tag != "" {
+		t.Fatalf("session %+v, want user u, route real", s)
 	}
 }

@@ -303,7 +303,7 @@ func serve(c *Conn, env *Env, service string, preLogin func() *Session) func(end
 		c.end = end
 		c.Proxy(env, c.Log, Proxied{
 			Info: SessionInfo{
-				ID: c.SessionID, Service: service, User: sess.User,
+				ID: c.SessionID, Service: service, User: sess.User, Route: sess.Route, Tag: sess.Tag,
 				Client: c.Remote, Local: c.Local, Backend: sess.Addr,
 			},
 			Backend: sess.Conn,

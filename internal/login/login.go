@@ -48,9 +48,12 @@ type Penalties interface {
 // SessionInfo describes one proxied session.
 type SessionInfo struct {
 	ID, Service, User string
-	Client, Local     netip.AddrPort
-	Backend           netip.AddrPort
-	Start             time.Time
+	// Route and Tag are the name the director hashed (destuser, else User; "" is User) and
+	// the director_tag ring it was routed in: the mapping the session keeps alive.
+	Route, Tag    string
+	Client, Local netip.AddrPort
+	Backend       netip.AddrPort
+	Start         time.Time
 }
 
 // Sessions is the registry of proxied sessions, used for who/kick and per user+IP limits.

@@ -34,7 +34,14 @@ var (
 type Kicker interface {
 	KickHash(hash uint32, reason string) int
 	KickUser(user, reason string) int
-	Hashes() []uint32
+	// Live lists the mappings (tag, user hash) that have open sessions.
+	Live() []LiveKey
+}
+
+// LiveKey is a director mapping with open sessions: a user hash in a director_tag's ring.
+type LiveKey struct {
+	Tag  string
+	Hash uint32
 }
 
 // Config is the part of the settings the router needs. It can be swapped on
@@ -306,16 +313,17 @@ func (r *Router) background() {
 	}
 }
 
-// refreshLive keeps users with open sessions from expiring while they work.
+// refreshLive keeps users with open sessions from expiring while they work, in every tag's
+// ring, as Dovecot's proxy notifies its director.
 func (r *Router) refreshLive() {
 	if r.kicker == nil {
 		return
 	}
-	hs := r.kicker.Hashes()
+	live := r.kicker.Live()
 	now := r.now().Unix()
 	r.mu.Lock()
-	for _, h := range hs {
-		r.touch(key{"", h}, now)
+	for _, k := range live {
+		r.touch(key{k.Tag, k.Hash}, now)
 	}
 	r.mu.Unlock()
 }

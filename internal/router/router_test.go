@@ -17,6 +17,7 @@ import (
 type fakeKicker struct {
 	mu     sync.Mutex
 	hashes []uint32
+	live   []LiveKey
 	users  []string
 	more   chan struct{} // closed and replaced at each KickHash
 }
@@ -63,7 +64,11 @@ func (k *fakeKicker) KickUser(u, reason string) int {
 	return 1
 }
 
-func (k *fakeKicker) Hashes() []uint32 { return nil }
+func (k *fakeKicker) Live() []LiveKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.live
+}
 
 func (k *fakeKicker) kicked() []uint32 {
 	k.mu.Lock()
@@ -390,5 +395,23 @@ func TestKickUserCommitsAndKicksHere(t *testing.T) {
 	defer k.mu.Unlock()
 	if len(k.users) == 0 || k.users[0] != "erin" {
 		t.Fatalf("kicked users %v", k.users)
+	}
+}
+
+// Open sessions keep their mappings alive in the ring they were routed in, a director_tag's
+// too, as Dovecot's proxy notifies the director for every tag.
+func TestRefreshLiveEveryTag(t *testing.T) {
+	r, k, _ := newRouter(t, netip.MustParseAddr("10.0.0.1"))
+	k.mu.Lock()
+	k.live = []LiveKey{{Hash: 7}, {Tag: "t", Hash: 9}}
+	k.mu.Unlock()
+	r.Close() // no background flush takes the refreshes before they are looked at
+	r.refreshLive()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, want := range []key{{"", 7}, {"t", 9}} {
+		if _, ok := r.pend[want]; !ok {
+			t.Errorf("mapping %v not refreshed: %v", want, r.pend)
+		}
 	}
 }

@@ -83,14 +83,21 @@ func (l loginRouter) ConfirmTag(user, tag string, backend netip.Addr, accepted b
 type sessionsAdapter struct{ srv *Server }
 
 func (s sessionsAdapter) Register(info login.SessionInfo, kick func(string)) func(int64, int64) {
-	h, _ := s.srv.router.Hash(info.User)
+	// The session keeps its director mapping alive: the name hashed (destuser, as Dovecot's
+	// proxy notifies the director with) in its director_tag ring; who and kicks by user still
+	// go by the login's user.
+	route := info.Route
+	if route == "" {
+		route = info.User
+	}
+	h, _ := s.srv.router.Hash(route)
 	s.srv.stats.SessionStart(info.Service)
 	// A session registers once its backend accepted the login: proof of where logins go.
 	s.srv.learnBackendPort(info.Service, info.Backend)
 	return s.srv.sessions.Add(sessions.Session{
 		ID: info.ID, Service: info.Service, User: info.User,
 		Client: info.Client, Local: info.Local, Backend: info.Backend,
-		Start: info.Start, Hash: h,
+		Start: info.Start, Hash: h, Tag: info.Tag,
 	}, kick)
 }
 

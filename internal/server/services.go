@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/usher-mail/usher/internal/doveadm"
+	"github.com/usher-mail/usher/internal/router"
 	"github.com/usher-mail/usher/internal/sessions"
 )
 
@@ -185,4 +186,13 @@ type kicker struct{ r *sessions.Registry }
 
 func (k kicker) KickHash(h uint32, reason string) int { return k.r.KickHash(h, reason) }
 func (k kicker) KickUser(u, reason string) int        { return k.r.KickUser(u, reason) }
-func (k kicker) Hashes() []uint32                     { return k.r.Hashes() }
+
+// Live lists the registry's mappings for the router.
+func (k kicker) Live() []router.LiveKey {
+	ms := k.r.Mappings()
+	out := make([]router.LiveKey, len(ms))
+	for i, m := range ms {
+		out[i] = router.LiveKey{Tag: m.Tag, Hash: m.Hash}
+	}
+	return out
+}

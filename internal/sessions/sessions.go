@@ -5,9 +5,11 @@
 package sessions
 
 import (
+	"cmp"
 	"hash/maphash"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ type Session struct {
 	Backend           netip.AddrPort
 	Start             time.Time
 	Hash              uint32 // the director's user hash, for KickHash
+	Tag               string // the director_tag ring Hash is mapped in
 
 	BytesIn, BytesOut int64
 }
@@ -259,14 +262,25 @@ func (r *Registry) KickHash(hash uint32, reason string) int {
 	return len(r.kickAll(es, reason))
 }
 
-// Hashes lists the distinct user hashes with live sessions.
-func (r *Registry) Hashes() []uint32 {
-	seen := make(map[uint32]struct{})
-	r.each(func(e *entry) { seen[e.s.Hash] = struct{}{} })
-	out := make([]uint32, 0, len(seen))
-	for h := range seen {
-		out = append(out, h)
+// Mapping is a director mapping: a user hash in a director_tag's ring ("" the untagged one).
+type Mapping struct {
+	Tag  string
+	Hash uint32
+}
+
+// Mappings lists the distinct director mappings with live sessions, by tag and hash.
+func (r *Registry) Mappings() []Mapping {
+	seen := make(map[Mapping]struct{})
+	r.each(func(e *entry) { seen[Mapping{e.s.Tag, e.s.Hash}] = struct{}{} })
+	out := make([]Mapping, 0, len(seen))
+	for m := range seen {
+		out = append(out, m)
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b Mapping) int {
+		if c := strings.Compare(a.Tag, b.Tag); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Hash, b.Hash)
+	})
 	return out
 }

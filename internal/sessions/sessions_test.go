@@ -138,8 +138,11 @@ func TestHashes(t *testing.T) {
 	r.Add(sess("1", "a", "127.0.0.1:1", 5), nil)
 	r.Add(sess("2", "b", "127.0.0.1:2", 3), nil)
 	r.Add(sess("3", "c", "127.0.0.1:3", 5), nil)
-	if h := r.Hashes(); fmt.Sprint(h) != "[3 5]" {
-		t.Fatalf("Hashes %v", h)
+	s := sess("4", "d", "127.0.0.1:4", 5)
+	s.Tag = "t"
+	r.Add(s, nil)
+	if h := r.Mappings(); fmt.Sprint(h) != "[{ 3} { 5} {t 5}]" {
+		t.Fatalf("Mappings %v", h)
 	}
 }
 
@@ -158,7 +161,7 @@ func TestConcurrent(t *testing.T) {
 				if i%50 == 0 {
 					r.KickHash(uint32(i%5), "x")
 					_ = r.List()
-					_ = r.Hashes()
+					_ = r.Mappings()
 				}
 				done(int64(i), int64(i))
 			}
@@ -213,5 +216,4 @@ func BenchmarkCountUserIP100k(b *testing.B) {
 var _ interface {
 	KickHash(hash uint32, reason string) int
 	KickUser(user, reason string) int
-	Hashes() []uint32
 } = (*Registry)(nil)
