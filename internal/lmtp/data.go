@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -247,7 +248,7 @@ func (b *backend) collect() {
 			b.fail(err)
 			return
 		}
-		r.reply = rep.lines
+		r.reply = r.clientReply(rep.lines)
 	}
 	b.dataDone = true
 }
@@ -297,4 +298,18 @@ func (d *dotWriter) Close() error {
 	}
 	d.w.WriteString(".\r\n")
 	return d.w.Flush()
+}
+
+// clientReply is the backend's reply to the data for r in the client's terms: a rewritten
+// recipient (destuser=, user=) is named as the client gave it, as Dovecot's LMTP proxy does,
+// so the backend's name for the user is not revealed.
+func (r *recipient) clientReply(lines []string) []string {
+	if r.sent == r.path {
+		return lines
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = strings.ReplaceAll(l, "<"+r.sent+">", "<"+r.path+">")
+	}
+	return out
 }

@@ -50,12 +50,15 @@ func TestRecipientPassdbFields(t *testing.T) {
 	c.cmd("RCPT TO:<alice@example.org>", "250")
 	c.cmd("RCPT TO:<pinned@example.org>", "250")
 	c.cmd("RCPT TO:<carol@example.org>", "250")
-	c.cmd("RCPT TO:<nobody@example.org>", "550 5.1.1 <nobody@example.org> User doesn't exist: nobody")
+	c.cmd("RCPT TO:<nobody@example.org>", "550 5.1.1 <nobody@example.org> User doesn't exist: nobody@example.org")
 	c.cmd("RCPT TO:<local@example.org>", "451 4.3.0 ")
 	c.cmd("DATA", "354")
 	c.send("Subject: x", "", "hi", ".")
-	for i := 0; i < 3; i++ {
-		c.expect("250")
+	// each DATA reply names the recipient as the client gave it, never the rewritten one
+	for _, want := range []string{"alice@example.org", "pinned@example.org", "carol@example.org"} {
+		if got := c.expect("250"); !strings.Contains(got, "<"+want+">") {
+			t.Errorf("DATA reply %q, want <%s>", got, want)
+		}
 	}
 	if got := b1.messages("bob"); len(got) != 1 {
 		t.Errorf("carol (user=bob) delivered as bob: %d messages", len(got))

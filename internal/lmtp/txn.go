@@ -28,6 +28,7 @@ type txn struct {
 // recipient is an accepted RCPT: its backend said 2xx to it.
 type recipient struct {
 	path  string
+	sent  string // the path the backend got: destuser= or user= rewrite it
 	user  string
 	be    *backend
 	reply []string // the backend's reply after the data; nil: none came
@@ -164,7 +165,7 @@ func (c *conn) cmdRcpt(cmd *command) {
 		return
 	}
 	accepted = true
-	r := &recipient{path: cmd.path, user: t.User, be: b, start: time.Now()}
+	r := &recipient{path: cmd.path, sent: path, user: t.User, be: b, start: time.Now()}
 	// One session per delivery and user, without a client IP: what Dovecot's anvil shows as
 	// lmtp/<user>. It makes the delivery visible to who and to the director's kicks, so a
 	// user being moved gets no mail written on the old backend after the move.
@@ -244,7 +245,7 @@ func (c *conn) lookup(ctx context.Context, path, user string) (*login.Target, bo
 	case login.Proxy:
 		return &t, true
 	case login.AuthFailed:
-		c.reply("550 5.1.1 <" + path + "> User doesn't exist: " + user)
+		c.reply("550 5.1.1 <" + path + "> User doesn't exist: " + path)
 	case login.Misconfig:
 		c.log.Error("passdb reply not usable", "user", user, "err", why)
 		c.reply("451 4.3.0 Temporary user lookup failure")
