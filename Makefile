@@ -22,7 +22,7 @@ deps:
 
 vet:
 	$(GO) vet $(PKGS)
-	@set -e; for os in $(CROSS_GOOS); do echo "vet: GOOS=$$os"; GOOS=$$os $(GO) vet $(PKGS); done
+	@set -e; for os in $(CROSS_GOOS); do echo "vet: GOOS=$$os"; CGO_ENABLED=0 GOOS=$$os $(GO) vet $(PKGS); done
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)
